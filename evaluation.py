@@ -1,0 +1,85 @@
+"""Evaluation on the common test set, and the figures that show it.
+
+Figure functions return a matplotlib Figure; `save_figure` writes it as a PNG
+atomically. Notebooks display the returned figure, scripts just save it.
+"""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from sklearn.metrics import confusion_matrix, f1_score
+
+from atomic import atomic_path
+from model import compile_model
+
+EVAL_BATCH_SIZE = 512
+
+
+def evaluate_weights(model, weights, x, y):
+    """Load `weights` into `model` and return accuracy, loss and macro-F1 on (x, y), with the predictions."""
+    model.set_weights(weights)
+    if not model.compiled:
+        compile_model(model)
+    probabilities = model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0)
+    predictions = probabilities.argmax(axis=1)
+    picked = np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1.0)
+    metrics = {
+        "accuracy": float(np.mean(predictions == y)),
+        "loss": float(-np.mean(np.log(picked))),
+        "macro_f1": float(f1_score(y, predictions, average="macro")),
+    }
+    return metrics, predictions
+
+
+def save_figure(fig, path, dpi=120):
+    """Write `fig` as a PNG atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+
+
+def plot_learning_curves(history, title):
+    """Accuracy and loss per epoch, train and validation, side by side."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for ax, metric, label in ((axes[0], "accuracy", "Exactitud"), (axes[1], "loss", "Pérdida")):
+        ax.plot(epochs, history[metric], "o-", label="entrenamiento")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], "s--", label="validación (test común)")
+        ax.set_xlabel("época")
+        ax.set_ylabel(label)
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(y_true, y_pred, title):
+    """Seaborn heatmap of the 10×10 confusion matrix, counts annotated."""
+    matrix = confusion_matrix(y_true, y_pred, labels=range(10))
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax, annot_kws={"size": 8})
+    ax.set_xlabel("predicción")
+    ax.set_ylabel("etiqueta real")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_method_comparison(method_accuracy, local_accuracy, title):
+    """Bar chart: each aggregation method's test accuracy, with the local models for reference."""
+    names = list(method_accuracy) + [f"local {cid}" for cid in local_accuracy]
+    values = [100 * v for v in method_accuracy.values()] + [100 * v for v in local_accuracy.values()]
+    colors = ["tab:blue"] * len(method_accuracy) + ["tab:gray"] * len(local_accuracy)
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(names) + 2), 4.5))
+    bars = ax.bar(names, values, color=colors)
+    ax.bar_label(bars, fmt="%.2f", fontsize=9)
+    low = min(values) if values else 0
+    ax.set_ylim(max(0, low - 2), 100)
+    ax.set_ylabel("exactitud en test (%)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    fig.tight_layout()
+    return fig

