@@ -63,30 +63,31 @@ def aggregate(method, updates, trim, krum_f):
     raise ValueError(method.key)
 
 
-def load_kind(weights_dir, fedprox, shapes, initial_sha, log):
-    paths = find_update_files(weights_dir, fedprox=fedprox)
+def load_kind(paths, shapes, initial_sha, log):
     accepted, rejected = load_updates(paths, shapes, initial_sha)
     for path, reason in rejected:
         log(f"REJECTED {path.name}: {reason}")
     for update in accepted:
         if update.num_samples is None:
             log(f"note: {update.path.name} is a bare list of arrays (older format): it carries no num_samples, so clients are weighted equally")
-    return paths, accepted, rejected
+    return accepted, rejected
 
 
 def compute_all(args, log=print):
     """Everything that can fail, before anything is written: returns the results and the global weights."""
-    from model import build_model
-
-    manifest = read_manifest(args.data)
-    initial_sha = manifest["initial_weights"]["sha256"]
-    model = build_model()
-    shapes = [tuple(w.shape) for w in model.weights]
-
-    plain_paths, plain, plain_rejected = load_kind(args.weights_dir, False, shapes, initial_sha, log)
-    prox_paths, prox, prox_rejected = load_kind(args.weights_dir, True, shapes, initial_sha, log)
+    plain_paths = find_update_files(args.weights_dir, fedprox=False)
+    prox_paths = find_update_files(args.weights_dir, fedprox=True)
     if not plain_paths:
         raise AggregationError(f"{args.weights_dir}: no pesos_cliente_*.pkl found; run local_training.ipynb for each client first, or point --weights-dir at their pickles")
+    manifest = read_manifest(args.data)
+    initial_sha = manifest["initial_weights"]["sha256"]
+
+    from model import build_model
+
+    model = build_model()
+    shapes = [tuple(w.shape) for w in model.weights]
+    plain, plain_rejected = load_kind(plain_paths, shapes, initial_sha, log)
+    prox, prox_rejected = load_kind(prox_paths, shapes, initial_sha, log)
     if len(plain) < args.min_clients:
         raise AggregationError(f"only {len(plain)} valid client update(s) in {args.weights_dir}, need at least --min-clients {args.min_clients}; nothing was written")
 

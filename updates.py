@@ -156,29 +156,33 @@ def read_update(path, expected_shapes, max_bytes=MAX_UPDATE_BYTES):
         data = path.read_bytes()
     except OSError as err:
         raise UpdateError(f"{path}: cannot read ({err.strerror})") from None
-    payload = unpickle_restricted(data, path)
-    name_id = client_id_from_name(path)
+    return decode_update(data, path, expected_shapes, client_id_from_name(path))
+
+
+def decode_update(data, source, expected_shapes, name_id=None):
+    """Unpickle (restricted) and validate an update's bytes; `name_id` is the client id its file name claims."""
+    payload = unpickle_restricted(data, source)
 
     if isinstance(payload, list):
-        return ClientUpdate(path, name_id, validate_weights(payload, expected_shapes, path), None, None, {"legacy": True})
+        return ClientUpdate(source, name_id, validate_weights(payload, expected_shapes, source), None, None, {"legacy": True})
     if not isinstance(payload, dict):
-        raise UpdateError(f"{path}: expected a dict (or a bare list of arrays), got {type(payload).__name__}")
+        raise UpdateError(f"{source}: expected a dict (or a bare list of arrays), got {type(payload).__name__}")
 
     missing = {"client_id", "num_samples", "weights"} - payload.keys()
     if missing:
-        raise UpdateError(f"{path}: missing key(s) {', '.join(sorted(missing))}")
+        raise UpdateError(f"{source}: missing key(s) {', '.join(sorted(missing))}")
     client_id, num_samples = payload["client_id"], payload["num_samples"]
     if isinstance(client_id, bool) or not isinstance(client_id, int):
-        raise UpdateError(f"{path}: client_id must be an integer, got {client_id!r}")
+        raise UpdateError(f"{source}: client_id must be an integer, got {client_id!r}")
     if name_id is not None and client_id != name_id:
-        raise UpdateError(f"{path}: client_id {client_id} disagrees with the file name (client {name_id})")
+        raise UpdateError(f"{source}: client_id {client_id} disagrees with the file name (client {name_id})")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise UpdateError(f"{path}: num_samples must be a positive integer, got {num_samples!r}")
+        raise UpdateError(f"{source}: num_samples must be a positive integer, got {num_samples!r}")
     sha = payload.get("initial_weights_sha256")
     if sha is not None and not isinstance(sha, str):
-        raise UpdateError(f"{path}: initial_weights_sha256 must be a string")
+        raise UpdateError(f"{source}: initial_weights_sha256 must be a string")
     metadata = {k: v for k, v in payload.items() if k not in ("weights",) and _is_plain(v)}
-    return ClientUpdate(path, client_id, validate_weights(payload["weights"], expected_shapes, path), num_samples, sha, metadata)
+    return ClientUpdate(source, client_id, validate_weights(payload["weights"], expected_shapes, source), num_samples, sha, metadata)
 
 
 def _is_plain(value):

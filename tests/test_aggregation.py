@@ -1,0 +1,80 @@
+"""Aggregation rules on tiny hand-made arrays whose answers can be checked by eye."""
+
+import numpy as np
+import pytest
+
+from aggregation import fedavg, fedmed, krum, krum_scores, pairwise_squared_distances, trimmed_mean
+
+
+def arrays(*values):
+    return [np.array(values, dtype=np.float32)]
+
+
+def test_fedavg_is_the_weighted_mean():
+    # (1·1 + 2·4) / 3 = 3
+    assert fedavg([(arrays(1.0), 1), (arrays(4.0), 2)])[0].tolist() == [3.0]
+
+
+def test_fedavg_accepts_a_generator_and_returns_float32_in_order():
+    updates = ((([np.full((2, 2), i, np.float32), np.full(3, -i, np.float32)]), 1) for i in range(1, 4))
+    result = fedavg(updates)
+    assert [w.dtype for w in result] == [np.float32, np.float32]
+    assert np.array_equal(result[0], np.full((2, 2), 2.0)) and np.array_equal(result[1], np.full(3, -2.0))
+
+
+def test_fedavg_accumulates_in_float64():
+    # In float32, 1e8 + 1 - 1e8 would lose the 1.
+    result = fedavg([(arrays(1e8), 1), (arrays(1.0), 1), (arrays(-1e8), 1)])
+    assert result[0][0] == pytest.approx(1 / 3)
+
+
+def test_fedavg_rejects_empty_and_nonpositive_counts():
+    with pytest.raises(ValueError):
+        fedavg([])
+    with pytest.raises(ValueError):
+        fedavg([(arrays(1.0), 0)])
+
+
+def test_fedmed_ignores_one_outlier():
+    updates = [arrays(1.0, 10.0), arrays(2.0, 20.0), arrays(1e6, -1e6)]
+    assert fedmed(updates)[0].tolist() == [2.0, 10.0]
+
+
+def test_trimmed_mean_drops_extremes_per_coordinate():
+    updates = [arrays(v) for v in (1.0, 2.0, 3.0, 4.0, 1e6)]
+    assert trimmed_mean(updates, 0.2)[0].tolist() == [3.0]  # drops 1 and 1e6
+    assert trimmed_mean(updates, 0.0)[0][0] == pytest.approx((10 + 1e6) / 5)
+    with pytest.raises(ValueError):
+        trimmed_mean(updates, 0.5)
+
+
+def test_robust_rules_stay_in_honest_range_against_huge_client():
+    rng = np.random.default_rng(0)
+    honest = [[rng.normal(size=(4, 3)).astype(np.float32)] for _ in range(4)]
+    attacker = [np.full((4, 3), 1e6, np.float32)]
+    low = np.min([h[0] for h in honest], axis=0)
+    high = np.max([h[0] for h in honest], axis=0)
+    for result in (fedmed(honest + [attacker]), trimmed_mean(honest + [attacker], 0.2)):
+        assert np.all(result[0] >= low) and np.all(result[0] <= high)
+
+
+def test_gram_distances_match_direct_computation():
+    rng = np.random.default_rng(1)
+    updates = [[rng.normal(size=(3, 2)), rng.normal(size=4)] for _ in range(5)]
+    flat = [np.concatenate([w.ravel() for w in u]) for u in updates]
+    direct = np.array([[np.sum((a - b) ** 2) for b in flat] for a in flat])
+    assert np.allclose(pairwise_squared_distances(updates), direct)
+
+
+def test_krum_picks_an_honest_update():
+    # Honest updates sit near 0; two attackers sit far away and near each other.
+    updates = [arrays(0.0), arrays(0.1), arrays(-0.1), arrays(0.05), arrays(100.0), arrays(101.0)]
+    scores = krum_scores(updates, num_malicious=2)
+    assert np.argmin(scores) in (0, 3)
+    assert abs(krum(updates, num_malicious=2)[0][0]) <= 0.1
+    assert abs(krum(updates, num_malicious=2, num_selected=4)[0][0]) <= 0.1
+
+
+def test_krum_needs_enough_clients():
+    with pytest.raises(ValueError):
+        krum([arrays(0.0), arrays(1.0), arrays(2.0)], num_malicious=1)

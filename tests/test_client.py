@@ -1,0 +1,73 @@
+"""Local training and FedProx's proximal term."""
+
+import numpy as np
+import pytest
+
+from client import ProximalModel, make_dataset, reset_random_state, squared_distance, train_local
+from model import build_model, compile_model
+
+
+@pytest.fixture(scope="module")
+def small_client(mnist):
+    x = (mnist[0][:768].astype(np.float32) / 255.0)[..., None]
+    return x, mnist[1][:768]
+
+
+@pytest.fixture(scope="module")
+def initial_weights():
+    return build_model(seed=5).get_weights()
+
+
+def trained(x, y, w0, mu):
+    model = build_model()
+    train_local(model, x, y, initial_weights=w0, epochs=1, batch_size=32, seed=11, mu=mu, verbose=0)
+    return model.get_weights()
+
+
+def test_proximal_term_is_half_mu_times_squared_norm(initial_weights):
+    model = build_model(seed=6)
+    wrapped = ProximalModel(model, initial_weights, mu=0.3)
+    expected = 0.5 * 0.3 * squared_distance(model.get_weights(), initial_weights)
+    assert float(wrapped.proximal_term()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_mu_zero_is_plain_training(small_client, initial_weights):
+    x, y = small_client
+    plain = build_model()
+    plain.set_weights(initial_weights)
+    reset_random_state(plain, 11)
+    compile_model(plain)
+    plain.fit(make_dataset(x, y, 32, seed=11, shuffle=True), epochs=1, verbose=0)
+    via_train_local = trained(x, y, initial_weights, mu=0.0)
+    assert all(np.array_equal(a, b) for a, b in zip(plain.get_weights(), via_train_local))
+
+
+def test_proximal_wrapper_with_mu_zero_matches_plain_fit(small_client, initial_weights):
+    x, y = small_client
+    results = []
+    for wrap in (False, True):
+        model = build_model()
+        model.set_weights(initial_weights)
+        reset_random_state(model, 11)
+        trainer = compile_model(ProximalModel(model, initial_weights, mu=0.0) if wrap else model)
+        trainer.fit(make_dataset(x, y, 32, seed=11, shuffle=True), epochs=1, verbose=0)
+        results.append(model.get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
+
+
+def test_training_is_deterministic_under_a_seed(small_client, initial_weights):
+    x, y = small_client
+    first, second = trained(x, y, initial_weights, 0.0), trained(x, y, initial_weights, 0.0)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
+def test_large_mu_keeps_weights_close_to_the_start(small_client, initial_weights):
+    x, y = small_client
+    free = squared_distance(trained(x, y, initial_weights, 0.0), initial_weights)
+    anchored = squared_distance(trained(x, y, initial_weights, 10.0), initial_weights)
+    assert anchored < 0.1 * free
+
+
+def test_negative_mu_is_refused(small_client, initial_weights):
+    with pytest.raises(ValueError, match="mu"):
+        train_local(build_model(), *small_client, initial_weights=initial_weights, epochs=1, batch_size=32, seed=1, mu=-1)

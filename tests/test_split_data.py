@@ -1,0 +1,106 @@
+import json
+
+import numpy as np
+import pytest
+
+from conftest import last_line, run_script
+from split_data import (PartitionError, check_client_id, iid_partition, load_client_data, load_initial_weights,
+                        load_test_data, read_manifest, stratified_subset)
+
+
+@pytest.fixture(scope="module")
+def labels(mnist):
+    return mnist[1]
+
+
+@pytest.mark.parametrize("num_clients", [1, 3, 5, 7])
+def test_iid_partition_is_disjoint_covering_and_stratified(labels, num_clients):
+    parts = iid_partition(labels, num_clients, seed=42)
+    everything = np.concatenate(parts)
+    assert len(everything) == len(labels) and len(np.unique(everything)) == len(labels)
+    totals = np.bincount(labels, minlength=10)
+    for part in parts:
+        counts = np.bincount(labels[part], minlength=10)
+        assert np.all(np.abs(counts - totals / num_clients) < 1)
+        assert abs(len(part) - len(labels) / num_clients) < 1
+
+
+def test_same_seed_same_split_other_seed_other_split(labels):
+    a, b, c = (iid_partition(labels, 5, seed) for seed in (42, 42, 43))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_iid_partition_refuses_impossible_client_counts():
+    with pytest.raises(PartitionError, match="K=0"):
+        iid_partition(np.arange(10) % 10, 0, seed=1)
+    with pytest.raises(PartitionError, match="K=11"):
+        iid_partition(np.arange(10) % 10, 11, seed=1)
+
+
+def test_stratified_subset_has_exact_size_and_class_balance(labels):
+    subset = stratified_subset(labels, 1000, seed=3)
+    assert len(subset) == 1000 == len(np.unique(subset))
+    expected = np.bincount(labels, minlength=10) * 1000 / len(labels)
+    assert np.all(np.abs(np.bincount(labels[subset], minlength=10) - expected) < 1)
+
+
+def test_split_writes_verified_partition(tiny_partition):
+    manifest = read_manifest(tiny_partition)
+    assert manifest["num_clients"] == 3 and manifest["seed"] == 7
+    assert sum(c["num_samples"] for c in manifest["clients"].values()) == 600
+    x, y = load_client_data(tiny_partition, 2)
+    assert x.shape == (200, 28, 28, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert np.bincount(y, minlength=10).tolist() == manifest["clients"]["2"]["class_histogram"]
+    x_test, y_test = load_test_data(tiny_partition)
+    assert x_test.shape == (200, 28, 28, 1)
+    weights, sha = load_initial_weights(tiny_partition)
+    assert len(weights) == 10 and sha == manifest["initial_weights"]["sha256"]
+
+
+def test_split_is_reproducible(tiny_partition, tmp_path):
+    run_script("split_data.py", "--clients", "3", "--seed", "7", "--out", str(tmp_path),
+               "--train-samples", "600", "--test-samples", "200", check=True)
+    assert json.loads((tmp_path / "manifest.json").read_text())["sha256"] == read_manifest(tiny_partition)["sha256"]
+
+
+@pytest.mark.parametrize("client_id", [0, 4, -1, "two", 1.5, True])
+def test_client_id_outside_range_is_refused(tiny_partition, client_id):
+    with pytest.raises(PartitionError, match="CLIENT_ID"):
+        check_client_id(client_id, read_manifest(tiny_partition))
+
+
+def test_missing_partition_says_run_split_data_first(tmp_path):
+    with pytest.raises(PartitionError, match="run split_data.py first"):
+        load_client_data(tmp_path, 1)
+
+
+def test_corrupted_partition_file_is_refused(tiny_partition, tmp_path):
+    import shutil
+
+    copy = tmp_path / "p"
+    shutil.copytree(tiny_partition, copy)
+    path = copy / "cliente_1.npz"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(PartitionError, match="SHA-256"):
+        load_client_data(copy, 1)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--clients", "0"], "--clients=0"),
+    (["--clients", "70000"], "K=70000"),
+    (["--clients", "3", "--train-samples", "2"], "K=3"),
+])
+def test_cli_bad_client_count_is_one_clear_line(tmp_path, args, expected):
+    done = run_script("split_data.py", *args, "--out", str(tmp_path / "out"))
+    assert done.returncode != 0
+    assert expected in last_line(done.stderr) and "Traceback" not in done.stderr
+
+
+def test_cli_unwritable_output_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    done = run_script("split_data.py", "--out", str(blocker / "sub"))
+    assert done.returncode != 0 and "not writable" in last_line(done.stderr) and "Traceback" not in done.stderr

@@ -1,0 +1,211 @@
+"""The client-update format: round trip, validation, and refusal of hostile pickles."""
+
+import os
+import pickle
+import subprocess
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from updates import (UpdateError, decode_update, find_update_files, load_updates, read_update, update_filename,
+                     weights_sha256, write_update)
+
+TINY_SHAPES = [(3, 2), (2,)]
+
+
+def tiny_weights(value=0.5):
+    return [np.full(shape, value, np.float32) for shape in TINY_SHAPES]
+
+
+def tiny_update(client_id=1, weights=None, **overrides):
+    update = {"client_id": client_id, "num_samples": 10, "weights": weights or tiny_weights(),
+              "mu": 0.0, "epochs": 1, "batch_size": 32, "seed": 1, "initial_weights_sha256": "a" * 64}
+    update.update(overrides)
+    return update
+
+
+def dump(folder, obj, client_id=1, protocol=4, fedprox=False):
+    path = folder / update_filename(client_id, fedprox)
+    path.write_bytes(pickle.dumps(obj, protocol=protocol))
+    return path
+
+
+# --- round trip ---------------------------------------------------------------------------------
+
+def test_write_then_read_round_trip(tmp_path, model_shapes):
+    from model import build_model
+
+    weights = build_model(seed=3).get_weights()
+    path = tmp_path / update_filename(4)
+    write_update(path, client_id=4, num_samples=123, weights=weights, mu=0.01, epochs=2, batch_size=32, seed=42,
+                 initial_weights_sha256=weights_sha256(weights))
+    update = read_update(path, model_shapes)
+    assert update.client_id == 4 and update.num_samples == 123
+    assert update.initial_weights_sha256 == weights_sha256(weights)
+    assert all(np.array_equal(a, b) for a, b in zip(update.weights, weights))
+    assert update.metadata["versions"]["numpy"] == np.__version__
+
+
+@pytest.mark.parametrize("protocol", range(0, pickle.HIGHEST_PROTOCOL + 1))
+def test_every_pickle_protocol_of_plain_arrays_is_accepted(tmp_path, protocol):
+    update = read_update(dump(tmp_path, tiny_update(), protocol=protocol), TINY_SHAPES)
+    assert np.array_equal(update.weights[0], tiny_weights()[0])
+
+
+def test_numpy_1_pickles_are_accepted(tmp_path):
+    data = pickle.dumps(tiny_update(), protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy.core.multiarray" in data
+    assert decode_update(data, "numpy1.pkl", TINY_SHAPES).num_samples == 10
+
+
+def test_legacy_bare_list_is_accepted_with_equal_weight(tmp_path):
+    update = read_update(dump(tmp_path, tiny_weights(), client_id=3), TINY_SHAPES)
+    assert update.client_id == 3 and update.num_samples is None
+
+
+def test_float64_is_cast_to_float32(tmp_path):
+    weights = [w.astype(np.float64) for w in tiny_weights()]
+    update = read_update(dump(tmp_path, tiny_update(weights=weights)), TINY_SHAPES)
+    assert all(w.dtype == np.float32 for w in update.weights)
+
+
+# --- one specific error per bad input ------------------------------------------------------------
+
+@pytest.mark.parametrize("update, message", [
+    (tiny_update(weights=[np.full((3, 2), np.nan, np.float32), np.zeros(2, np.float32)]), "NaN or Inf"),
+    (tiny_update(weights=[np.zeros((3, 2), np.float32), np.array([np.inf, 0], np.float32)]), "NaN or Inf"),
+    (tiny_update(weights=[np.zeros((2, 3), np.float32), np.zeros(2, np.float32)]), "shape (2, 3)"),
+    (tiny_update(weights=[np.zeros((3, 2), np.float32)]), "1 weight arrays, the model has 2"),
+    (tiny_update(weights=[np.zeros((3, 2), object), np.zeros(2, np.float32)]), "dtype object"),
+    (tiny_update(weights=[np.zeros((3, 2), np.int32), np.zeros(2, np.float32)]), "dtype int32"),
+    (tiny_update(num_samples=0), "num_samples must be a positive integer"),
+    (tiny_update(num_samples=2.5), "num_samples must be a positive integer"),
+    (tiny_update(client_id=2), "disagrees with the file name"),
+    ({"weights": tiny_weights()}, "missing key(s) client_id, num_samples"),
+    ("a string", "expected a dict"),
+])
+def test_invalid_content_is_rejected_with_its_reason(tmp_path, update, message):
+    with pytest.raises(UpdateError) as caught:
+        read_update(dump(tmp_path, update), TINY_SHAPES)
+    assert message in str(caught.value) and "pesos_cliente_1.pkl" in str(caught.value)
+
+
+def test_truncated_and_empty_files(tmp_path):
+    path = dump(tmp_path, tiny_update())
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(UpdateError, match="truncated"):
+        read_update(path, TINY_SHAPES)
+    path.write_bytes(b"")
+    with pytest.raises(UpdateError, match="empty file"):
+        read_update(path, TINY_SHAPES)
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path):
+    path = dump(tmp_path, tiny_update())
+    with pytest.raises(UpdateError, match="cap"):
+        read_update(path, TINY_SHAPES, max_bytes=100)
+
+
+def test_duplicate_ids_and_other_initial_weights(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = dump(tmp_path / "a", tiny_update())
+    duplicate = dump(tmp_path / "b", tiny_update())
+    stranger = dump(tmp_path / "a", tiny_update(client_id=2, initial_weights_sha256="b" * 64), client_id=2)
+    accepted, rejected = load_updates([first, duplicate, stranger], TINY_SHAPES)
+    assert [u.path for u in accepted] == [first]
+    reasons = dict((p, r) for p, r in rejected)
+    assert "duplicate client_id 1" in reasons[duplicate]
+    assert "started from other initial weights" in reasons[stranger]
+
+
+def test_find_update_files_separates_fedprox_and_sorts_by_id(tmp_path):
+    for cid in (10, 2, 1):
+        dump(tmp_path, tiny_update(cid), client_id=cid)
+    dump(tmp_path, tiny_update(2), client_id=2, fedprox=True)
+    (tmp_path / "pesos_cliente_x.pkl").write_bytes(b"")
+    assert [p.name for p in find_update_files(tmp_path)] == ["pesos_cliente_1.pkl", "pesos_cliente_2.pkl", "pesos_cliente_10.pkl"]
+    assert [p.name for p in find_update_files(tmp_path, fedprox=True)] == ["pesos_cliente_2_fedprox.pkl"]
+
+
+# --- hostile pickles ----------------------------------------------------------------------------
+
+def hostile_payloads(marker):
+    target = str(marker)
+
+    class OsSystem:
+        def __reduce__(self):
+            return os.system, (f"touch {target}",)
+
+    class Subprocess:
+        def __reduce__(self):
+            return subprocess.call, (["touch", target],)
+
+    class Eval:
+        def __reduce__(self):
+            return eval, (f"open({target!r}, 'w').close()",)
+
+    class Exec:
+        def __reduce__(self):
+            return exec, (f"import pathlib; pathlib.Path({target!r}).touch()",)
+
+    return {
+        "os.system": OsSystem(),
+        "subprocess": Subprocess(),
+        "builtins.eval": Eval(),
+        "builtins.exec": Exec(),
+        "nested object": tiny_update(weights=tiny_weights(), extra={"deep": [OsSystem()]}),
+        "inside the weights list": tiny_update(weights=[tiny_weights()[0], Subprocess()]),
+    }
+
+
+@pytest.mark.parametrize("protocol", range(0, pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("kind", ["os.system", "subprocess", "builtins.eval", "builtins.exec", "nested object", "inside the weights list"])
+def test_hostile_pickles_are_refused_and_never_run(tmp_path, protocol, kind):
+    marker = tmp_path / "pwned"
+    path = dump(tmp_path, hostile_payloads(marker)[kind], protocol=protocol)
+    with pytest.raises(UpdateError, match="refused global"):
+        read_update(path, TINY_SHAPES)
+    assert not marker.exists()
+
+
+def test_refusal_names_the_file_and_the_global(tmp_path):
+    path = dump(tmp_path, hostile_payloads(tmp_path / "pwned")["os.system"])
+    with pytest.raises(UpdateError) as caught:
+        read_update(path, TINY_SHAPES)
+    message = str(caught.value)
+    assert str(path) in message and ("posix.system" in message or "os.system" in message)
+
+
+# --- fuzzing ------------------------------------------------------------------------------------
+
+VALID = pickle.dumps(tiny_update(), protocol=4)
+VALID_LIST = pickle.dumps(tiny_weights(), protocol=2)
+
+
+def loads_or_update_error(data):
+    try:
+        decode_update(data, "fuzz.pkl", TINY_SHAPES, name_id=1)
+    except UpdateError:
+        pass
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048))
+def test_fuzz_random_bytes_raise_only_update_error(data):
+    loads_or_update_error(data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([VALID, VALID_LIST]),
+       st.lists(st.tuples(st.integers(min_value=0, max_value=len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=8),
+       st.integers(min_value=0, max_value=len(VALID)))
+def test_fuzz_mutated_valid_pickles_raise_only_update_error(valid, mutations, cut):
+    data = bytearray(valid)
+    for position, value in mutations:
+        data[position % len(data)] = value
+    before = set(os.listdir("."))
+    loads_or_update_error(bytes(data[:cut or None]))
+    assert set(os.listdir(".")) == before
