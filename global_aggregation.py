@@ -11,15 +11,19 @@ comparacion_metodos.png and resultados.json.
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 import aggregation
 from atomic import check_writable
-from split_data import DEFAULT_DATA_DIR, PartitionError, load_test_data, read_manifest
-from updates import UpdateError, find_update_files, load_updates
+from attacks import MODEL_POISONING, malicious_ids, poison
+from split_data import DEFAULT_DATA_DIR, PartitionError, load_initial_weights, load_test_data, read_manifest
+from updates import UpdateError, find_update_files, load_updates, validate_weights
 
 RESULTS_FILE = "resultados.json"
 FIGURE_FILE = "comparacion_metodos.png"
@@ -63,10 +67,27 @@ def aggregate(method, updates, trim, krum_f):
     raise ValueError(method.key)
 
 
+def attack_updates(updates, initial_weights, attack, attackers, strength=None, seed=0):
+    """Poison the updates of `attackers`, then validate them again; returns (kept, rejected [(path, reason)])."""
+    rng = np.random.default_rng(seed)
+    shapes = [w.shape for w in initial_weights]
+    kept, rejected = [], []
+    for update in updates:
+        if update.client_id in attackers:
+            poisoned = poison(update.weights, initial_weights, attack, strength, rng)
+            try:
+                update = dataclasses.replace(update, weights=validate_weights(poisoned, shapes, f"{update.path} ({attack} attack)"))
+            except UpdateError as err:
+                rejected.append((update.path, str(err)))
+                continue
+        kept.append(update)
+    return kept, rejected
+
+
 def load_kind(paths, shapes, initial_sha, log):
     accepted, rejected = load_updates(paths, shapes, initial_sha)
-    for path, reason in rejected:
-        log(f"REJECTED {path.name}: {reason}")
+    for _, reason in rejected:
+        log(f"REJECTED {reason}")
     for update in accepted:
         if update.num_samples is None:
             log(f"note: {update.path.name} is a bare list of arrays (older format): it carries no num_samples, so clients are weighted equally")
@@ -88,6 +109,20 @@ def compute_all(args, log=print):
     shapes = [tuple(w.shape) for w in model.weights]
     plain, plain_rejected = load_kind(plain_paths, shapes, initial_sha, log)
     prox, prox_rejected = load_kind(prox_paths, shapes, initial_sha, log)
+    attackers = []
+    if args.attack:
+        try:
+            attackers = malicious_ids([u.client_id for u in plain], args.malicious)
+        except ValueError as err:
+            raise AggregationError(str(err)) from None
+        initial_weights, _ = load_initial_weights(args.data)
+        log(f"SIMULATED ATTACK: {args.attack} on clients {attackers}")
+        plain, attacked_out = attack_updates(plain, initial_weights, args.attack, attackers, args.attack_strength, args.seed)
+        prox, prox_attacked_out = attack_updates(prox, initial_weights, args.attack, attackers, args.attack_strength, args.seed)
+        for _, reason in attacked_out + prox_attacked_out:
+            log(f"REJECTED {reason}")
+        plain_rejected += attacked_out
+        prox_rejected += prox_attacked_out
     if len(plain) < args.min_clients:
         raise AggregationError(f"only {len(plain)} valid client update(s) in {args.weights_dir}, need at least --min-clients {args.min_clients}; nothing was written")
 
@@ -123,6 +158,7 @@ def compute_all(args, log=print):
         "weights_dir": str(args.weights_dir), "data": str(args.data), "test_samples": int(len(y_test)),
         "seed": manifest.get("seed"), "num_clients_in_partition": manifest["num_clients"],
         "trim": args.trim, "krum_f": args.krum_f, "initial_weights_sha256": initial_sha,
+        "attack": args.attack, "malicious_clients": attackers, "attack_strength": args.attack_strength,
     }
     return model, results, global_weights
 
@@ -164,12 +200,18 @@ def parse_args(argv=None):
     parser.add_argument("--min-clients", type=int, default=2, help="fewest valid updates needed to aggregate (default: 2)")
     parser.add_argument("--trim", type=float, default=0.2, help="beta, the fraction trimmed from each side by the trimmed mean (default: 0.2)")
     parser.add_argument("--krum-f", type=int, default=1, help="f, the number of Byzantine clients Krum tolerates (default: 1)")
+    attack = parser.add_argument_group("simulated attacks (model poisoning of M clients' updates Δ = w − w⁰)")
+    attack.add_argument("--attack", choices=MODEL_POISONING, default=None, help="the attack to simulate (label flipping is data poisoning: see the notebook's LABEL_FLIP)")
+    attack.add_argument("--malicious", "-M", type=int, default=1, help="M, the number of attacking clients: the lowest client ids (default: 1)")
+    attack.add_argument("--attack-strength", type=float, default=None, help="lambda for sign_flip (default 4), scale (default 10) and noise (default 10)")
+    attack.add_argument("--seed", type=int, default=0, help="seed of the noise attack (default: 0)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    print(f"global_aggregation: weights-dir={args.weights_dir} data={args.data} out={args.out} min-clients={args.min_clients} trim={args.trim} krum-f={args.krum_f}")
+    print(f"global_aggregation: weights-dir={args.weights_dir} data={args.data} out={args.out} min-clients={args.min_clients} trim={args.trim} krum-f={args.krum_f}"
+          + (f" attack={args.attack} M={args.malicious} strength={args.attack_strength}" if args.attack else ""))
     try:
         if not args.weights_dir.is_dir():
             raise AggregationError(f"{args.weights_dir}: no such folder; pass the folder holding the clients' pesos_cliente_*.pkl with --weights-dir")

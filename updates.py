@@ -91,6 +91,13 @@ def write_update(path, *, client_id, num_samples, weights, mu, epochs, batch_siz
 # Restricted reading
 # ---------------------------------------------------------------------------
 
+def _latin1_bytes(text, encoding):
+    """What protocols 0-2 call to rebuild bytes: `_codecs.encode(str, "latin1")`, and nothing else."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("_codecs.encode is allowed only as encode(str, 'latin1')")
+    return text.encode("latin1")
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only the NumPy globals needed to rebuild plain arrays."""
 
@@ -101,6 +108,8 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in ALLOWED_GLOBALS:
             return super().find_class(module, name)
+        if (module, name) == ("_codecs", "encode"):  # protocols 0-2 encode raw bytes this way
+            return _latin1_bytes
         raise UpdateError(f"{self.source}: refused global {module}.{name}: an update may contain only NumPy arrays")
 
     def persistent_load(self, pid):

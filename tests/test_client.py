@@ -37,7 +37,7 @@ def test_mu_zero_is_plain_training(small_client, initial_weights):
     plain.set_weights(initial_weights)
     reset_random_state(plain, 11)
     compile_model(plain)
-    plain.fit(make_dataset(x, y, 32, seed=11, shuffle=True), epochs=1, verbose=0)
+    plain.fit(make_dataset(x, y, 32, seed=11, shuffle=True), epochs=1, shuffle=False, verbose=0)
     via_train_local = trained(x, y, initial_weights, mu=0.0)
     assert all(np.array_equal(a, b) for a, b in zip(plain.get_weights(), via_train_local))
 
@@ -50,7 +50,7 @@ def test_proximal_wrapper_with_mu_zero_matches_plain_fit(small_client, initial_w
         model.set_weights(initial_weights)
         reset_random_state(model, 11)
         trainer = compile_model(ProximalModel(model, initial_weights, mu=0.0) if wrap else model)
-        trainer.fit(make_dataset(x, y, 32, seed=11, shuffle=True), epochs=1, verbose=0)
+        trainer.fit(make_dataset(x, y, 32, seed=11, shuffle=True), epochs=1, shuffle=False, verbose=0)
         results.append(model.get_weights())
     assert all(np.array_equal(a, b) for a, b in zip(*results))
 

@@ -171,6 +171,14 @@ def test_hostile_pickles_are_refused_and_never_run(tmp_path, protocol, kind):
     assert not marker.exists()
 
 
+def test_codecs_encode_is_limited_to_latin1_text():
+    # A protocol-2 pickle that asks _codecs.encode for another codec is refused.
+    data = pickle.dumps(tiny_update(), protocol=2).replace(b"X\x06\x00\x00\x00latin1", b"X\x06\x00\x00\x00rot_13")
+    assert b"rot_13" in data
+    with pytest.raises(UpdateError, match="not a valid update pickle"):
+        decode_update(data, "codec.pkl", TINY_SHAPES)
+
+
 def test_refusal_names_the_file_and_the_global(tmp_path):
     path = dump(tmp_path, hostile_payloads(tmp_path / "pwned")["os.system"])
     with pytest.raises(UpdateError) as caught:

@@ -1,0 +1,51 @@
+"""Faulty and malicious clients, simulated: pure NumPy, weights in, weights out.
+
+Model poisoning works on the update Δ = w − w⁰ (w⁰ the global weights the
+client started from) and is applied on the server side, before validation, so
+a crashed client's NaN is caught by the same checks as a real one. Label
+flipping is data poisoning: it changes what a client trains on.
+"""
+
+import numpy as np
+
+MODEL_POISONING = ("sign_flip", "scale", "noise", "zeros", "nan")
+ATTACKS = MODEL_POISONING + ("label_flip",)
+DEFAULT_STRENGTH = {"sign_flip": 4.0, "scale": 10.0, "noise": 10.0}
+
+
+def poison(weights, initial_weights, attack, strength=None, rng=None):
+    """Return an attacked copy of one client's weights.
+
+    sign_flip  w⁰ − λΔ        scale  w⁰ + λΔ
+    noise      w⁰ + λ·σ(Δ)·N(0, 1), Gaussian noise in place of Δ at λ times its scale, per array
+    zeros      all weights 0 (a crashed client)
+    nan        all weights NaN (a crashed client; validation must reject it)
+    """
+    strength = DEFAULT_STRENGTH.get(attack) if strength is None else strength
+    deltas = [np.asarray(w, np.float64) - np.asarray(w0, np.float64) for w, w0 in zip(weights, initial_weights)]
+    if attack == "sign_flip":
+        new = [-strength * d for d in deltas]
+    elif attack == "scale":
+        new = [strength * d for d in deltas]
+    elif attack == "noise":
+        rng = rng if rng is not None else np.random.default_rng(0)
+        new = [strength * d.std() * rng.standard_normal(d.shape) for d in deltas]
+    elif attack == "zeros":
+        return [np.zeros_like(w, dtype=np.float32) for w in weights]
+    elif attack == "nan":
+        return [np.full_like(w, np.nan, dtype=np.float32) for w in weights]
+    else:
+        raise ValueError(f"unknown model-poisoning attack {attack!r}; choose one of {', '.join(MODEL_POISONING)}")
+    return [(np.asarray(w0, np.float64) + d).astype(np.float32) for w0, d in zip(initial_weights, new)]
+
+
+def flip_labels(labels, num_classes=10):
+    """Data poisoning: y → 9 − y."""
+    return (num_classes - 1 - np.asarray(labels)).astype(np.asarray(labels).dtype)
+
+
+def malicious_ids(client_ids, num_malicious):
+    """The clients that attack: the first M ids in sorted order, so every rule faces the same attackers."""
+    if not 0 <= num_malicious <= len(client_ids):
+        raise ValueError(f"--malicious {num_malicious}: must be between 0 and the {len(client_ids)} valid clients")
+    return sorted(client_ids)[:num_malicious]
