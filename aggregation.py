@@ -8,59 +8,105 @@ updates trained with the proximal term (see client.py).
 import numpy as np
 
 
+CHUNK_BYTES = 16 * 1024 * 1024  # working block of the coordinate-wise rules
+
+
+SCRATCH_ELEMENTS = 1 << 16  # FedAvg converts each update to float64 this many values at a time
+
+
 def fedavg(weighted_updates):
     """Mean of the updates weighted by their example counts (McMahan et al., 2017).
 
     `weighted_updates` is an iterable of (weights, num_examples); it is consumed
-    one update at a time, so extra memory stays near one model whatever K is.
+    one update at a time (a generator can load each from disk only when needed).
+    Extra memory is the float64 accumulator, a small scratch buffer and the
+    float32 result, whatever K is.
     """
     total, count = None, 0
+    scratch = np.empty(SCRATCH_ELEMENTS, dtype=np.float64)
     for weights, num_examples in weighted_updates:
         if num_examples <= 0:
             raise ValueError(f"num_examples must be positive, got {num_examples}")
         if total is None:
-            total = [np.zeros(w.shape, dtype=np.float64) for w in weights]
+            total = [np.zeros(np.shape(w), dtype=np.float64) for w in weights]
         for acc, w in zip(total, weights):
-            acc += num_examples * np.asarray(w, dtype=np.float64)
+            acc_flat, w_flat = acc.reshape(-1), np.ravel(w)
+            for start in range(0, w_flat.size, SCRATCH_ELEMENTS):
+                part = w_flat[start: start + SCRATCH_ELEMENTS]
+                term = scratch[: part.size]
+                np.multiply(part, num_examples, out=term, casting="unsafe")
+                acc_flat[start: start + part.size] += term
         count += num_examples
     if total is None:
         raise ValueError("fedavg needs at least one update")
-    return [(acc / count).astype(np.float32) for acc in total]
+    result = []
+    for layer in range(len(total)):
+        total[layer] /= count
+        result.append(total[layer].astype(np.float32))
+        total[layer] = None  # free each float64 layer as soon as it is cast
+    return result
 
 
-def _stack_layer(weight_lists, layer):
-    return np.stack([np.asarray(weights[layer], dtype=np.float64) for weights in weight_lists])
+def coordinate_blocks(weight_lists, chunk_bytes=None):
+    """Yield (layer, start, stop, block): block[c, k] is update k's coordinate start + c of `layer`, in float64.
 
-
-def coordinate_wise(weight_lists, reduce_stacked):
-    """Apply `reduce_stacked` (K, ...) -> (...) layer by layer; returns float32 arrays."""
+    Blocks hold at most `chunk_bytes`, so the coordinate-wise rules run in
+    bounded memory whatever K is, and each row (one coordinate across all
+    updates) is contiguous for fast partitioning.
+    """
     if not weight_lists:
         raise ValueError("aggregation needs at least one update")
-    return [reduce_stacked(_stack_layer(weight_lists, layer)).astype(np.float32) for layer in range(len(weight_lists[0]))]
+    k = len(weight_lists)
+    step = max(1, (chunk_bytes or CHUNK_BYTES) // (8 * k))
+    for layer in range(len(weight_lists[0])):
+        flat = [np.ravel(weights[layer]) for weights in weight_lists]
+        size = flat[0].size
+        for start in range(0, size, step):
+            stop = min(start + step, size)
+            block = np.empty((k, stop - start), dtype=np.float64)
+            for row, values in zip(block, flat):
+                row[:] = values[start:stop]
+            yield layer, start, stop, np.ascontiguousarray(block.T)
+
+
+def coordinate_wise(weight_lists, reduce_rows):
+    """Apply `reduce_rows` ((c, K) -> (c,)) block by block; returns float32 arrays shaped like the input."""
+    result = [np.empty(np.shape(w), dtype=np.float32) for w in weight_lists[0]] if weight_lists else None
+    for layer, start, stop, block in coordinate_blocks(weight_lists):
+        result[layer].reshape(-1)[start:stop] = reduce_rows(block)
+    return result
 
 
 def fedmed(weight_lists):
     """Coordinate-wise median of the updates."""
-    return coordinate_wise(weight_lists, lambda stacked: np.median(stacked, axis=0))
+    return coordinate_wise(weight_lists, lambda block: np.median(block, axis=1))
 
 
 def trimmed_mean(weight_lists, beta):
     """Coordinate-wise β-trimmed mean: drop the ⌊βK⌋ largest and smallest values per coordinate (Yin et al., 2018)."""
     if not 0 <= beta < 0.5:
         raise ValueError(f"trim fraction beta must be in [0, 0.5), got {beta}")
-    cut = int(beta * len(weight_lists))
+    k = len(weight_lists)
+    cut = int(beta * k)
 
-    def trim(stacked):
-        kept = np.sort(stacked, axis=0)[cut: stacked.shape[0] - cut]
-        return kept.mean(axis=0)
+    def trim(block):
+        kept = np.partition(block, (cut, k - cut - 1), axis=1)[:, cut: k - cut] if cut else block
+        return kept.mean(axis=1)
 
     return coordinate_wise(weight_lists, trim)
 
 
 def pairwise_squared_distances(weight_lists):
-    """K×K squared Euclidean distances between flattened updates, via the Gram matrix."""
-    flat = np.stack([np.concatenate([np.ravel(w).astype(np.float64) for w in weights]) for weights in weight_lists])
-    gram = flat @ flat.T
+    """K×K squared Euclidean distances between flattened updates, via a Gram matrix built block by block.
+
+    Each block is centred on the first update first: distances do not change,
+    and the Gram identity ‖a‖² + ‖b‖² − 2a·b loses less to cancellation.
+    """
+    k = len(weight_lists)
+    gram = np.zeros((k, k), dtype=np.float64)
+    for _, _, _, block in coordinate_blocks(weight_lists):
+        block -= block[:, :1]
+        gram += block.T @ block
     norms = np.diag(gram)
     return np.maximum(norms[:, None] + norms[None, :] - 2.0 * gram, 0.0)
 
@@ -79,4 +125,4 @@ def krum_scores(weight_lists, num_malicious):
 def krum(weight_lists, num_malicious, num_selected=1):
     """(Multi-)Krum (Blanchard et al., 2017): average the `num_selected` updates with the lowest scores."""
     chosen = np.argsort(krum_scores(weight_lists, num_malicious), kind="stable")[:num_selected]
-    return coordinate_wise([weight_lists[i] for i in chosen], lambda stacked: stacked.mean(axis=0))
+    return fedavg((weight_lists[i], 1) for i in chosen)

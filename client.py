@@ -11,6 +11,11 @@ import tensorflow as tf
 
 from model import LEARNING_RATE, compile_model
 
+# The course's local-training defaults; local_training.ipynb's parameters cell repeats them (a test checks).
+DEFAULT_EPOCHS = 3
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_MU = 0.01
+
 
 class ProximalModel(keras.Model):
     """Wraps a model so that training adds μ/2·‖w − w⁰‖² to the compiled loss; shares its variables."""

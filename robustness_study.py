@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from atomic import check_writable, write_text_atomically
 from attacks import ATTACKS, flip_labels
+from client import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_MU
 from global_aggregation import METHODS, AggregationError, aggregate, attack_updates
 from split_data import (DEFAULT_DATA_DIR, PartitionError, load_client_data, load_initial_weights, load_test_data,
                         read_manifest)
@@ -119,9 +120,9 @@ def parse_args(argv=None):
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="split_data.py's output folder (default: data/)")
     parser.add_argument("--out", type=Path, default=PROJECT_DIR / "results", help="output folder (default: results/)")
     parser.add_argument("--malicious", type=int, nargs="+", default=[1, 2], help="the values of M to study (default: 1 2)")
-    parser.add_argument("--epochs", "-E", type=int, default=2, help="E, local epochs (default: 2)")
-    parser.add_argument("--batch-size", "-B", type=int, default=32, help="B, local batch size (default: 32)")
-    parser.add_argument("--mu", type=float, default=0.01, help="mu, FedProx's proximal weight (default: 0.01)")
+    parser.add_argument("--epochs", "-E", type=int, default=DEFAULT_EPOCHS, help=f"E, local epochs (default: {DEFAULT_EPOCHS})")
+    parser.add_argument("--batch-size", "-B", type=int, default=DEFAULT_BATCH_SIZE, help=f"B, local batch size (default: {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--mu", type=float, default=DEFAULT_MU, help=f"mu, FedProx's proximal weight (default: {DEFAULT_MU})")
     parser.add_argument("--trim", type=float, default=0.2, help="beta of the trimmed mean (default: 0.2)")
     parser.add_argument("--krum-f", type=int, default=2, help="f, the attackers Krum is told to tolerate (default: 2)")
     parser.add_argument("--seed", type=int, default=42, help="seed of local training and of the noise attack (default: 42)")

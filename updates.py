@@ -208,22 +208,23 @@ def find_update_files(folder, fedprox=False):
     return sorted(found, key=client_id_from_name)
 
 
-def load_updates(paths, expected_shapes, initial_weights_sha256=None):
-    """Read every path; return (accepted updates, rejected [(path, reason)]).
+def iter_valid_updates(paths, expected_shapes, rejected, initial_weights_sha256=None):
+    """Yield each valid update in turn, reading its file only when it is needed; append (path, reason) to `rejected`.
 
     Besides each file's own checks, refuses duplicate client ids and updates that
     started from other initial weights than `initial_weights_sha256` (or, when it
-    is None, than the first update that records one).
+    is None, than the first update that records one). Only ids and one digest
+    are remembered, so a consumer like FedAvg holds one update at a time.
     """
-    accepted, rejected = [], []
+    seen_ids, reference = set(), initial_weights_sha256
     for path in paths:
         try:
             update = read_update(path, expected_shapes)
-            if update.client_id is not None and any(u.client_id == update.client_id for u in accepted):
+            if update.client_id is not None and update.client_id in seen_ids:
                 raise UpdateError(f"{path}: duplicate client_id {update.client_id}; each client may send one update")
             if update.initial_weights_sha256 is not None:
-                reference = initial_weights_sha256 or next((u.initial_weights_sha256 for u in accepted if u.initial_weights_sha256), None)
-                if reference is not None and update.initial_weights_sha256 != reference:
+                reference = reference or update.initial_weights_sha256
+                if update.initial_weights_sha256 != reference:
                     raise UpdateError(
                         f"{path}: started from other initial weights (SHA-256 {update.initial_weights_sha256[:12]}…, "
                         f"expected {reference[:12]}…); every client must start from split_data.py's pesos_iniciales.npz"
@@ -231,5 +232,12 @@ def load_updates(paths, expected_shapes, initial_weights_sha256=None):
         except UpdateError as err:
             rejected.append((Path(path), str(err)))
             continue
-        accepted.append(update)
+        seen_ids.add(update.client_id)
+        yield update
+
+
+def load_updates(paths, expected_shapes, initial_weights_sha256=None):
+    """Read every path; return (accepted updates, rejected [(path, reason)])."""
+    rejected = []
+    accepted = list(iter_valid_updates(paths, expected_shapes, rejected, initial_weights_sha256))
     return accepted, rejected

@@ -78,3 +78,32 @@ def test_krum_picks_an_honest_update():
 def test_krum_needs_enough_clients():
     with pytest.raises(ValueError):
         krum([arrays(0.0), arrays(1.0), arrays(2.0)], num_malicious=1)
+
+
+@pytest.fixture
+def random_updates():
+    rng = np.random.default_rng(7)
+    return [[rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=7).astype(np.float32)] for _ in range(6)]
+
+
+def test_small_blocks_give_the_same_answers(random_updates, monkeypatch):
+    import aggregation
+
+    whole = [fedmed(random_updates), trimmed_mean(random_updates, 0.2), pairwise_squared_distances(random_updates)]
+    monkeypatch.setattr(aggregation, "CHUNK_BYTES", 8 * 6 * 3)  # three coordinates per block
+    assert len(list(aggregation.coordinate_blocks(random_updates))) == 7 + 3  # ceil(20 / 3) + ceil(7 / 3)
+    chunked = [fedmed(random_updates), trimmed_mean(random_updates, 0.2), pairwise_squared_distances(random_updates)]
+    assert all(np.array_equal(a, b) for a, b in zip(whole[0], chunked[0]))
+    assert all(np.array_equal(a, b) for a, b in zip(whole[1], chunked[1]))
+    assert np.allclose(whole[2], chunked[2])
+
+
+def test_fedmed_is_bitwise_numpy_median_of_float32(random_updates):
+    # Even K: the median averages the two middle values, which must round exactly as in float32.
+    expected = [np.median(np.stack([u[i] for u in random_updates]), axis=0) for i in range(2)]
+    assert all(np.array_equal(a, b) for a, b in zip(fedmed(random_updates), expected))
+
+
+def test_trimmed_mean_matches_full_sort(random_updates):
+    stacked = np.sort(np.stack([u[0] for u in random_updates]).astype(np.float64), axis=0)
+    assert np.allclose(trimmed_mean(random_updates, 0.34)[0], stacked[2:4].mean(axis=0))

@@ -94,3 +94,20 @@ def test_too_few_valid_clients_leaves_earlier_outputs_untouched(tmp_path, tiny_p
     assert "only 1 valid client update(s)" in last_line(done.stderr) and "NaN" in done.stdout
     assert earlier.read_text() == '{"earlier": true}'
     assert not list(tmp_path.glob("modelo_global_*.h5")) and not list(tmp_path.glob(".*"))
+
+
+def test_simulated_nan_attack_is_caught_by_validation(client_dir, tiny_partition, tmp_path):
+    done = run_script("global_aggregation.py", "--weights-dir", str(client_dir), "--data", str(tiny_partition),
+                      "--out", str(tmp_path), "--attack", "nan", "--malicious", "1", check=True)
+    results = json.loads((tmp_path / "resultados.json").read_text())
+    assert results["config"]["malicious_clients"] == [1]
+    rejected = {r["file"]: r["reason"] for r in results["rejected"]}
+    assert "NaN" in rejected["pesos_cliente_1.pkl"] and "NaN" in rejected["pesos_cliente_1_fedprox.pkl"]
+    assert results["methods"]["fedavg"]["clients"] == [2, 3, 4]
+    assert "SIMULATED ATTACK: nan on clients [1]" in done.stdout
+
+
+def test_more_attackers_than_clients_is_one_clear_line(client_dir, tiny_partition, tmp_path):
+    done = run_script("global_aggregation.py", "--weights-dir", str(client_dir), "--data", str(tiny_partition),
+                      "--out", str(tmp_path), "--attack", "scale", "--malicious", "9")
+    assert done.returncode != 0 and "--malicious 9" in last_line(done.stderr) and "Traceback" not in done.stderr

@@ -1,0 +1,101 @@
+"""Local-training throughput against this machine's float32 GEMM ceiling.
+
+    python -m benchmarks.training
+
+For each batch size: images/s of client.train_local over whole epochs on a real
+MNIST partition (one warm-up epoch excluded), the fraction of the ceiling that
+rate implies, and the test accuracy after one epoch, so no speed-up quietly
+costs accuracy.
+"""
+
+import argparse
+import time
+
+import numpy as np
+
+from benchmarks.common import update_results
+
+# Forward multiply-accumulates per image of model.py's CNN (3x3 'same' convolutions, then two Dense layers).
+FORWARD_MACS = (28 * 28 * 32 * 3 * 3 * 1 + 14 * 14 * 64 * 3 * 3 * 32 + 7 * 7 * 128 * 3 * 3 * 64
+                + 1152 * 256 + 256 * 10)
+TRAIN_FLOPS_PER_IMAGE = 3 * 2 * FORWARD_MACS  # forward + backward ≈ 3 × forward, 2 FLOPs per MAC
+
+
+def gemm_gflops(size=2048, repeat=5):
+    """Best float32 matrix-multiply rate of NumPy's BLAS and of TensorFlow, in GFLOP/s."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((size, size), np.float32), rng.standard_normal((size, size), np.float32)
+    flops = 2 * size ** 3
+    rates = {}
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeat))
+    rates["numpy"] = flops / best / 1e9
+    ta, tb = tf.constant(a), tf.constant(b)
+    tf.linalg.matmul(ta, tb).numpy()
+    best = min(_timed(lambda: tf.linalg.matmul(ta, tb).numpy()) for _ in range(repeat))
+    rates["tensorflow"] = flops / best / 1e9
+    return rates
+
+
+def _timed(function):
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def throughput(batch_size, x, y, x_test, y_test, initial_weights, epochs):
+    """Images/s over `epochs` timed epochs after one warm-up epoch, and accuracy after the first epoch."""
+    from client import train_local
+    from evaluation import evaluate_weights
+    from model import build_model
+
+    model = build_model()
+    train_local(model, x, y, initial_weights=initial_weights, epochs=1, batch_size=batch_size, seed=0, verbose=0)
+    accuracy = evaluate_weights(model, model.get_weights(), x_test, y_test)[0]["accuracy"]
+    started = time.perf_counter()
+    train_local(model, x, y, initial_weights=initial_weights, epochs=epochs, batch_size=batch_size, seed=0, verbose=0)
+    seconds = time.perf_counter() - started
+    return len(x) * epochs / seconds, accuracy
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 32, 64, 128])
+    parser.add_argument("--train-images", type=int, default=12000, help="images per epoch (default: 12000, one client of 5)")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per batch size (default: 2)")
+    args = parser.parse_args(argv)
+
+    from mnist_data import load_mnist
+    from model import build_model
+    from split_data import stratified_subset
+
+    x_train, y_train, x_test, y_test = load_mnist()
+    chosen = stratified_subset(y_train, args.train_images, seed=0)
+    x, y = x_train[chosen], y_train[chosen]
+    initial_weights = build_model(seed=0).get_weights()
+
+    rates = gemm_gflops()
+    ceiling_gflops = max(rates.values())
+    ceiling_images = ceiling_gflops * 1e9 / TRAIN_FLOPS_PER_IMAGE
+    print(f"float32 GEMM: numpy {rates['numpy']:.1f} GFLOP/s, tensorflow {rates['tensorflow']:.1f} GFLOP/s")
+    print(f"CNN training cost: {TRAIN_FLOPS_PER_IMAGE / 1e6:.1f} MFLOP/image -> ceiling {ceiling_images:.0f} images/s")
+    print(f"\n{'batch':>6} {'images/s':>9} {'of ceiling':>11} {'acc@1 epoch':>12}")
+    rows = []
+    for batch_size in args.batch_sizes:
+        images_per_second, accuracy = throughput(batch_size, x, y, x_test, y_test, initial_weights, args.epochs)
+        fraction = images_per_second / ceiling_images
+        rows.append({"batch_size": batch_size, "images_per_second": round(images_per_second, 1),
+                     "fraction_of_ceiling": round(fraction, 3), "test_accuracy_after_1_epoch": accuracy})
+        print(f"{batch_size:>6} {images_per_second:>9.0f} {100 * fraction:>10.1f}% {100 * accuracy:>11.2f}%")
+    update_results("training", {
+        "gemm_gflops": {k: round(v, 1) for k, v in rates.items()},
+        "train_mflop_per_image": round(TRAIN_FLOPS_PER_IMAGE / 1e6, 2),
+        "ceiling_images_per_second": round(ceiling_images, 1),
+        "train_images": len(x), "timed_epochs": args.epochs, "test_images": len(x_test), "rows": rows,
+    })
+
+
+if __name__ == "__main__":
+    main()
