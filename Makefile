@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED = 1
 
-.PHONY: venv demo robustness test test-fast clean
+.PHONY: venv demo bench robustness test test-fast clean
 
 $(VENV)/.installed: requirements.txt
 	@echo "==> Creating $(VENV) and installing requirements.txt"
@@ -25,23 +25,14 @@ $(VENV)/.installed: requirements.txt
 venv: $(VENV)/.installed
 
 demo: venv
-	@start=$$(date +%s); \
-	echo "==> [1/3] split_data.py: MNIST for $(CLIENTS) clients (seed $(SEED))"; \
-	$(PY) split_data.py --clients $(CLIENTS) --seed $(SEED) || exit 1; \
-	mkdir -p $(OUT); \
-	for c in $$(seq 1 $(CLIENTS)); do \
-	  echo "==> [2/3] local_training.ipynb for CLIENT_ID $$c of $(CLIENTS) -> $(OUT)/local_training_cliente_$$c.ipynb"; \
-	  t=$$(date +%s); \
-	  $(PY) -m papermill local_training.ipynb $(OUT)/local_training_cliente_$$c.ipynb \
-	    -p CLIENT_ID $$c -p SEED $(SEED) -p DATA_DIR data -p OUT_DIR $(OUT) \
-	    $(if $(EPOCHS),-p EPOCHS $(EPOCHS)) $(if $(BATCH_SIZE),-p BATCH_SIZE $(BATCH_SIZE)) $(if $(MU),-p MU $(MU)) \
-	    --log-level WARNING || exit 1; \
-	  echo "    client $$c done in $$(( $$(date +%s) - t )) s"; \
-	done; \
-	echo "==> [3/3] global_aggregation.py"; \
-	$(PY) global_aggregation.py --weights-dir $(OUT) --data data --out $(OUT) || exit 1; \
-	mkdir -p results && cp $(OUT)/comparacion_metodos.png $(OUT)/resultados.json results/; \
-	echo "==> make demo finished in $$(( $$(date +%s) - start )) s (figure and table copied to results/)"
+	$(PY) demo.py --clients $(CLIENTS) --seed $(SEED) --out $(OUT) \
+	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(MU),--mu $(MU))
+
+bench: venv
+	@echo "==> benchmarks: training throughput, aggregation at K = 10, 100, 1000, end-to-end stages -> results/benchmarks.json"
+	$(PY) -m benchmarks.training
+	$(PY) -m benchmarks.aggregation
+	$(PY) -m benchmarks.end_to_end
 
 robustness: venv
 	@echo "==> robustness_study.py: every rule against every attack, M = 0, 1, 2 of $(CLIENTS) clients"

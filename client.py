@@ -18,24 +18,70 @@ DEFAULT_MU = 0.01
 
 
 class ProximalModel(keras.Model):
-    """Wraps a model so that training adds μ/2·‖w − w⁰‖² to the compiled loss; shares its variables."""
+    """Wraps a model so that training adds μ/2·‖w − w⁰‖² to the compiled loss; shares its variables.
 
-    def __init__(self, inner, anchor_weights, mu):
-        super().__init__(name=f"{inner.name}_fedprox")
+    μ and the anchor w⁰ are non-trainable variables, assigned before each local
+    training, so one compiled wrapper serves every client and round without retracing.
+    With μ = 0 the term contributes exact zeros: training is plain local training.
+    """
+
+    def __init__(self, inner):
+        super().__init__(name=f"{inner.name}_proximal")
         self.inner = inner
-        self.mu = float(mu)
-        self._anchors = tuple(tf.constant(w, dtype=tf.float32) for w in anchor_weights)
+        self.mu = self.add_weight(shape=(), initializer="zeros", trainable=False, name="mu")
+        self.anchors = [self.add_weight(shape=w.shape, initializer="zeros", trainable=False, name=f"anchor_{i}")
+                        for i, w in enumerate(inner.trainable_weights)]
+
+    def set_anchor(self, anchor_weights, mu):
+        self.mu.assign(float(mu))
+        for variable, value in zip(self.anchors, anchor_weights):
+            variable.assign(value)
 
     def call(self, inputs, training=False):
         return self.inner(inputs, training=training)
 
     def proximal_term(self):
-        squared = [tf.reduce_sum(tf.square(w - a)) for w, a in zip(self.inner.trainable_weights, self._anchors)]
+        squared = [tf.reduce_sum(tf.square(w - a)) for w, a in zip(self.inner.trainable_weights, self.anchors)]
         return 0.5 * self.mu * tf.add_n(squared)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
         return loss + self.proximal_term() if training else loss
+
+
+class LocalTrainer:
+    """Local training with one compiled model per process, reused across clients and rounds."""
+
+    def __init__(self, model, learning_rate=LEARNING_RATE):
+        if len(model.trainable_weights) != len(model.weights):
+            raise ValueError("LocalTrainer expects a model whose weights are all trainable, as build_model()'s are")
+        self.model = model
+        self.proximal = compile_model(ProximalModel(model), learning_rate)
+        self.proximal.optimizer.build(self.proximal.trainable_variables)
+        self.fresh_optimizer_state = [v.numpy() for v in self.proximal.optimizer.variables]
+
+    def train(self, x, y, *, initial_weights, epochs, batch_size, seed, mu=0.0, validation_data=None, verbose=1):
+        """Train from `initial_weights` on (x, y); return the Keras History. Weights stay in `self.model`.
+
+        mu > 0 adds FedProx's proximal term anchored at `initial_weights`. Every
+        call starts from a fresh optimizer and reseeded randomness, so the result
+        depends only on the arguments, not on earlier calls.
+        """
+        if mu < 0:
+            raise ValueError(f"mu must be >= 0, got {mu}")
+        self.model.set_weights(initial_weights)
+        self.proximal.set_anchor(initial_weights, mu)
+        for variable, value in zip(self.proximal.optimizer.variables, self.fresh_optimizer_state):
+            variable.assign(value)
+        reset_random_state(self.model, seed)
+        validation = None if validation_data is None else make_dataset(*validation_data, batch_size=256)
+        return self.proximal.fit(
+            make_dataset(x, y, batch_size, seed=seed, shuffle=True),
+            epochs=epochs,
+            validation_data=validation,
+            shuffle=False,  # the dataset already reshuffles each epoch, with the seed
+            verbose=verbose,
+        )
 
 
 def make_dataset(x, y, batch_size, seed=None, shuffle=False):
@@ -57,24 +103,10 @@ def reset_random_state(model, seed):
 
 def train_local(model, x, y, *, initial_weights, epochs, batch_size, seed, mu=0.0,
                 learning_rate=LEARNING_RATE, validation_data=None, verbose=1):
-    """Train `model` from `initial_weights` on (x, y); return the Keras History.
-
-    The trained weights are left in `model` (read them with `model.get_weights()`).
-    mu > 0 adds FedProx's proximal term anchored at `initial_weights`.
-    """
-    if mu < 0:
-        raise ValueError(f"mu must be >= 0, got {mu}")
-    model.set_weights(initial_weights)
-    reset_random_state(model, seed)
-    trainer = ProximalModel(model, initial_weights, mu) if mu > 0 else model
-    compile_model(trainer, learning_rate)
-    validation = None if validation_data is None else make_dataset(*validation_data, batch_size=256)
-    return trainer.fit(
-        make_dataset(x, y, batch_size, seed=seed, shuffle=True),
-        epochs=epochs,
-        validation_data=validation,
-        shuffle=False,  # the dataset already reshuffles each epoch, with the seed
-        verbose=verbose,
+    """One-off local training of `model` (see LocalTrainer.train); reuse a LocalTrainer when training many times."""
+    return LocalTrainer(model, learning_rate).train(
+        x, y, initial_weights=initial_weights, epochs=epochs, batch_size=batch_size, seed=seed, mu=mu,
+        validation_data=validation_data, verbose=verbose,
     )
 
 

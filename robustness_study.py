@@ -31,18 +31,19 @@ FIGURE_FILE = "robustez.png"
 
 def train_all_clients(args, manifest, initial_weights, malicious_pool):
     """Return {variant: {client_id: weights}} for variants plain, fedprox, and their label-flipped twins."""
-    from client import train_local
+    from client import LocalTrainer
     from model import build_model
 
     model = build_model()
+    trainer = LocalTrainer(model)
     client_ids = [int(c) for c in manifest["clients"]]
     jobs = [(cid, flipped, mu) for flipped in (False, True) for cid in client_ids
             if not flipped or cid in malicious_pool for mu in (0.0, args.mu)]
     trained = {}
     for cid, flipped, mu in tqdm(jobs, desc="local training (once per client and variant)", unit="model"):
         x, y = load_client_data(args.data, cid)
-        train_local(model, x, flip_labels(y) if flipped else y, initial_weights=initial_weights, epochs=args.epochs,
-                    batch_size=args.batch_size, seed=args.seed + cid, mu=mu, verbose=0)
+        trainer.train(x, flip_labels(y) if flipped else y, initial_weights=initial_weights, epochs=args.epochs,
+                      batch_size=args.batch_size, seed=args.seed + cid, mu=mu, verbose=0)
         variant = ("fedprox" if mu > 0 else "plain") + ("_flipped" if flipped else "")
         trained.setdefault(variant, {})[cid] = model.get_weights()
     return model, trained

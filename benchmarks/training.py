@@ -45,17 +45,14 @@ def _timed(function):
     return time.perf_counter() - started
 
 
-def throughput(batch_size, x, y, x_test, y_test, initial_weights, epochs):
+def throughput(trainer, batch_size, x, y, x_test, y_test, initial_weights, epochs):
     """Images/s over `epochs` timed epochs after one warm-up epoch, and accuracy after the first epoch."""
-    from client import train_local
     from evaluation import evaluate_weights
-    from model import build_model
 
-    model = build_model()
-    train_local(model, x, y, initial_weights=initial_weights, epochs=1, batch_size=batch_size, seed=0, verbose=0)
-    accuracy = evaluate_weights(model, model.get_weights(), x_test, y_test)[0]["accuracy"]
+    trainer.train(x, y, initial_weights=initial_weights, epochs=1, batch_size=batch_size, seed=0, verbose=0)
+    accuracy = evaluate_weights(trainer.model, trainer.model.get_weights(), x_test, y_test)[0]["accuracy"]
     started = time.perf_counter()
-    train_local(model, x, y, initial_weights=initial_weights, epochs=epochs, batch_size=batch_size, seed=0, verbose=0)
+    trainer.train(x, y, initial_weights=initial_weights, epochs=epochs, batch_size=batch_size, seed=0, verbose=0)
     seconds = time.perf_counter() - started
     return len(x) * epochs / seconds, accuracy
 
@@ -67,6 +64,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per batch size (default: 2)")
     args = parser.parse_args(argv)
 
+    from client import LocalTrainer
     from mnist_data import load_mnist
     from model import build_model
     from split_data import stratified_subset
@@ -83,8 +81,9 @@ def main(argv=None):
     print(f"CNN training cost: {TRAIN_FLOPS_PER_IMAGE / 1e6:.1f} MFLOP/image -> ceiling {ceiling_images:.0f} images/s")
     print(f"\n{'batch':>6} {'images/s':>9} {'of ceiling':>11} {'acc@1 epoch':>12}")
     rows = []
+    trainer = LocalTrainer(build_model())
     for batch_size in args.batch_sizes:
-        images_per_second, accuracy = throughput(batch_size, x, y, x_test, y_test, initial_weights, args.epochs)
+        images_per_second, accuracy = throughput(trainer, batch_size, x, y, x_test, y_test, initial_weights, args.epochs)
         fraction = images_per_second / ceiling_images
         rows.append({"batch_size": batch_size, "images_per_second": round(images_per_second, 1),
                      "fraction_of_ceiling": round(fraction, 3), "test_accuracy_after_1_epoch": accuracy})

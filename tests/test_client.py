@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from client import ProximalModel, make_dataset, reset_random_state, squared_distance, train_local
+from client import LocalTrainer, ProximalModel, make_dataset, reset_random_state, squared_distance, train_local
 from model import build_model, compile_model
 
 
@@ -26,7 +26,8 @@ def trained(x, y, w0, mu):
 
 def test_proximal_term_is_half_mu_times_squared_norm(initial_weights):
     model = build_model(seed=6)
-    wrapped = ProximalModel(model, initial_weights, mu=0.3)
+    wrapped = ProximalModel(model)
+    wrapped.set_anchor(initial_weights, mu=0.3)
     expected = 0.5 * 0.3 * squared_distance(model.get_weights(), initial_weights)
     assert float(wrapped.proximal_term()) == pytest.approx(expected, rel=1e-5)
 
@@ -49,7 +50,11 @@ def test_proximal_wrapper_with_mu_zero_matches_plain_fit(small_client, initial_w
         model = build_model()
         model.set_weights(initial_weights)
         reset_random_state(model, 11)
-        trainer = compile_model(ProximalModel(model, initial_weights, mu=0.0) if wrap else model)
+        trainer = model
+        if wrap:
+            trainer = ProximalModel(model)
+            trainer.set_anchor(initial_weights, mu=0.0)
+        compile_model(trainer)
         trainer.fit(make_dataset(x, y, 32, seed=11, shuffle=True), epochs=1, shuffle=False, verbose=0)
         results.append(model.get_weights())
     assert all(np.array_equal(a, b) for a, b in zip(*results))
@@ -71,3 +76,11 @@ def test_large_mu_keeps_weights_close_to_the_start(small_client, initial_weights
 def test_negative_mu_is_refused(small_client, initial_weights):
     with pytest.raises(ValueError, match="mu"):
         train_local(build_model(), *small_client, initial_weights=initial_weights, epochs=1, batch_size=32, seed=1, mu=-1)
+
+
+def test_a_reused_trainer_gives_the_same_result_as_a_fresh_one(small_client, initial_weights):
+    x, y = small_client
+    trainer = LocalTrainer(build_model())
+    trainer.train(x[:256], y[:256], initial_weights=build_model(seed=9).get_weights(), epochs=1, batch_size=32, seed=3, mu=1.0, verbose=0)
+    trainer.train(x, y, initial_weights=initial_weights, epochs=1, batch_size=32, seed=11, mu=0.0, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(trainer.model.get_weights(), trained(x, y, initial_weights, 0.0)))

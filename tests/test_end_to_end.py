@@ -16,6 +16,7 @@ def workflow(tmp_path_factory):
     data, out = root / "data", root / "out"
     run_script("split_data.py", "--clients", "2", "--seed", "1", "--out", str(data),
                "--train-samples", "6000", "--test-samples", "1000", check=True)
+    out.mkdir()
     for client_id in (1, 2):
         papermill.execute_notebook(
             REPO / "local_training.ipynb", out / f"local_training_cliente_{client_id}.ipynb",

@@ -1,0 +1,33 @@
+"""Wall time of each stage of `make demo` (split, one notebook per client, aggregation).
+
+    python -m benchmarks.end_to_end
+
+Runs demo.py into a temporary folder, so outputs/ and results/ are left alone.
+"""
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from benchmarks.common import update_results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+
+    from demo import run_demo
+
+    with tempfile.TemporaryDirectory() as folder:
+        timings = run_demo(args.clients, args.seed, Path(folder) / "data", Path(folder) / "outputs", {})
+    print("\nstage                 seconds")
+    for stage, seconds in timings.items():
+        print(f"{stage:<20} {seconds:>8.1f}")
+    update_results("end_to_end", {"clients": args.clients, "seed": args.seed,
+                                  "seconds": {stage: round(seconds, 1) for stage, seconds in timings.items()}})
+
+
+if __name__ == "__main__":
+    main()
