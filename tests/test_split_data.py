@@ -104,3 +104,37 @@ def test_cli_unwritable_output_folder(tmp_path):
     blocker.write_text("not a folder")
     done = run_script("split_data.py", "--out", str(blocker / "sub"))
     assert done.returncode != 0 and "not writable" in last_line(done.stderr) and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("partition, options", [("dirichlet", {"alpha": 0.1}), ("dirichlet", {"alpha": 100.0}), ("shards", {"shards_per_client": 2})])
+def test_non_iid_partitions_are_disjoint_covering_and_reproducible(labels, partition, options):
+    from split_data import make_partition
+
+    parts = make_partition(labels, 10, 42, partition, **options)
+    everything = np.concatenate(parts)
+    assert len(everything) == len(labels) == len(np.unique(everything))
+    assert all(len(part) > 0 for part in parts)
+    again = make_partition(labels, 10, 42, partition, **options)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
+
+
+def test_skew_follows_alpha_and_shards_hold_few_classes(labels):
+    from split_data import make_partition
+
+    def classes_per_client(parts, threshold=0.02):
+        return [np.sum(np.bincount(labels[p], minlength=10) > threshold * len(p)) for p in parts]
+
+    assert np.mean(classes_per_client(make_partition(labels, 10, 1, "dirichlet", alpha=0.1))) < 5
+    assert np.mean(classes_per_client(make_partition(labels, 10, 1, "dirichlet", alpha=100.0))) == 10
+    assert max(classes_per_client(make_partition(labels, 100, 1, "shards", shards_per_client=2), 0.0)) <= 4
+
+
+def test_impossible_non_iid_requests_are_refused(labels):
+    from split_data import make_partition
+
+    with pytest.raises(PartitionError, match="alpha"):
+        make_partition(labels, 5, 1, "dirichlet", alpha=0)
+    with pytest.raises(PartitionError, match="no examples"):
+        make_partition(labels[:30], 30, 1, "dirichlet", alpha=0.01)
+    with pytest.raises(PartitionError, match="shards"):
+        make_partition(labels[:10], 10, 1, "shards", shards_per_client=2)
