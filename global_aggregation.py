@@ -94,21 +94,13 @@ def load_kind(paths, shapes, initial_sha, log):
     return accepted, rejected
 
 
-def compute_all(args, log=print):
-    """Everything that can fail, before anything is written: returns the results and the global weights."""
+def load_client_updates(args, shapes, initial_sha, log):
+    """The valid plain and _fedprox updates (after any simulated attack), and every rejection."""
     plain_paths = find_update_files(args.weights_dir, fedprox=False)
     prox_paths = find_update_files(args.weights_dir, fedprox=True)
-    if not plain_paths:
-        raise AggregationError(f"{args.weights_dir}: no pesos_cliente_*.pkl found; run local_training.ipynb for each client first, or point --weights-dir at their pickles")
-    manifest = read_manifest(args.data)
-    initial_sha = manifest["initial_weights"]["sha256"]
-
-    from model import build_model
-
-    model = build_model()
-    shapes = [tuple(w.shape) for w in model.weights]
-    plain, plain_rejected = load_kind(plain_paths, shapes, initial_sha, log)
+    plain, rejected = load_kind(plain_paths, shapes, initial_sha, log)
     prox, prox_rejected = load_kind(prox_paths, shapes, initial_sha, log)
+    rejected += prox_rejected
     attackers = []
     if args.attack:
         try:
@@ -121,22 +113,23 @@ def compute_all(args, log=print):
         prox, prox_attacked_out = attack_updates(prox, initial_weights, args.attack, attackers, args.attack_strength, args.seed)
         for _, reason in attacked_out + prox_attacked_out:
             log(f"REJECTED {reason}")
-        plain_rejected += attacked_out
-        prox_rejected += prox_attacked_out
+        rejected += attacked_out + prox_attacked_out
     if len(plain) < args.min_clients:
         raise AggregationError(f"only {len(plain)} valid client update(s) in {args.weights_dir}, need at least --min-clients {args.min_clients}; nothing was written")
+    return plain, prox, bool(prox_paths), rejected, attackers
 
-    x_test, y_test = load_test_data(args.data)
+
+def evaluate_methods(model, plain, prox, any_prox_files, args, x_test, y_test):
+    """Aggregate with every method and evaluate each global model: returns ({key: entry}, {key: weights})."""
     from evaluation import evaluate_weights
 
-    results = {"methods": {}, "local_models": {}, "rejected": [], "config": {}}
-    results["rejected"] = [{"file": p.name, "reason": r} for p, r in plain_rejected + prox_rejected]
-    global_weights = {}
+    entries, global_weights = {}, {}
     for method in METHODS:
         updates = prox if method.fedprox_updates else plain
         entry = {"label": method.label, "clients": [u.client_id for u in updates]}
         if method.fedprox_updates and not updates:
-            entry["status"] = "not computed: no valid pesos_cliente_*_fedprox.pkl (run the notebook with MU > 0)" if not prox_paths else "not computed: every _fedprox update was rejected"
+            entry["status"] = ("not computed: every _fedprox update was rejected" if any_prox_files
+                               else "not computed: no valid pesos_cliente_*_fedprox.pkl (run the notebook with MU > 0)")
         elif method.fedprox_updates and len(updates) < args.min_clients:
             entry["status"] = f"not computed: {len(updates)} valid _fedprox update(s), need --min-clients {args.min_clients}"
         else:
@@ -148,17 +141,40 @@ def compute_all(args, log=print):
                 metrics, _ = evaluate_weights(model, weights, x_test, y_test)
                 entry.update(status="ok", note=note, **metrics)
                 global_weights[method.key] = weights
-        results["methods"][method.key] = entry
+        entries[method.key] = entry
+    return entries, global_weights
+
+
+def compute_all(args, log=print):
+    """Everything that can fail, before anything is written: returns the model, the results and the global weights."""
+    if not find_update_files(args.weights_dir, fedprox=False):
+        raise AggregationError(f"{args.weights_dir}: no pesos_cliente_*.pkl found; run local_training.ipynb for each client first, or point --weights-dir at their pickles")
+    manifest = read_manifest(args.data)
+    initial_sha = manifest["initial_weights"]["sha256"]
+
+    from evaluation import evaluate_weights
+    from model import build_model
+
+    model = build_model()
+    plain, prox, any_prox_files, rejected, attackers = load_client_updates(args, [tuple(w.shape) for w in model.weights], initial_sha, log)
+    x_test, y_test = load_test_data(args.data)
+    methods, global_weights = evaluate_methods(model, plain, prox, any_prox_files, args, x_test, y_test)
+    local_models = {}
     for update in plain:
         metrics, _ = evaluate_weights(model, update.weights, x_test, y_test)
-        results["local_models"][str(update.client_id)] = {"file": update.path.name, "num_samples": update.num_samples, **metrics}
-    computed = {k: v for k, v in results["methods"].items() if v["status"] == "ok"}
-    results["best_method"] = max(computed, key=lambda k: computed[k]["accuracy"])
-    results["config"] = {
-        "weights_dir": str(args.weights_dir), "data": str(args.data), "test_samples": int(len(y_test)),
-        "seed": manifest.get("seed"), "num_clients_in_partition": manifest["num_clients"],
-        "trim": args.trim, "krum_f": args.krum_f, "initial_weights_sha256": initial_sha,
-        "attack": args.attack, "malicious_clients": attackers, "attack_strength": args.attack_strength,
+        local_models[str(update.client_id)] = {"file": update.path.name, "num_samples": update.num_samples, **metrics}
+    computed = {k: v for k, v in methods.items() if v["status"] == "ok"}
+    results = {
+        "methods": methods,
+        "local_models": local_models,
+        "rejected": [{"file": path.name, "reason": reason} for path, reason in rejected],
+        "best_method": max(computed, key=lambda k: computed[k]["accuracy"]),
+        "config": {
+            "weights_dir": str(args.weights_dir), "data": str(args.data), "test_samples": int(len(y_test)),
+            "seed": manifest.get("seed"), "num_clients_in_partition": manifest["num_clients"],
+            "trim": args.trim, "krum_f": args.krum_f, "initial_weights_sha256": initial_sha,
+            "attack": args.attack, "malicious_clients": attackers, "attack_strength": args.attack_strength,
+        },
     }
     return model, results, global_weights
 
@@ -215,6 +231,8 @@ def main(argv=None):
     try:
         if not args.weights_dir.is_dir():
             raise AggregationError(f"{args.weights_dir}: no such folder; pass the folder holding the clients' pesos_cliente_*.pkl with --weights-dir")
+        if args.min_clients < 1:
+            raise AggregationError(f"--min-clients {args.min_clients}: must be at least 1")
         if not 0 <= args.trim < 0.5:
             raise AggregationError(f"--trim {args.trim}: must be in [0, 0.5)")
         check_writable(args.out)
