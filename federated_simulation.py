@@ -271,6 +271,9 @@ def main(argv=None):
     write_text_atomically(args.out / "simulacion.json", json.dumps(results, indent=2) + "\n")
     title = f"{args.scenario or 'Simulación'}: K = {num_clients}, C = {args.fraction}, E = {args.epochs}, B = {args.batch_size}, partición {manifest['partition']}"
     save_figure(plot_history(results, title), args.out / "simulacion.png")
+    partition_figure = args.data / "particion.png"
+    if partition_figure.is_file():
+        write_bytes_atomically(args.out / "particion.png", partition_figure.read_bytes())
     print(f"\n{'strategy':<16} {'final acc':>9} {'rounds to 97%':>14} {'rounds to 99%':>14} {'seconds':>8}")
     for name, row in results["summary"].items():
         print(f"{name:<16} {100 * row['final_accuracy']:>8.2f}% {str(row['rounds_to_97'] or '-'):>14} {str(row['rounds_to_99'] or '-'):>14} {row['seconds']:>8.0f}")
