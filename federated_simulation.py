@@ -97,6 +97,48 @@ def train_round(trainer, clients, sampled, global_weights, strategy, args, round
     return updates, rejected
 
 
+def run_rounds(args, strategies, trainer, clients, test_set, results, global_weights):
+    """Play the rounds after results["rounds_completed"], saving the state after each one."""
+    from evaluation import evaluate_weights
+
+    model_bytes = sum(w.nbytes for w in next(iter(global_weights.values())))
+    malicious = set(range(1, args.malicious + 1))
+    first = results["rounds_completed"] + 1
+    for round_number in tqdm(range(first, args.rounds + 1), desc="rounds", unit="round", initial=first - 1, total=args.rounds):
+        sampled = sample_clients(len(clients), args.fraction, args.seed, round_number)
+        for strategy in strategies:
+            started = time.perf_counter()
+            updates, rejected = train_round(trainer, clients, sampled, global_weights[strategy.name], strategy, args, round_number, malicious)
+            try:
+                global_weights[strategy.name], _ = aggregate(strategy.method, updates, args.trim, args.krum_f)
+            except (AggregationError, ValueError) as err:
+                tqdm.write(f"round {round_number} {strategy.name}: kept the previous global model ({err})")
+            metrics, _ = evaluate_weights(trainer.model, global_weights[strategy.name], *test_set)
+            results["history"][strategy.name].append({
+                "round": round_number, "accuracy": metrics["accuracy"], "loss": metrics["loss"], "macro_f1": metrics["macro_f1"],
+                "seconds": round(time.perf_counter() - started, 2), "clients": sampled, "rejected": rejected,
+                "bytes_received_per_client": model_bytes, "bytes_sent_per_client": model_bytes,
+            })
+        results["rounds_completed"] = round_number
+        save_state(args.out, results, global_weights)
+        tqdm.write(f"round {round_number}: " + ", ".join(f"{s.name} {100 * results['history'][s.name][-1]['accuracy']:.2f}%" for s in strategies))
+
+
+def summarize(history):
+    """Final accuracy, rounds to each target and total seconds, per strategy."""
+    return {
+        name: {"final_accuracy": rows[-1]["accuracy"], **{f"rounds_to_{int(100 * t)}": rounds_to(rows, t) for t in TARGETS},
+               "seconds": round(sum(row["seconds"] for row in rows), 1)}
+        for name, rows in history.items()
+    }
+
+
+def print_summary(summary):
+    print(f"\n{'strategy':<16} {'final acc':>9} {'rounds to 97%':>14} {'rounds to 99%':>14} {'seconds':>8}")
+    for name, row in summary.items():
+        print(f"{name:<16} {100 * row['final_accuracy']:>8.2f}% {str(row['rounds_to_97'] or '-'):>14} {str(row['rounds_to_99'] or '-'):>14} {row['seconds']:>8.0f}")
+
+
 def checkpoint_path(out_dir, strategy_name, round_number):
     return out_dir / "pesos_globales" / f"{strategy_name.replace(':', '_mu')}_ronda_{round_number:03d}.npz"
 
@@ -223,7 +265,7 @@ def main(argv=None):
     print("federated_simulation: " + ", ".join(f"{k}={v}" for k, v in config.items()) + f", rounds={args.rounds}")
 
     from client import LocalTrainer
-    from evaluation import evaluate_weights, save_figure
+    from evaluation import save_figure
     from model import build_model
 
     try:
@@ -239,46 +281,17 @@ def main(argv=None):
     except (PartitionError, OSError) as err:
         sys.exit(f"federated_simulation.py: error: {err}")
 
-    model = build_model()
-    trainer = LocalTrainer(model, args.learning_rate)
-    model_bytes = sum(w.nbytes for w in initial_weights)
-    malicious = set(range(1, args.malicious + 1))
-    first = results["rounds_completed"] + 1
-    for round_number in tqdm(range(first, args.rounds + 1), desc="rounds", unit="round", initial=first - 1, total=args.rounds):
-        sampled = sample_clients(num_clients, args.fraction, args.seed, round_number)
-        for strategy in strategies:
-            started = time.perf_counter()
-            updates, rejected = train_round(trainer, clients, sampled, global_weights[strategy.name], strategy, args, round_number, malicious)
-            try:
-                global_weights[strategy.name], _ = aggregate(strategy.method, updates, args.trim, args.krum_f)
-            except (AggregationError, ValueError) as err:
-                tqdm.write(f"round {round_number} {strategy.name}: kept the previous global model ({err})")
-            metrics, _ = evaluate_weights(model, global_weights[strategy.name], x_test, y_test)
-            results["history"][strategy.name].append({
-                "round": round_number, "accuracy": metrics["accuracy"], "loss": metrics["loss"], "macro_f1": metrics["macro_f1"],
-                "seconds": round(time.perf_counter() - started, 2), "clients": sampled, "rejected": rejected,
-                "bytes_received_per_client": model_bytes, "bytes_sent_per_client": model_bytes,
-            })
-        results["rounds_completed"] = round_number
-        save_state(args.out, results, global_weights)
-        tqdm.write(f"round {round_number}: " + ", ".join(f"{s.name} {100 * results['history'][s.name][-1]['accuracy']:.2f}%" for s in strategies))
-
-    results["summary"] = {
-        name: {"final_accuracy": history[-1]["accuracy"], **{f"rounds_to_{int(100 * t)}": rounds_to(history, t) for t in TARGETS},
-               "seconds": round(sum(row["seconds"] for row in history), 1)}
-        for name, history in results["history"].items()
-    }
+    trainer = LocalTrainer(build_model(), args.learning_rate)
+    run_rounds(args, strategies, trainer, clients, (x_test, y_test), results, global_weights)
+    results["summary"] = summarize(results["history"])
     write_text_atomically(args.out / "simulacion.json", json.dumps(results, indent=2) + "\n")
     title = f"{args.scenario or 'Simulación'}: K = {num_clients}, C = {args.fraction}, E = {args.epochs}, B = {args.batch_size}, partición {manifest['partition']}"
     save_figure(plot_history(results, title), args.out / "simulacion.png")
     partition_figure = args.data / "particion.png"
     if partition_figure.is_file():
         write_bytes_atomically(args.out / "particion.png", partition_figure.read_bytes())
-    print(f"\n{'strategy':<16} {'final acc':>9} {'rounds to 97%':>14} {'rounds to 99%':>14} {'seconds':>8}")
-    for name, row in results["summary"].items():
-        print(f"{name:<16} {100 * row['final_accuracy']:>8.2f}% {str(row['rounds_to_97'] or '-'):>14} {str(row['rounds_to_99'] or '-'):>14} {row['seconds']:>8.0f}")
+    print_summary(results["summary"])
     print(f"Wrote {args.out / 'simulacion.json'} and {args.out / 'simulacion.png'}")
-
 
 if __name__ == "__main__":
     main()
