@@ -45,16 +45,47 @@ def _timed(function):
     return time.perf_counter() - started
 
 
-def throughput(trainer, batch_size, x, y, x_test, y_test, initial_weights, epochs):
-    """Images/s over `epochs` timed epochs after one warm-up epoch, and accuracy after the first epoch."""
+def throughput(trainer, batch_size, x, y, x_test, y_test, initial_weights, epochs, repeat=2):
+    """Images/s of each of `repeat` timed runs of `epochs` epochs (after a warm-up epoch), and accuracy after one epoch.
+
+    The best run is the figure reported: on a shared machine, slower runs measure interference, not the code.
+    """
     from evaluation import evaluate_weights
 
     trainer.train(x, y, initial_weights=initial_weights, epochs=1, batch_size=batch_size, seed=0, verbose=0)
     accuracy = evaluate_weights(trainer.model, trainer.model.get_weights(), x_test, y_test)[0]["accuracy"]
-    started = time.perf_counter()
-    trainer.train(x, y, initial_weights=initial_weights, epochs=epochs, batch_size=batch_size, seed=0, verbose=0)
-    seconds = time.perf_counter() - started
-    return len(x) * epochs / seconds, accuracy
+    rates = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        trainer.train(x, y, initial_weights=initial_weights, epochs=epochs, batch_size=batch_size, seed=0, verbose=0)
+        rates.append(len(x) * epochs / (time.perf_counter() - started))
+    return rates, accuracy
+
+
+def settings_comparison(x, y, initial_weights, batch_size=64, epochs=2):
+    """Images/s of a plain Keras fit under each compile setting the project chose between (XLA, steps per call)."""
+    import keras
+
+    from client import make_dataset, reset_random_state
+    from model import LEARNING_RATE, build_model
+
+    rows = []
+    for jit_compile in (False, True):
+        for steps_per_execution in (1, 16):
+            model = build_model()
+            model.set_weights(initial_weights)
+            reset_random_state(model, 0)
+            model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy",
+                          jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+            dataset = make_dataset(x, y, batch_size, seed=0, shuffle=True)
+            model.fit(dataset, epochs=1, shuffle=False, verbose=0)
+            started = time.perf_counter()
+            model.fit(dataset, epochs=epochs, shuffle=False, verbose=0)
+            rate = len(x) * epochs / (time.perf_counter() - started)
+            rows.append({"jit_compile": jit_compile, "steps_per_execution": steps_per_execution, "batch_size": batch_size,
+                         "images_per_second": round(rate, 1)})
+            print(f"  jit_compile={str(jit_compile):<5} steps_per_execution={steps_per_execution:<3} {rate:>7.0f} images/s", flush=True)
+    return rows
 
 
 def main(argv=None):
@@ -74,22 +105,27 @@ def main(argv=None):
     x, y = x_train[chosen], y_train[chosen]
     initial_weights = build_model(seed=0).get_weights()
 
-    rates = gemm_gflops()
-    ceiling_gflops = max(rates.values())
+    gemm = gemm_gflops()
+    ceiling_gflops = max(gemm.values())
     ceiling_images = ceiling_gflops * 1e9 / TRAIN_FLOPS_PER_IMAGE
-    print(f"float32 GEMM: numpy {rates['numpy']:.1f} GFLOP/s, tensorflow {rates['tensorflow']:.1f} GFLOP/s")
+    print(f"float32 GEMM: numpy {gemm['numpy']:.1f} GFLOP/s, tensorflow {gemm['tensorflow']:.1f} GFLOP/s")
     print(f"CNN training cost: {TRAIN_FLOPS_PER_IMAGE / 1e6:.1f} MFLOP/image -> ceiling {ceiling_images:.0f} images/s")
-    print(f"\n{'batch':>6} {'images/s':>9} {'of ceiling':>11} {'acc@1 epoch':>12}")
+    print(f"\n{'batch':>6} {'images/s':>9} {'of ceiling':>11} {'acc@1 epoch':>12}   (best of 2 timed runs)")
     rows = []
     trainer = LocalTrainer(build_model())
     for batch_size in args.batch_sizes:
-        images_per_second, accuracy = throughput(trainer, batch_size, x, y, x_test, y_test, initial_weights, args.epochs)
+        rates, accuracy = throughput(trainer, batch_size, x, y, x_test, y_test, initial_weights, args.epochs)
+        images_per_second = max(rates)
         fraction = images_per_second / ceiling_images
         rows.append({"batch_size": batch_size, "images_per_second": round(images_per_second, 1),
+                     "all_runs_images_per_second": [round(r, 1) for r in rates],
                      "fraction_of_ceiling": round(fraction, 3), "test_accuracy_after_1_epoch": accuracy})
-        print(f"{batch_size:>6} {images_per_second:>9.0f} {100 * fraction:>10.1f}% {100 * accuracy:>11.2f}%")
+        print(f"{batch_size:>6} {images_per_second:>9.0f} {100 * fraction:>10.1f}% {100 * accuracy:>11.2f}%   (runs: {', '.join(f'{r:.0f}' for r in rates)})")
+    print("\nCompile settings at B=64 (plain Keras fit; the project uses jit_compile auto, which resolves to off here, and 16 steps per call):")
+    settings = settings_comparison(x, y, initial_weights)
     update_results("training", {
-        "gemm_gflops": {k: round(v, 1) for k, v in rates.items()},
+        "settings_comparison": settings,
+        "gemm_gflops": {k: round(v, 1) for k, v in gemm.items()},
         "train_mflop_per_image": round(TRAIN_FLOPS_PER_IMAGE / 1e6, 2),
         "ceiling_images_per_second": round(ceiling_images, 1),
         "train_images": len(x), "timed_epochs": args.epochs, "test_images": len(x_test), "rows": rows,
