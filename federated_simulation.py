@@ -22,8 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from atomic import write_bytes_atomically, write_text_atomically
-from attacks import ATTACKS, flip_labels, poison
-from global_aggregation import METHODS, AggregationError, aggregate
+from attacks import ATTACKS, MODEL_POISONING, flip_labels
+from global_aggregation import METHODS, AggregationError, aggregate, attack_updates
 from split_data import PartitionError, load_client_data, load_initial_weights, load_test_data, npz_bytes, read_manifest
 from updates import ClientUpdate, UpdateError, validate_weights
 
@@ -55,9 +55,12 @@ class Strategy:
         methods = {m.key: m for m in METHODS}
         if key not in methods:
             raise ValueError(f"strategy {spec!r}: choose from {', '.join(methods)} (fedprox may carry mu: fedprox:0.01)")
-        if mu and key != "fedprox":
-            raise ValueError(f"strategy {spec!r}: only fedprox takes a mu")
-        return cls(spec if key != "fedprox" or mu else f"fedprox:{default_mu}", methods[key], float(mu or default_mu) if key == "fedprox" else 0.0)
+        if key != "fedprox":
+            if mu:
+                raise ValueError(f"strategy {spec!r}: only fedprox takes a mu")
+            return cls(key, methods[key], 0.0)
+        mu = mu or str(default_mu)
+        return cls(f"fedprox:{mu}", methods[key], float(mu))
 
 
 def sample_clients(num_clients, fraction, seed, round_number):
@@ -84,16 +87,17 @@ def train_round(trainer, clients, sampled, global_weights, strategy, args, round
         trainer.train(x, flip_labels(y) if attacking and args.attack == "label_flip" else y,
                       initial_weights=global_weights, epochs=args.epochs, batch_size=args.batch_size,
                       seed=client_seed(args.seed, round_number, client_id), mu=strategy.mu, verbose=0)
-        weights = trainer.model.get_weights()
-        if attacking and args.attack != "label_flip":
-            rng = np.random.default_rng([args.seed, round_number, client_id, 1])
-            weights = poison(weights, global_weights, args.attack, None, rng)
         try:
-            weights = validate_weights(weights, [w.shape for w in global_weights], f"client {client_id}")
+            weights = validate_weights(trainer.model.get_weights(), [w.shape for w in global_weights], f"client {client_id}")
         except UpdateError:
             rejected.append(client_id)
             continue
-        updates.append(ClientUpdate(Path(f"client_{client_id}"), client_id, weights, len(x), None))
+        update = [ClientUpdate(Path(f"client_{client_id}"), client_id, weights, len(x), None)]
+        if attacking and args.attack in MODEL_POISONING:
+            update, attacked_out = attack_updates(update, global_weights, args.attack, {client_id}, None,
+                                                  seed=[args.seed, round_number, client_id, 1])
+            rejected += [client_id for _ in attacked_out]
+        updates += update
     return updates, rejected
 
 
@@ -226,11 +230,14 @@ def ensure_scenario_data(args):
     import split_data
 
     wanted = SCENARIOS[args.scenario]["split"]
-    manifest_path = args.data / split_data.MANIFEST
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest["num_clients"] == wanted["clients"] and manifest["partition"] == wanted["partition"] and manifest["seed"] == args.seed:
-            return
+    expected = {"num_clients": wanted["clients"], "seed": args.seed,
+                **{key: value for key, value in wanted.items() if key != "clients"}}
+    try:
+        manifest = split_data.read_manifest(args.data)
+    except PartitionError:
+        manifest = {}
+    if all(manifest.get(key) == value for key, value in expected.items()):
+        return
     options = ["--clients", str(wanted["clients"]), "--partition", wanted["partition"], "--seed", str(args.seed), "--out", str(args.data)]
     for key in ("alpha", "shards_per_client"):
         if key in wanted:
