@@ -24,7 +24,7 @@ from tqdm import tqdm
 from atomic import write_bytes_atomically, write_text_atomically
 from attacks import ATTACKS, MODEL_POISONING, flip_labels
 from global_aggregation import METHODS, AggregationError, aggregate, attack_updates
-from split_data import PartitionError, load_client_data, load_initial_weights, load_test_data, npz_bytes, read_manifest
+from split_data import PartitionError, ensure_split, load_client_data, load_initial_weights, load_test_data, npz_bytes, read_manifest
 from updates import ClientUpdate, UpdateError, validate_weights
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -227,22 +227,8 @@ def parse_args(argv=None):
 
 def ensure_scenario_data(args):
     """Split the scenario's partition into --data unless a matching one is there."""
-    import split_data
-
-    wanted = SCENARIOS[args.scenario]["split"]
-    expected = {"num_clients": wanted["clients"], "seed": args.seed,
-                **{key: value for key, value in wanted.items() if key != "clients"}}
-    try:
-        manifest = split_data.read_manifest(args.data)
-    except PartitionError:
-        manifest = {}
-    if all(manifest.get(key) == value for key, value in expected.items()):
-        return
-    options = ["--clients", str(wanted["clients"]), "--partition", wanted["partition"], "--seed", str(args.seed), "--out", str(args.data)]
-    for key in ("alpha", "shards_per_client"):
-        if key in wanted:
-            options += [f"--{key.replace('_', '-')}", str(wanted[key])]
-    split_data.main(options)
+    wanted = dict(SCENARIOS[args.scenario]["split"])
+    ensure_split(args.data, wanted.pop("clients"), args.seed, **wanted)
 
 
 def main(argv=None):

@@ -5,7 +5,8 @@
 Each client trains once (plain and FedProx), plus the label-flipped variant of
 the clients that may attack; those updates are then reused for every attack,
 every number M of attackers and every rule. Writes results/robustez.json and
-results/robustez.png, and prints the points each rule loses.
+results/robustez.png (with each honest local model's accuracy, for reference), and
+prints the points each rule loses.
 """
 
 import argparse
@@ -150,9 +151,13 @@ def main(argv=None):
     model, trained = train_all_clients(args, manifest, initial_weights, malicious_pool)
     training_seconds = time.perf_counter() - started
 
+    from evaluation import evaluate_weights
+
+    local_accuracy = {str(cid): evaluate_weights(model, weights, x_test, y_test)[0]["accuracy"]
+                      for cid, weights in sorted(trained["plain"].items())}
     counts = [0] + sorted(set(args.malicious))
     baseline = None
-    results = {"attacks": {}}
+    results = {"attacks": {}, "local_accuracy": local_accuracy}
     scenarios = [(attack, m) for attack in ATTACKS for m in counts]
     for attack, m in tqdm(scenarios, desc="attacks × M × rules", unit="scenario"):
         if m == 0 and baseline is not None:

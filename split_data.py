@@ -172,6 +172,25 @@ def read_manifest(data_dir):
         raise PartitionError(f"{path}: corrupted manifest ({err}); run split_data.py again") from None
 
 
+def ensure_split(data_dir, num_clients, seed, partition="iid", alpha=None, shards_per_client=None):
+    """Split full MNIST into data_dir unless a partition with exactly these settings is already there."""
+    expected = {"num_clients": num_clients, "seed": seed, "partition": partition, "train_samples": 60_000,
+                **({"alpha": alpha} if alpha is not None else {}),
+                **({"shards_per_client": shards_per_client} if shards_per_client is not None else {})}
+    try:
+        manifest = read_manifest(data_dir)
+    except PartitionError:
+        manifest = {}
+    if all(manifest.get(key) == value for key, value in expected.items()):
+        return
+    options = ["--clients", str(num_clients), "--partition", partition, "--seed", str(seed), "--out", str(data_dir)]
+    if alpha is not None:
+        options += ["--alpha", str(alpha)]
+    if shards_per_client is not None:
+        options += ["--shards-per-client", str(shards_per_client)]
+    main(options)
+
+
 def load_verified_npz(data_dir, name, manifest):
     """Load one npz from the partition folder after checking its SHA-256 against the manifest."""
     path = Path(data_dir) / name
