@@ -84,6 +84,11 @@ class LocalTrainer:
         )
 
 
+def client_seed(seed, round_number, client_id):
+    """The local-training seed of one client in one round, drawn from (seed, round, client) alone."""
+    return int(np.random.default_rng([seed, round_number, client_id]).integers(2**31 - 1))
+
+
 def make_dataset(x, y, batch_size, seed=None, shuffle=False):
     """A tf.data pipeline over in-memory arrays: seeded reshuffle each epoch, batched, prefetched."""
     dataset = tf.data.Dataset.from_tensor_slices((x, y))

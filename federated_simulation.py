@@ -70,16 +70,14 @@ def sample_clients(num_clients, fraction, seed, round_number):
     return sorted(int(c) + 1 for c in rng.choice(num_clients, size=count, replace=False))
 
 
-def client_seed(seed, round_number, client_id):
-    return int(np.random.default_rng([seed, round_number, client_id]).integers(2**31 - 1))
-
-
 def rounds_to(history, target):
     return next((row["round"] for row in history if row["accuracy"] >= target), None)
 
 
 def train_round(trainer, clients, sampled, global_weights, strategy, args, round_number, malicious):
     """Local training of the sampled clients for one strategy; returns (updates, rejected ids)."""
+    from client import client_seed
+
     updates, rejected = [], []
     for client_id in sampled:
         x, y = clients[client_id]

@@ -1,0 +1,26 @@
+"""What the ClientApp and the ServerApp both read from Flower's configs."""
+
+from pathlib import Path
+
+
+def project_path(value):
+    """A path from a config: absolute as given, relative to the project root (where split_data.py lives)."""
+    import split_data
+
+    path = Path(str(value)).expanduser()
+    return path if path.is_absolute() else split_data.PROJECT_DIR / path
+
+
+def client_data_dir(context):
+    """A SuperNode's own partition folder (node config data-dir), else the run's data-dir."""
+    return project_path(context.node_config.get("data-dir", context.run_config["data-dir"]))
+
+
+def client_id(context, num_clients):
+    """The project's client id (1..K) of this node: its partition-id (0..K-1) plus one."""
+    partition_id = int(context.node_config["partition-id"])
+    num_partitions = int(context.node_config.get("num-partitions", num_clients))
+    if num_partitions != num_clients or not 0 <= partition_id < num_clients:
+        raise ValueError(f"node config partition-id={partition_id} num-partitions={num_partitions}: the partition in "
+                         f"data-dir has K = {num_clients} clients, so use num-partitions={num_clients} and partition-id 0..{num_clients - 1}")
+    return partition_id + 1
