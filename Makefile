@@ -10,11 +10,14 @@ BATCH_SIZE ?=
 MU ?=
 OUT ?= outputs
 PYTEST_ARGS ?=
+ROUNDS ?= 3
+STRATEGY ?= fedavg
+FLOWER_TIMEOUT ?= 1800
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED = 1
 
-.PHONY: venv demo bench robustness scenarios test test-fast clean
+.PHONY: venv flower demo bench robustness scenarios seeds results flower-simulation flower-deployment flower-compare test test-fast clean
 
 $(VENV)/.installed: requirements.txt
 	@echo "==> Creating $(VENV) and installing requirements.txt"
@@ -23,6 +26,14 @@ $(VENV)/.installed: requirements.txt
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# Flower is optional: only the Flower App, its tests and the comparison need it.
+$(VENV)/.flower-installed: $(VENV)/.installed requirements-flower.txt
+	@echo "==> Installing requirements-flower.txt (Flower with its simulation engine)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-flower.txt
+	@touch $@
+
+flower: $(VENV)/.flower-installed
 
 demo: venv
 	$(PY) demo.py --clients $(CLIENTS) --seed $(SEED) --out $(OUT) \
@@ -43,7 +54,18 @@ scenarios: venv
 	@echo "==> federated_simulation.py: the named multi-round scenarios -> results/simulacion/"
 	for s in curso-iid curso-dirichlet fedavg-iid fedavg-shards; do $(PY) federated_simulation.py --scenario $$s || exit 1; done
 
-test: venv
+flower-simulation: flower
+	$(PY) flower_app/run_local.py simulation --clients $(CLIENTS) --rounds $(ROUNDS) --strategy $(STRATEGY) --seed $(SEED) --timeout $(FLOWER_TIMEOUT)
+
+flower-deployment: flower
+	$(PY) flower_app/run_local.py deployment --clients $(CLIENTS) --rounds $(ROUNDS) --strategy $(STRATEGY) --seed $(SEED) --timeout $(FLOWER_TIMEOUT)
+
+flower-compare: flower
+	@echo "==> the same 5-client IID federation, FedAvg: own simulation, Flower simulation, Flower deployment"
+	$(PY) -m benchmarks.flower_comparison --clients $(CLIENTS) --rounds 5 --seed $(SEED)
+
+# The suite includes the Flower tests, so it installs Flower too.
+test: venv flower
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv

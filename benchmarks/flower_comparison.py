@@ -1,0 +1,66 @@
+"""The same federation three ways: the project's simulation, Flower's simulation, Flower's deployment.
+
+    python -m benchmarks.flower_comparison --clients 5 --rounds 5
+
+K IID clients (split_data.py, --seed), FedAvg, E = 1, B = 64, R rounds, the same seeds for local
+training. Each run is a fresh process, timed from start to exit (so Flower's start-up counts);
+writes results/flower/<run>/simulacion.json and results/flower/comparacion.json, and prints the table.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+from atomic import write_text_atomically
+from benchmarks.common import PROJECT_DIR, machine_description
+
+OUT_DIR = PROJECT_DIR / "results" / "flower"
+RUNS = {  # name -> the command after `python`, given the data folder, output folder and rounds
+    "propia": lambda data, out, r, seed: ["federated_simulation.py", "--data", data, "--out", out, "--rounds", r,
+                                          "--strategies", "fedavg", "--epochs", "1", "--batch-size", "64", "--seed", seed],
+    "flower_simulacion": lambda data, out, r, seed: ["flower_app/run_local.py", "simulation", "--data", data, "--out", out,
+                                                     "--rounds", r, "--seed", seed],
+    "flower_despliegue": lambda data, out, r, seed: ["flower_app/run_local.py", "deployment", "--data", data, "--out", out,
+                                                     "--rounds", r, "--seed", seed],
+}
+
+
+def timed_run(command):
+    started = time.perf_counter()
+    subprocess.run([sys.executable, *command], cwd=PROJECT_DIR, stdin=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - started
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", "-K", type=int, default=5)
+    parser.add_argument("--rounds", "-R", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+
+    from split_data import ensure_split
+
+    data = PROJECT_DIR / "data" / "escenarios" / f"iid_{args.clients}"
+    ensure_split(data, args.clients, args.seed)
+    runs = {}
+    for name, command in RUNS.items():
+        out = OUT_DIR / name
+        print(f"\n==> {name}", flush=True)
+        seconds = timed_run(command(str(data), str(out), str(args.rounds), str(args.seed)))
+        history = json.loads((out / "simulacion.json").read_text())["history"]["fedavg"]
+        runs[name] = {"final_accuracy": history[-1]["accuracy"], "accuracy_per_round": [row["accuracy"] for row in history],
+                      "wall_seconds": round(seconds, 1)}
+
+    results = {"config": {"clients": args.clients, "rounds": args.rounds, "partition": "iid", "strategy": "fedavg",
+                          "epochs": 1, "batch_size": 64, "seed": args.seed}, "runs": runs, "machine": machine_description()}
+    write_text_atomically(OUT_DIR / "comparacion.json", json.dumps(results, indent=2) + "\n")
+    print(f"\n{'run':<20} {'final accuracy':>15} {'wall seconds':>13}")
+    for name, row in runs.items():
+        print(f"{name:<20} {100 * row['final_accuracy']:>14.2f}% {row['wall_seconds']:>13.1f}")
+    print(f"Wrote {OUT_DIR / 'comparacion.json'}")
+
+
+if __name__ == "__main__":
+    main()
