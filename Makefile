@@ -54,6 +54,14 @@ scenarios: venv
 	@echo "==> federated_simulation.py: the named multi-round scenarios -> results/simulacion/"
 	for s in curso-iid curso-dirichlet fedavg-iid fedavg-shards; do $(PY) federated_simulation.py --scenario $$s || exit 1; done
 
+seeds: venv
+	@echo "==> seed_study.py: one-shot comparison and robustness over seeds 42 43 44 -> results/semillas.json"
+	$(PY) seed_study.py --seeds 42 43 44
+
+# Everything the essay reports, then its tables (and the README's) re-rendered from results/.
+results: seeds scenarios
+	$(PY) results_tables.py --write ensayo_aprendizaje_federado.md README.md
+
 flower-simulation: flower
 	$(PY) flower_app/run_local.py simulation --clients $(CLIENTS) --rounds $(ROUNDS) --strategy $(STRATEGY) --seed $(SEED) --timeout $(FLOWER_TIMEOUT)
 
