@@ -141,3 +141,19 @@ def test_wrong_client_count_for_the_data_is_one_line(flower_partition, tmp_path)
     assert done.returncode != 0
     assert last_line(done.stderr).startswith(f"run_local.py: error: {flower_partition}: holds a partition for K = 2 clients")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("key", ["fedavg", "fedmed", "trimmed_mean"])
+def test_the_serverapps_flower_strategies_agree_with_the_projects_rules(key):
+    from aggregation import fedavg, fedmed, trimmed_mean
+
+    rng = np.random.default_rng(5)
+    shapes = [(3, 3, 1, 4), (4,), (36, 5), (5,)]
+    updates = [([rng.standard_normal(s).astype(np.float32) for s in shapes], int(n)) for n in rng.integers(1, 50, 7)]
+    strategy, _ = make_strategy({**CONFIG, "strategy": key}, num_clients=len(updates))
+    strategy.expected_keys = list(ArrayRecord(updates[0][0]).keys())
+    strategy.expected_shapes = shapes
+    arrays, _ = strategy.aggregate_train(1, [reply(i, w, n, i + 1) for i, (w, n) in enumerate(updates)])
+    ours = {"fedavg": lambda: fedavg(updates), "fedmed": lambda: fedmed([w for w, _ in updates]),
+            "trimmed_mean": lambda: trimmed_mean([w for w, _ in updates], 0.2)}[key]()
+    assert all(np.allclose(a, b, atol=1e-6, rtol=0) for a, b in zip(ours, arrays.to_numpy_ndarrays()))

@@ -1,0 +1,84 @@
+"""The essay: its tables are the ones rendered from results/, its figures exist, its numbers have a source."""
+
+import json
+import re
+
+import pytest
+
+import results_tables
+from conftest import REPO
+
+ESSAY = REPO / "ensayo_aprendizaje_federado.md"
+
+
+@pytest.fixture(scope="module")
+def essay():
+    return ESSAY.read_text()
+
+
+def prose(text):
+    """The essay without its headings, tables, code, formulas and link targets."""
+    text = results_tables.MARKED.sub("", text)
+    text = re.sub(r"^#.*$", "", text, flags=re.MULTILINE)
+    text = re.sub(r"```.*?```|\$\$.*?\$\$|\$[^$\n]+\$|\]\([^)]*\)", "", text, flags=re.DOTALL)
+    return text
+
+
+def json_numbers():
+    """Every number stored under results/, as a fraction and as a percent, at 1 and 2 decimals."""
+    found = set()
+
+    def walk(value):
+        if isinstance(value, bool):
+            return
+        if isinstance(value, (int, float)):
+            for v in (value, 100 * value):
+                found.update({f"{v:.2f}", f"{v:.1f}", f"{v:.0f}"})
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    for path in (REPO / "results").rglob("*.json"):
+        walk(json.loads(path.read_text()))
+    return found
+
+
+def test_essay_tables_are_the_ones_rendered_from_results(essay):
+    names = [m.group("name") for m in results_tables.MARKED.finditer(essay)]
+    assert {"una_ronda", "robustez", "rondas"} <= set(names)
+    assert results_tables.stale_tables(essay, ESSAY) == []
+
+
+def test_readme_tables_are_the_ones_rendered_from_results():
+    readme = (REPO / "README.md").read_text()
+    assert "flower" in [m.group("name") for m in results_tables.MARKED.finditer(readme)]
+    assert results_tables.stale_tables(readme, "README.md") == []
+
+
+def test_a_table_edited_by_hand_is_caught(essay):
+    edited = re.sub(r"(<!-- tabla:una_ronda -->\n(?:.*\n){2}\| FedAvg \| )\d", r"\g<1>0", essay, count=1)
+    assert edited != essay and results_tables.stale_tables(edited, ESSAY) == ["una_ronda"]
+
+
+def test_every_decimal_number_in_the_prose_comes_from_results(essay):
+    known = json_numbers()
+    numbers = re.findall(r"(?<![\w.])\d+[.,]\d+(?![\w.])", prose(essay))
+    unsourced = sorted({n for n in numbers if n.replace(",", ".") not in known})
+    assert unsourced == [], f"numbers with no source in results/*.json: {unsourced}"
+
+
+def test_figures_are_pngs_in_results(essay):
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", essay)
+    assert len(figures) >= 3
+    for figure in figures:
+        assert figure.startswith("results/") and figure.endswith(".png") and (REPO / figure).is_file(), figure
+
+
+def test_length_and_references(essay):
+    words = len(re.findall(r"\w+", prose(essay)))
+    assert 1500 <= words <= 3000, words
+    for author, year in (("McMahan", 2017), ("Li", 2020), ("Yin", 2018), ("Blanchard", 2017), ("Hsu", 2019)):
+        assert re.search(rf"{author}.*{year}", essay), author
