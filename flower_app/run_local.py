@@ -181,7 +181,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=42, help="seed of the split and of local training (default: 42)")
     parser.add_argument("--data", type=Path, help="a split_data.py output folder for K clients (default: data/escenarios/iid_<K>, split with --seed if missing)")
     parser.add_argument("--out", type=Path, help="results folder (default: results/flower/<mode>)")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds before everything is stopped (default: 1800)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds the run may take once the SuperLink is up; then every process is stopped (default: 1800)")
     args = parser.parse_args(argv)
     args.data_given = args.data is not None
     args.data = (args.data or PROJECT_DIR / "data" / "escenarios" / f"iid_{args.clients}").resolve()
