@@ -27,6 +27,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from fedmnist.settings import STRATEGIES
+
 APP_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = APP_DIR.parent
 BIN_DIR = Path(sys.executable).parent
@@ -173,7 +175,8 @@ def parse_args(argv=None):
     parser.add_argument("mode", choices=("simulation", "deployment"))
     parser.add_argument("--clients", "-K", type=int, default=5, help="K, SuperNodes (default: 5)")
     parser.add_argument("--rounds", "-R", type=int, default=3, help="R, rounds (default: 3)")
-    parser.add_argument("--strategy", default="fedavg", help="fedavg, fedprox, fedmed, trimmed_mean, krum (default: fedavg)")
+    parser.add_argument("--strategy", default="fedavg", choices=STRATEGIES,
+                        help="the ServerApp's Flower strategy (default: fedavg)")
     parser.add_argument("--mu", type=float, default=0.01, help="proximal-mu for fedprox (default: 0.01)")
     parser.add_argument("--epochs", "-E", type=int, default=1, help="E, local epochs per round (default: 1)")
     parser.add_argument("--batch-size", "-B", type=int, default=64, help="B (default: 64)")
@@ -193,6 +196,9 @@ def main(argv=None):
     args = parse_args(argv)
     if args.clients < 2 or args.rounds < 1:
         sys.exit(f"run_local.py: error: --clients {args.clients} --rounds {args.rounds}: need at least 2 clients and 1 round")
+    if not (BIN_DIR / "flower-superlink").is_file():
+        sys.exit(f"run_local.py: error: Flower is not installed beside {sys.executable}; run make flower "
+                 "(or pip install -r requirements-flower.txt)")
     sys.path.insert(0, str(PROJECT_DIR))
     from split_data import PartitionError, ensure_split, read_manifest
 

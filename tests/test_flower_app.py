@@ -157,3 +157,9 @@ def test_the_serverapps_flower_strategies_agree_with_the_projects_rules(key):
     ours = {"fedavg": lambda: fedavg(updates), "fedmed": lambda: fedmed([w for w, _ in updates]),
             "trimmed_mean": lambda: trimmed_mean([w for w, _ in updates], 0.2)}[key]()
     assert all(np.allclose(a, b, atol=1e-6, rtol=0) for a, b in zip(ours, arrays.to_numpy_ndarrays()))
+
+
+def test_unknown_strategy_on_the_command_line_is_refused_before_anything_starts(tmp_path):
+    done = run_local("deployment", "--strategy", "fedsgd", "--out", str(tmp_path / "x"))
+    assert done.returncode == 2 and "invalid choice: 'fedsgd'" in last_line(done.stderr)
+    assert not (tmp_path / "x").exists()

@@ -12,13 +12,10 @@ import time
 from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
-from fedmnist.settings import project_path
+from fedmnist.settings import STRATEGIES, project_path
 
 app = ServerApp()
 
-STRATEGIES = {  # the project's method key -> Flower's strategy class name
-    "fedavg": "FedAvg", "fedprox": "FedProx", "fedmed": "FedMedian", "trimmed_mean": "FedTrimmedAvg", "krum": "Krum",
-}
 
 
 def checked_replies(strategy_class):

@@ -2,10 +2,18 @@
 
 from pathlib import Path
 
+STRATEGIES = {  # the run config's strategy (the project's method key) -> Flower's strategy class
+    "fedavg": "FedAvg", "fedprox": "FedProx", "fedmed": "FedMedian", "trimmed_mean": "FedTrimmedAvg", "krum": "Krum",
+}
+
 
 def project_path(value):
     """A path from a config: absolute as given, relative to the project root (where split_data.py lives)."""
-    import split_data
+    try:
+        import split_data
+    except ModuleNotFoundError:
+        raise RuntimeError("the project's modules are not importable: run with PYTHONPATH set to the repository root "
+                           "(PYTHONPATH=$PWD flwr run flower_app), or use flower_app/run_local.py") from None
 
     path = Path(str(value)).expanduser()
     return path if path.is_absolute() else split_data.PROJECT_DIR / path
