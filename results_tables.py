@@ -73,7 +73,7 @@ def rounds_table():
                          STRATEGY_NAMES.get(name, name), f"{100 * row['final_accuracy']:.2f}",
                          str(row["rounds_to_97"] or "—"), str(row["rounds_to_99"] or "—")])
     return markdown(["escenario", "partición", "K / C / E / B", "estrategia", "exactitud final (%)", "rondas hasta 97 %",
-                     "rondas hasta 99 %"], rows, "lllllrr")
+                     "rondas hasta 99 %"], rows, "llllrrr")
 
 
 def flower_table():
