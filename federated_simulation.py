@@ -24,11 +24,12 @@ from tqdm import tqdm
 from atomic import write_bytes_atomically, write_text_atomically
 from attacks import ATTACKS, MODEL_POISONING, flip_labels
 from global_aggregation import METHODS, AggregationError, aggregate, attack_updates
-from split_data import PartitionError, ensure_split, load_client_data, load_initial_weights, load_test_data, npz_bytes, read_manifest
+from split_data import SCENARIOS_DIR, PartitionError, ensure_split, load_client_data, load_initial_weights, load_test_data, npz_bytes, read_manifest
 from updates import ClientUpdate, UpdateError, validate_weights
 
 PROJECT_DIR = Path(__file__).resolve().parent
 TARGETS = (0.97, 0.99)
+RESULTS_FILE, FIGURE_FILE = "simulacion.json", "simulacion.png"  # what every multi-round run writes, Flower's included
 
 # Named scenarios: the partition they need and the simulation's settings (the paper's symbols).
 SCENARIOS = {
@@ -151,12 +152,22 @@ def save_state(out_dir, results, global_weights):
         path = checkpoint_path(out_dir, name, round_number)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomically(path, npz_bytes(**{f"w{i:02d}": w for i, w in enumerate(weights)}))
-    write_text_atomically(out_dir / "simulacion.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomically(out_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
+
+
+def write_results(out_dir, results, title):
+    """Add the summary, then write RESULTS_FILE and its curves FIGURE_FILE to out_dir, atomically."""
+    from evaluation import save_figure
+
+    results["summary"] = summarize(results["history"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(out_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
+    save_figure(plot_history(results, title), out_dir / FIGURE_FILE)
 
 
 def load_state(out_dir, config):
     """The results and global weights of an interrupted run with the same configuration."""
-    path = out_dir / "simulacion.json"
+    path = out_dir / RESULTS_FILE
     if not path.is_file():
         raise PartitionError(f"{path}: nothing to resume; run without --resume first")
     results = json.loads(path.read_text())
@@ -218,7 +229,7 @@ def parse_args(argv=None):
         if getattr(args, key) is None:
             setattr(args, key, value)
     label = args.scenario or "run"
-    args.data = args.data or (PROJECT_DIR / "data" / "escenarios" / args.scenario if args.scenario else PROJECT_DIR / "data")
+    args.data = args.data or (SCENARIOS_DIR / args.scenario if args.scenario else PROJECT_DIR / "data")
     args.out = args.out or PROJECT_DIR / "results" / "simulacion" / label
     return args
 
@@ -256,7 +267,6 @@ def main(argv=None):
     print("federated_simulation: " + ", ".join(f"{k}={v}" for k, v in config.items()) + f", rounds={args.rounds}")
 
     from client import LocalTrainer
-    from evaluation import save_figure
     from model import build_model
 
     try:
@@ -274,15 +284,13 @@ def main(argv=None):
 
     trainer = LocalTrainer(build_model(), args.learning_rate)
     run_rounds(args, strategies, trainer, clients, (x_test, y_test), results, global_weights)
-    results["summary"] = summarize(results["history"])
-    write_text_atomically(args.out / "simulacion.json", json.dumps(results, indent=2) + "\n")
     title = f"{args.scenario or 'Simulación'}: K = {num_clients}, C = {args.fraction}, E = {args.epochs}, B = {args.batch_size}, partición {manifest['partition']}"
-    save_figure(plot_history(results, title), args.out / "simulacion.png")
+    write_results(args.out, results, title)
     partition_figure = args.data / "particion.png"
     if partition_figure.is_file():
         write_bytes_atomically(args.out / "particion.png", partition_figure.read_bytes())
     print_summary(results["summary"])
-    print(f"Wrote {args.out / 'simulacion.json'} and {args.out / 'simulacion.png'}")
+    print(f"Wrote {args.out / RESULTS_FILE} and {args.out / FIGURE_FILE}")
 
 if __name__ == "__main__":
     main()

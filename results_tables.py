@@ -87,21 +87,21 @@ def flower_table():
 TABLES = {"una_ronda": one_shot_table, "robustez": robustness_table, "rondas": rounds_table, "flower": flower_table}
 
 
-def render_document(text, source):
-    """The document with every marked table re-rendered; raises KeyError naming an unknown table."""
-    def replace(match):
-        name = match.group("name")
-        if name not in TABLES:
-            raise KeyError(f"{source}: unknown table {name!r}; known: {', '.join(TABLES)}")
-        return match.group(1) + TABLES[name]() + match.group(4)
+def rendered(name, source):
+    """Table `name` rendered from results/; KeyError naming the document if there is no such table."""
+    if name not in TABLES:
+        raise KeyError(f"{source}: unknown table {name!r}; known: {', '.join(TABLES)}")
+    return TABLES[name]()
 
-    return MARKED.sub(replace, text)
+
+def render_document(text, source):
+    """The document with every marked table re-rendered."""
+    return MARKED.sub(lambda m: m.group(1) + rendered(m.group("name"), source) + m.group(4), text)
 
 
 def stale_tables(text, source):
     """Names of the marked tables whose copy in the document differs from the rendered one."""
-    render_document(text, source)  # names an unknown table
-    return [m.group("name") for m in MARKED.finditer(text) if m.group("body") != TABLES[m.group("name")]()]
+    return [m.group("name") for m in MARKED.finditer(text) if m.group("body") != rendered(m.group("name"), source)]
 
 
 def main(argv=None):

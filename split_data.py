@@ -22,6 +22,7 @@ from mnist_data import MnistError, as_images, load_mnist_uint8, sha256_file
 
 PROJECT_DIR = Path(__file__).resolve().parent
 DEFAULT_DATA_DIR = PROJECT_DIR / "data"
+SCENARIOS_DIR = DEFAULT_DATA_DIR / "escenarios"  # the named partitions that simulations and benchmarks split on demand
 NUM_CLASSES = 10
 MANIFEST = "manifest.json"
 TEST_FILE = "test.npz"

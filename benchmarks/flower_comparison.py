@@ -40,16 +40,17 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
 
-    from split_data import ensure_split
+    from federated_simulation import RESULTS_FILE
+    from split_data import SCENARIOS_DIR, ensure_split
 
-    data = PROJECT_DIR / "data" / "escenarios" / f"iid_{args.clients}"
+    data = SCENARIOS_DIR / f"iid_{args.clients}"
     ensure_split(data, args.clients, args.seed)
     runs = {}
     for name, command in RUNS.items():
         out = OUT_DIR / name
         print(f"\n==> {name}", flush=True)
         seconds = timed_run(command(str(data), str(out), str(args.rounds), str(args.seed)))
-        history = json.loads((out / "simulacion.json").read_text())["history"]["fedavg"]
+        history = json.loads((out / RESULTS_FILE).read_text())["history"]["fedavg"]
         runs[name] = {"final_accuracy": history[-1]["accuracy"], "accuracy_per_round": [row["accuracy"] for row in history],
                       "wall_seconds": round(seconds, 1)}
 

@@ -46,7 +46,6 @@ class Processes:
         child = subprocess.Popen(command, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True)
         self.children.append((name, child, log))
-        return child
 
     def check_alive(self):
         for name, child, _ in self.children:
@@ -111,8 +110,8 @@ def toml_value(value):
     return json.dumps(value) if isinstance(value, str) else str(value)
 
 
-def run_config(args, data_dir, out_dir):
-    values = {"data-dir": str(data_dir), "out-dir": str(out_dir), "num-server-rounds": args.rounds, "strategy": args.strategy,
+def run_config(args):
+    values = {"data-dir": str(args.data), "out-dir": str(args.out), "num-server-rounds": args.rounds, "strategy": args.strategy,
               "proximal-mu": args.mu, "local-epochs": args.epochs, "batch-size": args.batch_size,
               "fraction-train": args.fraction, "seed": args.seed}
     return " ".join(f"{key}={toml_value(value)}" for key, value in values.items())
@@ -140,12 +139,12 @@ def start_federation(args, processes, link_port):
                 "--node-config", f"partition-id={partition} num-partitions={args.clients}"])
 
 
-def submit_and_stream(args, processes, env, data_dir, out_dir):
+def submit_and_stream(args, processes):
     """`flwr run` the app on the loopback connection and stream its logs until the run ends."""
-    command = [str(BIN_DIR / "flwr"), "run", str(APP_DIR), "loopback", "--stream", "--run-config", run_config(args, data_dir, out_dir)]
+    command = [str(BIN_DIR / "flwr"), "run", str(APP_DIR), "loopback", "--stream", "--run-config", run_config(args)]
     if args.mode == "simulation":
         command += ["--federation-config", f"num-supernodes={args.clients}"]
-    submit = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    submit = subprocess.Popen(command, env=processes.env, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + args.timeout
     try:
         while submit.poll() is None:
@@ -160,8 +159,7 @@ def submit_and_stream(args, processes, env, data_dir, out_dir):
         raise RuntimeError(f"flwr run exited with code {submit.returncode}")
 
 
-def finished_results(out_dir, started_at, rounds):
-    path = out_dir / "simulacion.json"
+def finished_results(path, started_at, rounds):
     if not path.is_file() or path.stat().st_mtime < started_at:
         raise RuntimeError(f"the ServerApp wrote no {path}; see the logs above and in the run's log folder")
     results = json.loads(path.read_text())
@@ -186,8 +184,6 @@ def parse_args(argv=None):
     parser.add_argument("--out", type=Path, help="results folder (default: results/flower/<mode>)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds the run may take once the SuperLink is up; then every process is stopped (default: 1800)")
     args = parser.parse_args(argv)
-    args.data_given = args.data is not None
-    args.data = (args.data or PROJECT_DIR / "data" / "escenarios" / f"iid_{args.clients}").resolve()
     args.out = (args.out or PROJECT_DIR / "results" / "flower" / args.mode).resolve()
     return args
 
@@ -200,14 +196,17 @@ def main(argv=None):
         sys.exit(f"run_local.py: error: Flower is not installed beside {sys.executable}; run make flower "
                  "(or pip install -r requirements-flower.txt)")
     sys.path.insert(0, str(PROJECT_DIR))
-    from split_data import PartitionError, ensure_split, read_manifest
+    from federated_simulation import RESULTS_FILE
+    from split_data import SCENARIOS_DIR, PartitionError, ensure_split, read_manifest
 
     try:
-        if args.data_given:
+        if args.data is not None:
+            args.data = args.data.resolve()
             manifest = read_manifest(args.data)
             if manifest["num_clients"] != args.clients:
                 raise PartitionError(f"{args.data}: holds a partition for K = {manifest['num_clients']} clients, not --clients {args.clients}")
         else:
+            args.data = SCENARIOS_DIR / f"iid_{args.clients}"
             ensure_split(args.data, args.clients, args.seed)
     except PartitionError as err:
         sys.exit(f"run_local.py: error: {err}")
@@ -216,10 +215,9 @@ def main(argv=None):
     link_port = free_port()
     (flwr_home / "config.toml").write_text(
         f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\naddress = "127.0.0.1:{link_port}"\ninsecure = true\n')
-    env = child_environment(flwr_home)
     log_dir = args.out.parent / f"{args.mode}_logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    processes = Processes(env, log_dir)
+    processes = Processes(child_environment(flwr_home), log_dir)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda number, frame: sys.exit(f"run_local.py: stopped by signal {number}"))
 
@@ -228,8 +226,8 @@ def main(argv=None):
     started_at, started = time.time(), time.perf_counter()
     try:
         start_federation(args, processes, link_port)
-        submit_and_stream(args, processes, env, args.data, args.out)
-        results = finished_results(args.out, started_at, args.rounds)
+        submit_and_stream(args, processes)
+        results = finished_results(args.out / RESULTS_FILE, started_at, args.rounds)
     except (RuntimeError, TimeoutError) as err:
         sys.exit(f"run_local.py: error: {err}")
     finally:
@@ -241,7 +239,7 @@ def main(argv=None):
     results["launcher"] = {"mode": args.mode, "wall_seconds": round(wall, 1)}
     from atomic import write_text_atomically
 
-    write_text_atomically(args.out / "simulacion.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomically(args.out / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
     print(f"run_local: {args.mode} finished: {name} final test accuracy {100 * summary['final_accuracy']:.2f}% "
           f"after {args.rounds} rounds, {wall:.0f} s wall time (start to stop, processes included); every process stopped")
 

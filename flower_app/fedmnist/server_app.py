@@ -6,7 +6,6 @@ the common test set, and writes simulacion.json and simulacion.png in federated_
 format, plus the final global model as modelo_global_flower_<strategy>.h5.
 """
 
-import json
 import time
 
 from flwr.app import ArrayRecord, Context, MetricRecord
@@ -96,9 +95,7 @@ class CentralEvaluation:
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    from atomic import write_text_atomically
-    from evaluation import save_figure
-    from federated_simulation import plot_history, summarize
+    from federated_simulation import RESULTS_FILE, write_results
     from model import build_model, save_model
     from split_data import load_initial_weights, load_test_data, read_manifest
 
@@ -125,13 +122,10 @@ def main(grid: Grid, context: Context) -> None:
                    "partition_seed": manifest["seed"]},
         "rounds_completed": rounds,
         "history": {name: evaluation.history},
-        "summary": summarize({name: evaluation.history}),
         "wall_seconds": round(wall_seconds, 1),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(out_dir / "simulacion.json", json.dumps(results, indent=2) + "\n")
     title = f"Flower, {name}: K = {num_clients}, C = {config['fraction-train']}, E = {config['local-epochs']}, B = {config['batch-size']}"
-    save_figure(plot_history(results, title), out_dir / "simulacion.png")
+    write_results(out_dir, results, title)
     model.set_weights(result.arrays.to_numpy_ndarrays())
     save_model(model, out_dir / f"modelo_global_flower_{config['strategy']}.h5")
-    print(f"Wrote {out_dir / 'simulacion.json'}, simulacion.png and the final global model in {wall_seconds:.0f} s", flush=True)
+    print(f"Wrote {out_dir / RESULTS_FILE}, its figure and the final global model in {wall_seconds:.0f} s", flush=True)
