@@ -5,6 +5,8 @@ FedProx needs no rule of its own: its server step is FedAvg's weighted mean over
 updates trained with the proximal term (see client.py).
 """
 
+import math
+
 import numpy as np
 
 
@@ -25,8 +27,9 @@ def fedavg(weighted_updates):
     total, count = None, 0
     scratch = np.empty(SCRATCH_ELEMENTS, dtype=np.float64)
     for weights, num_examples in weighted_updates:
-        if num_examples <= 0:
-            raise ValueError(f"num_examples must be positive, got {num_examples}")
+        factor = float(num_examples) if abs(num_examples) < 2**1000 else math.inf
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"num_examples must be a positive count, got {factor}")
         if total is None:
             total = [np.zeros(np.shape(w), dtype=np.float64) for w in weights]
         for acc, w in zip(total, weights):
@@ -34,9 +37,10 @@ def fedavg(weighted_updates):
             for start in range(0, w_flat.size, SCRATCH_ELEMENTS):
                 part = w_flat[start: start + SCRATCH_ELEMENTS]
                 term = scratch[: part.size]
-                np.multiply(part, num_examples, out=term, casting="unsafe")
+                term[:] = part  # widen first: float32 products of large weights and counts overflow
+                term *= factor
                 acc_flat[start: start + part.size] += term
-        count += num_examples
+        count += factor
     if total is None:
         raise ValueError("fedavg needs at least one update")
     result = []

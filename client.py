@@ -125,5 +125,5 @@ def check_training_parameters(epochs, batch_size, mu):
     for name, value in (("EPOCHS", epochs), ("BATCH_SIZE", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r}: must be a positive integer")
-    if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not mu >= 0:
-        raise ValueError(f"MU={mu!r}: must be a number >= 0 (0 disables FedProx)")
+    if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not 0 <= mu < float("inf"):
+        raise ValueError(f"MU={mu!r}: must be a finite number >= 0 (0 disables FedProx)")

@@ -22,7 +22,8 @@ def evaluate_weights(model, weights, x, y):
         compile_model(model)
     probabilities = model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0)
     predictions = probabilities.argmax(axis=1)
-    picked = np.clip(probabilities[np.arange(len(y)), y], 1e-7, 1.0)
+    # A NaN output (finite but huge weights overflow the logits) counts as the least probable answer, so the loss stays finite.
+    picked = np.clip(np.nan_to_num(probabilities[np.arange(len(y)), y], nan=0.0), 1e-7, 1.0)
     metrics = {
         "accuracy": float(np.mean(predictions == y)),
         "loss": float(-np.mean(np.log(picked))),

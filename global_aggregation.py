@@ -13,6 +13,7 @@ comparacion_metodos.png and resultados.json.
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 import aggregation
-from atomic import check_writable
+from atomic import OutputSet, check_writable
 from attacks import MODEL_POISONING, malicious_ids, poison
 from split_data import DEFAULT_DATA_DIR, PartitionError, load_initial_weights, load_test_data, read_manifest
-from updates import UpdateError, find_update_files, load_updates, validate_weights
+from updates import Expected, UpdateError, display, load_updates, scan_update_folder, validate_weights
 
 RESULTS_FILE = "resultados.json"
 FIGURE_FILE = "comparacion_metodos.png"
@@ -53,8 +54,6 @@ def aggregate(method, updates, trim, krum_f):
     """Apply one method's rule to accepted updates; returns (weights, note)."""
     weight_lists = [u.weights for u in updates]
     if method.key in ("fedavg", "fedprox"):
-        if any(u.num_samples is None for u in updates):
-            return aggregation.fedavg((w, 1) for w in weight_lists), "legacy list pickles present: clients weighted equally"
         return aggregation.fedavg((u.weights, u.num_samples) for u in updates), None
     if method.key == "fedmed":
         return aggregation.fedmed(weight_lists), None
@@ -84,23 +83,28 @@ def attack_updates(updates, initial_weights, attack, attackers, strength=None, s
     return kept, rejected
 
 
-def load_kind(paths, shapes, initial_sha, log):
-    accepted, rejected = load_updates(paths, shapes, initial_sha)
+def load_kind(paths, expected, log):
+    accepted, rejected = load_updates(paths, expected)
     for _, reason in rejected:
         log(f"REJECTED {reason}")
     for update in accepted:
-        if update.num_samples is None:
-            log(f"note: {update.path.name} is a bare list of arrays (older format): it carries no num_samples, so clients are weighted equally")
+        if update.metadata.get("legacy"):
+            log(f"note: {update.path.name} is a bare list of arrays (older format, --allow-legacy): weighted by the "
+                f"manifest's count; nothing shows which weights it started from")
     return accepted, rejected
 
 
-def load_client_updates(args, shapes, initial_sha, log):
+def load_client_updates(args, expected, log):
     """The valid plain and _fedprox updates (after any simulated attack), and every rejection."""
-    plain_paths = find_update_files(args.weights_dir, fedprox=False)
-    prox_paths = find_update_files(args.weights_dir, fedprox=True)
-    plain, rejected = load_kind(plain_paths, shapes, initial_sha, log)
-    prox, prox_rejected = load_kind(prox_paths, shapes, initial_sha, log)
-    rejected += prox_rejected
+    folder = scan_update_folder(args.weights_dir, expected.num_clients)
+    if not folder.plain:
+        raise AggregationError(f"{args.weights_dir}: no pesos_cliente_<id>.pkl for clients 1..{expected.num_clients}; run "
+                               f"local_training.ipynb for each client first, or point --weights-dir at their pickles")
+    for _, reason in folder.rejected:
+        log(f"REJECTED {reason}")
+    plain, rejected = load_kind(folder.plain, expected, log)
+    prox, prox_rejected = load_kind(folder.fedprox, expected, log)
+    rejected = folder.rejected + rejected + prox_rejected
     attackers = []
     if args.attack:
         try:
@@ -115,8 +119,8 @@ def load_client_updates(args, shapes, initial_sha, log):
             log(f"REJECTED {reason}")
         rejected += attacked_out + prox_attacked_out
     if len(plain) < args.min_clients:
-        raise AggregationError(f"only {len(plain)} valid client update(s) in {args.weights_dir}, need at least --min-clients {args.min_clients}; nothing was written")
-    return plain, prox, bool(prox_paths), rejected, attackers
+        raise AggregationError(f"only {len(plain)} valid client update(s) in {args.weights_dir}, need at least --min-clients {args.min_clients}")
+    return plain, prox, bool(folder.fedprox), rejected, attackers
 
 
 def evaluate_methods(model, plain, prox, any_prox_files, args, x_test, y_test):
@@ -147,16 +151,14 @@ def evaluate_methods(model, plain, prox, any_prox_files, args, x_test, y_test):
 
 def compute_all(args, log=print):
     """Everything that can fail, before anything is written: returns the model, the results and the global weights."""
-    if not find_update_files(args.weights_dir, fedprox=False):
-        raise AggregationError(f"{args.weights_dir}: no pesos_cliente_*.pkl found; run local_training.ipynb for each client first, or point --weights-dir at their pickles")
     manifest = read_manifest(args.data)
-    initial_sha = manifest["initial_weights"]["sha256"]
 
     from evaluation import evaluate_weights
     from model import build_model
 
     model = build_model()
-    plain, prox, any_prox_files, rejected, attackers = load_client_updates(args, [tuple(w.shape) for w in model.weights], initial_sha, log)
+    expected = Expected.from_manifest(manifest, [tuple(w.shape) for w in model.weights], args.allow_legacy)
+    plain, prox, any_prox_files, rejected, attackers = load_client_updates(args, expected, log)
     x_test, y_test = load_test_data(args.data)
     methods, global_weights = evaluate_methods(model, plain, prox, any_prox_files, args, x_test, y_test)
     local_models = {}
@@ -167,31 +169,38 @@ def compute_all(args, log=print):
     results = {
         "methods": methods,
         "local_models": local_models,
-        "rejected": [{"file": path.name, "reason": reason} for path, reason in rejected],
+        "rejected": [{"file": display(path.name), "reason": reason} for path, reason in rejected],
         "best_method": max(computed, key=lambda k: computed[k]["accuracy"]),
         "config": {
             "weights_dir": str(args.weights_dir), "data": str(args.data), "test_samples": int(len(y_test)),
             "seed": manifest.get("seed"), "num_clients_in_partition": manifest["num_clients"],
-            "trim": args.trim, "krum_f": args.krum_f, "initial_weights_sha256": initial_sha,
+            "trim": args.trim, "krum_f": args.krum_f, "initial_weights_sha256": expected.initial_weights_sha256,
+            "allow_legacy": args.allow_legacy,
             "attack": args.attack, "malicious_clients": attackers, "attack_strength": args.attack_strength,
         },
     }
     return model, results, global_weights
 
 
+def model_file(key):
+    return f"modelo_global_{key}.h5"
+
+
 def write_outputs(out_dir, model, results, global_weights):
-    from atomic import write_text_atomically
+    """Replace the models, the figure and the JSON together; a method not computed this time loses its old model."""
     from evaluation import plot_method_comparison, save_figure
     from model import save_model
 
-    for key, weights in global_weights.items():
-        model.set_weights(weights)
-        save_model(model, out_dir / f"modelo_global_{key}.h5")
-    methods = {v["label"]: v["accuracy"] for v in results["methods"].values() if v["status"] == "ok"}
-    local = {cid: v["accuracy"] for cid, v in results["local_models"].items()}
-    fig = plot_method_comparison(methods, local, f"Métodos de agregación sobre {len(local)} clientes ({results['config']['test_samples']} imágenes de test)")
-    save_figure(fig, out_dir / FIGURE_FILE)
-    write_text_atomically(out_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
+    stale = [out_dir / model_file(m.key) for m in METHODS if m.key not in global_weights]
+    with OutputSet(remove=stale) as outputs:
+        for key, weights in global_weights.items():
+            model.set_weights(weights)
+            save_model(model, outputs.stage(out_dir / model_file(key)))
+        methods = {v["label"]: v["accuracy"] for v in results["methods"].values() if v["status"] == "ok"}
+        local = {cid: v["accuracy"] for cid, v in results["local_models"].items()}
+        fig = plot_method_comparison(methods, local, f"Métodos de agregación sobre {len(local)} clientes ({results['config']['test_samples']} imágenes de test)")
+        save_figure(fig, outputs.stage(out_dir / FIGURE_FILE))
+        outputs.write_text(out_dir / RESULTS_FILE, json.dumps(results, indent=2, allow_nan=False) + "\n")
 
 
 def print_table(results):
@@ -216,6 +225,8 @@ def parse_args(argv=None):
     parser.add_argument("--min-clients", type=int, default=2, help="fewest valid updates needed to aggregate (default: 2)")
     parser.add_argument("--trim", type=float, default=0.2, help="beta, the fraction trimmed from each side by the trimmed mean (default: 0.2)")
     parser.add_argument("--krum-f", type=int, default=1, help="f, the number of Byzantine clients Krum tolerates (default: 1)")
+    parser.add_argument("--allow-legacy", action="store_true",
+                        help="also read bare lists of arrays (older format), weighted by the manifest's counts; nothing checks their starting point")
     attack = parser.add_argument_group("simulated attacks (model poisoning of M clients' updates Δ = w − w⁰)")
     attack.add_argument("--attack", choices=MODEL_POISONING, default=None, help="the attack to simulate (label flipping is data poisoning: see the notebook's LABEL_FLIP)")
     attack.add_argument("--malicious", "-M", type=int, default=1, help="M, the number of attacking clients: the lowest client ids (default: 1)")
@@ -229,19 +240,27 @@ def main(argv=None):
     print(f"global_aggregation: weights-dir={args.weights_dir} data={args.data} out={args.out} min-clients={args.min_clients} trim={args.trim} krum-f={args.krum_f}"
           + (f" attack={args.attack} M={args.malicious} strength={args.attack_strength}" if args.attack else ""))
     try:
-        if not args.weights_dir.is_dir():
-            raise AggregationError(f"{args.weights_dir}: no such folder; pass the folder holding the clients' pesos_cliente_*.pkl with --weights-dir")
-        if args.min_clients < 1:
-            raise AggregationError(f"--min-clients {args.min_clients}: must be at least 1")
-        if not 0 <= args.trim < 0.5:
-            raise AggregationError(f"--trim {args.trim}: must be in [0, 0.5)")
+        check_options(args)
         check_writable(args.out)
         model, results, global_weights = compute_all(args)
+        write_outputs(args.out, model, results, global_weights)
     except (AggregationError, PartitionError, UpdateError, OSError) as err:
-        sys.exit(f"global_aggregation.py: error: {err}")
-    write_outputs(args.out, model, results, global_weights)
+        sys.exit(f"global_aggregation.py: error: {err}; earlier outputs in {args.out} are unchanged")
     print_table(results)
-    print(f"Wrote {', '.join(f'modelo_global_{k}.h5' for k in global_weights)}, {FIGURE_FILE} and {RESULTS_FILE} to {args.out}")
+    print(f"Wrote {', '.join(model_file(k) for k in global_weights)}, {FIGURE_FILE} and {RESULTS_FILE} to {args.out}")
+
+
+def check_options(args):
+    if not args.weights_dir.is_dir():
+        raise AggregationError(f"{args.weights_dir}: no such folder; pass the folder holding the clients' pesos_cliente_*.pkl with --weights-dir")
+    if args.min_clients < 1:
+        raise AggregationError(f"--min-clients {args.min_clients}: must be at least 1")
+    if not (math.isfinite(args.trim) and 0 <= args.trim < 0.5):
+        raise AggregationError(f"--trim {args.trim}: must be in [0, 0.5)")
+    if args.krum_f < 0:
+        raise AggregationError(f"--krum-f {args.krum_f}: must be at least 0")
+    if args.attack_strength is not None and not math.isfinite(args.attack_strength):
+        raise AggregationError(f"--attack-strength {args.attack_strength}: must be a finite number")
 
 
 if __name__ == "__main__":

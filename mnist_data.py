@@ -193,6 +193,8 @@ def ensure_mnist(path=None, cache_dir=DEFAULT_CACHE_DIR, log=print):
     """Return the folder holding the four verified IDX files, fetching them if needed."""
     cache_dir = Path(cache_dir)
     path = path or os.environ.get("MNIST_PATH") or None
+    if path and not Path(path).expanduser().exists():
+        raise MnistError(f"{path}: no such file or folder (given with --mnist or MNIST_PATH); pass the path of mnist.npz or of the IDX files")
     sources = []
     if all((cache_dir / name).is_file() for name in IDX_SHA256):
         sources.append((f"verified cache {cache_dir}", lambda: read_idx_folder(cache_dir)))

@@ -12,13 +12,15 @@ writes to data/ (or --out):
 import argparse
 import io
 import json
+import math
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from atomic import check_writable, write_bytes_atomically, write_text_atomically
-from mnist_data import MnistError, as_images, load_mnist_uint8, sha256_file
+from atomic import OutputSet, check_writable
+from mnist_data import MnistError, as_images, load_mnist_uint8, sha256_bytes, sha256_file
 
 PROJECT_DIR = Path(__file__).resolve().parent
 DEFAULT_DATA_DIR = PROJECT_DIR / "data"
@@ -65,8 +67,8 @@ def dirichlet_partition(labels, num_clients, seed, alpha, max_draws=100):
 
     Draws again (same seeded generator) until every client has at least one example.
     """
-    if alpha <= 0:
-        raise PartitionError(f"--alpha {alpha}: must be positive (0.1 is very skewed, 100 is nearly IID)")
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise PartitionError(f"--alpha {alpha}: must be a positive number (0.1 is very skewed, 100 is nearly IID)")
     if not 1 <= num_clients <= len(labels):
         raise PartitionError(f"K={num_clients} clients: need 1 <= K <= {len(labels)} (the number of training examples)")
     rng = np.random.default_rng(seed)
@@ -130,20 +132,20 @@ def npz_bytes(**arrays):
 
 
 def write_partitions(out_dir, x_train, y_train, x_test, y_test, parts, initial_weights, config):
-    """Write every client file, the test set, the initial weights and the manifest; return the manifest."""
+    """Replace the whole split in `out_dir` at once: client files, test set, initial weights, manifest, figure.
+
+    Nothing lands unless everything was written, so a new partition file never
+    sits under an old manifest; client files of an earlier, larger split are removed.
+    Returns the manifest.
+    """
+    from evaluation import plot_partition, save_figure
     from updates import weights_sha256
 
     out_dir = Path(out_dir)
-    files = {}
-    for client_id, indices in enumerate(parts, start=1):
-        name = client_file(client_id)
-        write_bytes_atomically(out_dir / name, npz_bytes(x=x_train[indices], y=y_train[indices]))
-        files[name] = sha256_file(out_dir / name)
-    write_bytes_atomically(out_dir / TEST_FILE, npz_bytes(x=x_test, y=y_test))
-    files[TEST_FILE] = sha256_file(out_dir / TEST_FILE)
-    write_bytes_atomically(out_dir / INITIAL_WEIGHTS_FILE, npz_bytes(**{f"w{i:02d}": w for i, w in enumerate(initial_weights)}))
-    files[INITIAL_WEIGHTS_FILE] = sha256_file(out_dir / INITIAL_WEIGHTS_FILE)
-
+    contents = {client_file(client_id): npz_bytes(x=x_train[indices], y=y_train[indices])
+                for client_id, indices in enumerate(parts, start=1)}
+    contents[TEST_FILE] = npz_bytes(x=x_test, y=y_test)
+    contents[INITIAL_WEIGHTS_FILE] = npz_bytes(**{f"w{i:02d}": w for i, w in enumerate(initial_weights)})
     manifest = {
         **config,
         "num_clients": len(parts),
@@ -157,20 +159,56 @@ def write_partitions(out_dir, x_train, y_train, x_test, y_test, parts, initial_w
         },
         "test": {"file": TEST_FILE, "num_samples": int(len(y_test)), "class_histogram": class_histogram(y_test)},
         "initial_weights": {"file": INITIAL_WEIGHTS_FILE, "sha256": weights_sha256(initial_weights)},
-        "sha256": files,
+        "sha256": {name: sha256_bytes(data) for name, data in contents.items()},
     }
-    write_text_atomically(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    stale = [path for path in out_dir.glob("cliente_*.npz") if path.name not in contents]
+    with OutputSet(remove=stale) as outputs:
+        for name, data in contents.items():
+            outputs.write_bytes(out_dir / name, data)
+        outputs.write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        save_figure(plot_partition(manifest), outputs.stage(out_dir / PARTITION_FIGURE))
     return manifest
 
 
 def read_manifest(data_dir):
+    """The organizer's manifest.json, checked: it is the truth about clients, counts and file hashes."""
     path = Path(data_dir) / MANIFEST
     if not path.is_file():
         raise PartitionError(f"{path}: no partition found; run split_data.py first (python split_data.py --clients 5 --seed 42)")
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PartitionError(f"{path}: corrupted manifest ({err}); run split_data.py again") from None
+        raise PartitionError(f"{path}: corrupted manifest ({type(err).__name__}); run split_data.py again") from None
+    problem = manifest_problem(manifest)
+    if problem:
+        raise PartitionError(f"{path}: not a manifest written by split_data.py ({problem}); run split_data.py again")
+    return manifest
+
+
+def manifest_problem(manifest):
+    """What makes `manifest` unusable, or None."""
+    def positive_int(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    k = manifest.get("num_clients")
+    if not positive_int(k):
+        return "num_clients is not a positive integer"
+    clients = manifest.get("clients")
+    if not isinstance(clients, dict) or set(clients) != {str(c) for c in range(1, k + 1)}:
+        return f"clients is not one entry for each of 1..{k}"
+    if not all(isinstance(info, dict) and positive_int(info.get("num_samples")) for info in clients.values()):
+        return "a client without a positive num_samples"
+    if not (isinstance(manifest.get("test"), dict) and positive_int(manifest["test"].get("num_samples"))):
+        return "test.num_samples is not a positive integer"
+    sha = manifest.get("initial_weights", {}).get("sha256") if isinstance(manifest.get("initial_weights"), dict) else None
+    if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+        return "initial_weights.sha256 is not a SHA-256"
+    hashes = manifest.get("sha256")
+    if not (isinstance(hashes, dict) and all(isinstance(v, str) for v in hashes.values())):
+        return "sha256 is not a table of file hashes"
+    return None
 
 
 def ensure_split(data_dir, num_clients, seed, partition="iid", alpha=None, shards_per_client=None):
@@ -207,8 +245,9 @@ def load_verified_npz(data_dir, name, manifest):
 def check_client_id(client_id, manifest):
     """Return `client_id` as an int in 1..K, or raise PartitionError saying which ids exist."""
     num_clients = manifest["num_clients"]
-    if isinstance(client_id, bool) or not isinstance(client_id, (int, np.integer, str)) or not str(client_id).strip().isdigit():
-        raise PartitionError(f"CLIENT_ID={client_id!r} is not an integer; choose one of 1..{num_clients}")
+    is_number = isinstance(client_id, (int, np.integer)) and not isinstance(client_id, bool)
+    if not (is_number or (isinstance(client_id, str) and re.fullmatch(r"\s*[0-9]{1,9}\s*", client_id, re.ASCII))):
+        raise PartitionError(f"CLIENT_ID={ascii(client_id)[:40]} is not an integer; choose one of 1..{num_clients}")
     client_id = int(client_id)
     if not 1 <= client_id <= num_clients:
         raise PartitionError(f"CLIENT_ID={client_id} is outside 1..{num_clients} (the partition has {num_clients} clients)")
@@ -275,6 +314,8 @@ def main(argv=None):
             value = getattr(args, option)
             if value is not None and value < 1:
                 raise PartitionError(f"--{option.replace('_', '-')}={value}: must be at least 1")
+        if not 0 <= args.seed < 2**32:
+            raise PartitionError(f"--seed {args.seed}: must be in 0..2^32-1")
         try:
             check_writable(args.out)
         except OSError as err:
@@ -294,13 +335,13 @@ def main(argv=None):
         config["alpha"] = args.alpha
     if args.partition == "shards":
         config["shards_per_client"] = args.shards_per_client
-    manifest = write_partitions(
-        args.out, x_train[train_idx], y_train[train_idx], x_test[test_idx], y_test[test_idx],
-        parts, initial_weights, config,
-    )
-    from evaluation import plot_partition, save_figure
-
-    save_figure(plot_partition(manifest), args.out / PARTITION_FIGURE)
+    try:
+        manifest = write_partitions(
+            args.out, x_train[train_idx], y_train[train_idx], x_test[test_idx], y_test[test_idx],
+            parts, initial_weights, config,
+        )
+    except OSError as err:
+        sys.exit(f"split_data.py: error: {args.out}: could not write the split ({err.strerror or err}); the previous split is unchanged")
     if len(parts) <= 20:
         print_partition_table(manifest)
     print(f"Wrote {len(parts)} client partitions, {TEST_FILE}, {INITIAL_WEIGHTS_FILE}, {MANIFEST} and {PARTITION_FIGURE} to {args.out}")

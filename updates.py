@@ -1,43 +1,53 @@
 """The client-update file (`pesos_cliente_N.pkl`): writing it, and reading it without trusting it.
 
-A pickle is a program: `pickle.load` on a crafted file runs any command. Updates
-are therefore read only through `RestrictedUnpickler`, which resolves just the
-NumPy globals that a dict or list of arrays needs, and then validated against the
-model's shapes before anything aggregates them.
+A pickle is a program, and NumPy's own reconstruction is not a safe boundary, so
+update files are read only through `restricted_pickle.load` (an interpreter of
+the pickle subset that a dict of float arrays needs, see there), from regular
+files, up to a size cap. What it returns is then checked against a schema and
+against the organizer's manifest, which is the truth about every client:
+
+- the file name is canonical: pesos_cliente_<id>.pkl or pesos_cliente_<id>_fedprox.pkl,
+  id in 1..K in ASCII digits without leading zeros;
+- client_id equals the file name's id; num_samples equals the manifest's count for it;
+- initial_weights_sha256 equals the manifest's (a self-reported hash: it catches
+  a client that started from other weights by mistake, not one that lies);
+- weights match model.py's shapes and are finite after the cast to float32;
+- the optional fields (mu, epochs, batch_size, seed, versions) have their types
+  and bounds; unknown keys are dropped without being looked at.
 
 Format: a dict with client_id, num_samples, weights (float32 arrays in
 `model.get_weights()` order), mu, epochs, batch_size, seed,
 initial_weights_sha256 and versions. A bare list of arrays (older course
-repositories) is accepted too; such clients are then weighted equally.
+repositories) is read only when the caller allows it (`--allow-legacy`); it is
+then weighted by the manifest's count, and nothing checks where it started from.
 """
 
 import hashlib
-import io
 import math
+import os
 import pickle
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+import restricted_pickle
 from atomic import write_bytes_atomically
+from restricted_pickle import PendingArray, describe, is_int, printable
 
 MAX_UPDATE_BYTES = 64 * 1024 * 1024
 PICKLE_PROTOCOL = 4
-UPDATE_NAME = re.compile(r"^pesos_cliente_(\d+)(_fedprox)?\.pkl$")
-ALLOWED_GLOBALS = frozenset({
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "_reconstruct"),  # files written by NumPy 1.x
-    ("numpy._core.numeric", "_frombuffer"),  # protocol 5 (in-band buffers)
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-})
+UPDATE_PREFIX = "pesos_cliente_"
+UPDATE_NAME = re.compile(r"pesos_cliente_([1-9][0-9]{0,8})(_fedprox)?\.pkl", re.ASCII)
+MAX_REASON_CHARS = 300
+MAX_VERSION_ENTRIES, MAX_VERSION_CHARS = 8, 64
+SHA256_HEX = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
 class UpdateError(ValueError):
-    """A client update that cannot be used; the message names the file and the reason."""
+    """A client update that cannot be used; the message names the file and the reason, in one bounded line."""
 
 
 @dataclass
@@ -45,13 +55,37 @@ class ClientUpdate:
     path: Path
     client_id: int
     weights: list
-    num_samples: int | None  # None for a legacy bare list: weighted equally
-    initial_weights_sha256: str | None
+    num_samples: int  # the manifest's count for this client (self-reported counts must equal it)
+    initial_weights_sha256: str | None  # None for a legacy bare list
     metadata: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What the model and the organizer's manifest say every valid update must be."""
+
+    shapes: tuple
+    num_samples: dict  # client id -> its partition's size; its keys are the valid ids
+    initial_weights_sha256: str
+    allow_legacy: bool = False
+
+    @classmethod
+    def from_manifest(cls, manifest, shapes, allow_legacy=False):
+        counts = {int(cid): info["num_samples"] for cid, info in manifest["clients"].items()}
+        return cls(tuple(tuple(s) for s in shapes), counts, manifest["initial_weights"]["sha256"], allow_legacy)
+
+    @property
+    def num_clients(self):
+        return len(self.num_samples)
+
+
 def update_filename(client_id, fedprox=False):
-    return f"pesos_cliente_{client_id}{'_fedprox' if fedprox else ''}.pkl"
+    return f"{UPDATE_PREFIX}{client_id}{'_fedprox' if fedprox else ''}.pkl"
+
+
+def display(path):
+    """A file's name as it may appear in one log line: control and non-ASCII characters escaped, length capped."""
+    return printable(path, 120)
 
 
 def weights_sha256(weights):
@@ -88,50 +122,193 @@ def write_update(path, *, client_id, num_samples, weights, mu, epochs, batch_siz
 
 
 # ---------------------------------------------------------------------------
-# Restricted reading
+# The folder: canonical names only
 # ---------------------------------------------------------------------------
 
-def _latin1_bytes(text, encoding):
-    """What protocols 0-2 call to rebuild bytes: `_codecs.encode(str, "latin1")`, and nothing else."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError("_codecs.encode is allowed only as encode(str, 'latin1')")
-    return text.encode("latin1")
+@dataclass
+class UpdateFolder:
+    plain: list  # paths of pesos_cliente_<id>.pkl, by id
+    fedprox: list  # paths of pesos_cliente_<id>_fedprox.pkl, by id
+    rejected: list  # (path, reason) of every other pesos_cliente_* entry
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the NumPy globals needed to rebuild plain arrays."""
+def scan_update_folder(folder, num_clients):
+    """Sort the `pesos_cliente_*` entries of `folder` into plain and FedProx updates of clients 1..K, and the rest."""
+    found = UpdateFolder([], [], [])
+    with os.scandir(folder) as entries:
+        names = sorted(entry.name for entry in entries if entry.name.startswith(UPDATE_PREFIX))
+    for name in names:
+        path = Path(folder) / name
+        match = UPDATE_NAME.fullmatch(name)
+        if not match:
+            found.rejected.append((path, f"{display(path)}: not an update file name; the notebook writes "
+                                         f"pesos_cliente_<id>.pkl or pesos_cliente_<id>_fedprox.pkl, id 1..{num_clients} without leading zeros"))
+        elif int(match.group(1)) > num_clients:
+            found.rejected.append((path, f"{display(path)}: client {match.group(1)} is not in the partition (clients 1..{num_clients})"))
+        else:
+            (found.fedprox if match.group(2) else found.plain).append(path)
+    found.plain.sort(key=client_id_from_name)
+    found.fedprox.sort(key=client_id_from_name)
+    return found
 
-    def __init__(self, file, source):
-        super().__init__(file)
-        self.source = source
 
-    def find_class(self, module, name):
-        if (module, name) in ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        if (module, name) == ("_codecs", "encode"):  # protocols 0-2 encode raw bytes this way
-            return _latin1_bytes
-        raise UpdateError(f"{self.source}: refused global {module}.{name}: an update may contain only NumPy arrays")
-
-    def persistent_load(self, pid):
-        raise UpdateError(f"{self.source}: refused persistent id: an update may contain only NumPy arrays")
+def client_id_from_name(path):
+    match = UPDATE_NAME.fullmatch(Path(path).name)
+    return int(match.group(1)) if match else None
 
 
-def unpickle_restricted(data, source):
-    """Unpickle `data` through RestrictedUnpickler; every failure becomes an UpdateError."""
-    if not data:
-        raise UpdateError(f"{source}: empty file; ask the client to send its update again")
+# ---------------------------------------------------------------------------
+# Reading one file
+# ---------------------------------------------------------------------------
+
+FILE_KINDS = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe", stat.S_ISCHR: "a character device",
+              stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+
+
+def file_kind(mode):
+    return next((kind for test, kind in FILE_KINDS.items() if test(mode)), "not a regular file")
+
+
+def read_capped(path, max_bytes):
+    """The bytes of the regular file at `path` (a symlink to one is followed), refusing anything over `max_bytes`.
+
+    Special files are refused before they are opened, and again after (the path
+    may change in between); opening never blocks, and at most max_bytes + 1 bytes
+    are read whatever the file claims its size is.
+    """
     try:
-        return RestrictedUnpickler(io.BytesIO(data), source).load()
-    except UpdateError:
-        raise
-    except EOFError:
-        raise UpdateError(f"{source}: truncated pickle (ended early); ask the client to send its update again") from None
-    except Exception as err:  # noqa: BLE001 - whatever a malformed pickle raises, it is one kind of user error
-        raise UpdateError(f"{source}: not a valid update pickle ({type(err).__name__}: {str(err)[:120]})") from None
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise UpdateError(f"{display(path)}: {file_kind(mode)}, not a regular file; an update is a plain .pkl file")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(fd, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise UpdateError(f"{display(path)}: {file_kind(mode)}, not a regular file; an update is a plain .pkl file")
+            data = file.read(max_bytes + 1)
+    except OSError as err:
+        raise UpdateError(f"{display(path)}: cannot read ({err.strerror})") from None
+    if len(data) > max_bytes:
+        raise UpdateError(f"{display(path)}: larger than the {max_bytes}-byte cap for an update")
+    return data
+
+
+def read_update(path, expected, max_bytes=MAX_UPDATE_BYTES):
+    """Load and validate one update file; raise UpdateError (one bounded line) on anything unusable."""
+    path = Path(path)
+    data = read_capped(path, max_bytes)
+    return decode_update(data, path, expected, client_id_from_name(path))
+
+
+def decode_update(data, source, expected, name_id):
+    """Validate an update's bytes; `name_id` is the client id its file name claims. Every failure is an UpdateError."""
+    try:
+        return check_payload(unpickle(data, source), source, expected, name_id)
+    except UpdateError as err:
+        raise UpdateError(str(err)[:MAX_REASON_CHARS]) from None
+    except Exception as err:  # noqa: BLE001 - nothing one file holds may abort the run (MemoryError and RecursionError included)
+        raise UpdateError(f"{display(source)}: could not be checked ({type(err).__name__}); ask the client to send it again") from None
+
+
+def unpickle(data, source):
+    if not data:
+        raise UpdateError(f"{display(source)}: empty file; ask the client to send its update again")
+    try:
+        return restricted_pickle.load(data)
+    except restricted_pickle.PickleRefused as err:
+        raise UpdateError(f"{display(source)}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - whatever pickletools raises on malformed bytes
+        raise UpdateError(f"{display(source)}: not a valid update pickle ({type(err).__name__}: {printable(err, 100)})") from None
+
+
+def check_payload(payload, source, expected, name_id):
+    name = display(source)
+    if type(payload) is list:
+        if not expected.allow_legacy:
+            raise UpdateError(f"{name}: a bare list of arrays (older format) carries no client id, count or initial-weights hash; "
+                              f"re-run the notebook, or pass --allow-legacy to weigh it by the manifest's count")
+        client_id = check_client_id(name_id, name, expected)
+        return ClientUpdate(Path(source), client_id, check_arrays(payload, expected.shapes, name),
+                            expected.num_samples[client_id], None, {"legacy": True})
+    if type(payload) is not dict:
+        raise UpdateError(f"{name}: expected a dict of the update's fields, got {describe(payload)}")
+
+    missing = [key for key in ("client_id", "num_samples", "weights", "initial_weights_sha256") if key not in payload]
+    if missing:
+        raise UpdateError(f"{name}: missing field(s) {', '.join(missing)}; was it written by local_training.ipynb?")
+    client_id = payload["client_id"]
+    if not is_int(client_id):
+        raise UpdateError(f"{name}: client_id must be an integer, got {describe(client_id)}")
+    if name_id is not None and client_id != name_id:
+        raise UpdateError(f"{name}: client_id ({describe(client_id)}) disagrees with the file name (client {name_id})")
+    client_id = check_client_id(client_id, name, expected)
+    num_samples, truth = payload["num_samples"], expected.num_samples[client_id]
+    if not is_int(num_samples) or num_samples != truth:
+        raise UpdateError(f"{name}: num_samples is {describe(num_samples)}, but the manifest gives client {client_id} "
+                          f"{truth} examples; FedAvg weights each client by its partition's size")
+    sha = payload["initial_weights_sha256"]
+    if not (isinstance(sha, str) and SHA256_HEX.fullmatch(sha)):
+        raise UpdateError(f"{name}: initial_weights_sha256 must be 64 hexadecimal digits, got {describe(sha)}")
+    if sha != expected.initial_weights_sha256:
+        raise UpdateError(f"{name}: started from other initial weights (SHA-256 {sha[:12]}…, expected "
+                          f"{expected.initial_weights_sha256[:12]}…); every client must start from split_data.py's pesos_iniciales.npz")
+    metadata = {"client_id": client_id, "num_samples": num_samples, "initial_weights_sha256": sha,
+                **check_optional_fields(payload, name)}
+    return ClientUpdate(Path(source), client_id, check_arrays(payload["weights"], expected.shapes, name), truth, sha, metadata)
+
+
+def check_client_id(client_id, name, expected):
+    if client_id is None or client_id not in expected.num_samples:
+        raise UpdateError(f"{name}: client {describe(client_id)} is not in the partition (clients 1..{expected.num_clients})")
+    return client_id
+
+
+def check_optional_fields(payload, name):
+    """The optional fields the notebook writes, each checked; keys outside the schema are ignored."""
+    checked = {}
+    for key, valid, requirement in OPTIONAL_FIELDS:
+        if key in payload:
+            if not valid(payload[key]):
+                raise UpdateError(f"{name}: {key} must be {requirement}, got {describe(payload[key])}")
+            checked[key] = dict(payload[key]) if key == "versions" else payload[key]
+    return checked
+
+
+def _is_versions(value):
+    return (type(value) is dict and len(value) <= MAX_VERSION_ENTRIES
+            and all(len(k) <= MAX_VERSION_CHARS and type(v) is str and len(v) <= MAX_VERSION_CHARS and v.isprintable()
+                    and k.isprintable() for k, v in value.items()))
+
+
+OPTIONAL_FIELDS = (
+    ("mu", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    ("epochs", lambda v: is_int(v) and 1 <= v <= 10**6, "an integer in 1..10^6"),
+    ("batch_size", lambda v: is_int(v) and 1 <= v <= 10**9, "an integer in 1..10^9"),
+    ("seed", lambda v: is_int(v) and -2**63 <= v < 2**64, "a 64-bit integer"),
+    ("versions", _is_versions, f"a dict of at most {MAX_VERSION_ENTRIES} short strings"),
+)
+
+
+def check_arrays(items, shapes, name):
+    """The arrays of a decoded update: each must have been rebuilt completely; then validate_weights."""
+    if type(items) is not list:
+        raise UpdateError(f"{name}: 'weights' must be a list of arrays, got {describe(items)}")
+    if len(items) != len(shapes):
+        raise UpdateError(f"{name}: {len(items)} weight arrays, the model has {len(shapes)}; was it trained with model.py's build_model()?")
+    arrays = []
+    for i, item in enumerate(items):
+        if not isinstance(item, PendingArray) or item.array is None:
+            raise UpdateError(f"{name}: weight {i} is {describe(item)}, not a NumPy float array")
+        arrays.append(item.array)
+    return validate_weights(arrays, shapes, name)
 
 
 def validate_weights(weights, expected_shapes, source):
-    """Return the weights as float32 arrays, or raise UpdateError naming the first problem."""
+    """Return the weights as float32 arrays, or raise UpdateError naming the first problem.
+
+    Finiteness is checked after the cast: a float64 value of 1e300 is finite but
+    becomes inf in float32.
+    """
     if not isinstance(weights, list):
         raise UpdateError(f"{source}: 'weights' must be a list of arrays, got {type(weights).__name__}")
     if len(weights) != len(expected_shapes):
@@ -140,95 +317,34 @@ def validate_weights(weights, expected_shapes, source):
     for i, (w, shape) in enumerate(zip(weights, expected_shapes)):
         if not isinstance(w, np.ndarray):
             raise UpdateError(f"{source}: weight {i} is a {type(w).__name__}, not a NumPy array")
-        if w.dtype not in (np.float32, np.float64):
+        if not (w.dtype.kind == "f" and w.dtype.itemsize in (4, 8)):  # either byte order
             raise UpdateError(f"{source}: weight {i} has dtype {w.dtype}; only float32 (or float64) arrays are accepted")
         if w.shape != tuple(shape):
             raise UpdateError(f"{source}: weight {i} has shape {w.shape}, the model expects {tuple(shape)}; was it trained with model.py's build_model()?")
+        with np.errstate(over="ignore"):
+            w = w.astype(np.float32, copy=False)
         if not np.isfinite(w).all():
-            raise UpdateError(f"{source}: weight {i} contains NaN or Inf; the client's training diverged or crashed")
-        checked.append(w.astype(np.float32, copy=False))
+            raise UpdateError(f"{source}: weight {i} contains NaN or Inf in float32; the client's training diverged or crashed")
+        checked.append(w)
     return checked
 
 
-def client_id_from_name(path):
-    match = UPDATE_NAME.match(Path(path).name)
-    return int(match.group(1)) if match else None
+# ---------------------------------------------------------------------------
+# Many files
+# ---------------------------------------------------------------------------
 
-
-def read_update(path, expected_shapes, max_bytes=MAX_UPDATE_BYTES):
-    """Load and validate one update file; raise UpdateError on anything unusable."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise UpdateError(f"{path}: {size} bytes exceeds the {max_bytes}-byte cap for an update")
-        data = path.read_bytes()
-    except OSError as err:
-        raise UpdateError(f"{path}: cannot read ({err.strerror})") from None
-    return decode_update(data, path, expected_shapes, client_id_from_name(path))
-
-
-def decode_update(data, source, expected_shapes, name_id=None):
-    """Unpickle (restricted) and validate an update's bytes; `name_id` is the client id its file name claims."""
-    payload = unpickle_restricted(data, source)
-
-    if isinstance(payload, list):
-        return ClientUpdate(source, name_id, validate_weights(payload, expected_shapes, source), None, None, {"legacy": True})
-    if not isinstance(payload, dict):
-        raise UpdateError(f"{source}: expected a dict (or a bare list of arrays), got {type(payload).__name__}")
-
-    missing = {"client_id", "num_samples", "weights"} - payload.keys()
-    if missing:
-        raise UpdateError(f"{source}: missing key(s) {', '.join(sorted(missing))}")
-    client_id, num_samples = payload["client_id"], payload["num_samples"]
-    if isinstance(client_id, bool) or not isinstance(client_id, int):
-        raise UpdateError(f"{source}: client_id must be an integer, got {client_id!r}")
-    if name_id is not None and client_id != name_id:
-        raise UpdateError(f"{source}: client_id {client_id} disagrees with the file name (client {name_id})")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise UpdateError(f"{source}: num_samples must be a positive integer, got {num_samples!r}")
-    sha = payload.get("initial_weights_sha256")
-    if sha is not None and not isinstance(sha, str):
-        raise UpdateError(f"{source}: initial_weights_sha256 must be a string")
-    metadata = {k: v for k, v in payload.items() if k not in ("weights",) and _is_plain(v)}
-    return ClientUpdate(source, client_id, validate_weights(payload["weights"], expected_shapes, source), num_samples, sha, metadata)
-
-
-def _is_plain(value):
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
-    return value is None or isinstance(value, (bool, int, str)) or (isinstance(value, float) and math.isfinite(value))
-
-
-def find_update_files(folder, fedprox=False):
-    """The update files of one kind in `folder`, sorted by client id."""
-    folder = Path(folder)
-    suffix = bool(fedprox)
-    found = [p for p in folder.glob("pesos_cliente_*.pkl") if (m := UPDATE_NAME.match(p.name)) and bool(m.group(2)) == suffix]
-    return sorted(found, key=client_id_from_name)
-
-
-def iter_valid_updates(paths, expected_shapes, rejected, initial_weights_sha256=None):
+def iter_valid_updates(paths, expected, rejected):
     """Yield each valid update in turn, reading its file only when it is needed; append (path, reason) to `rejected`.
 
-    Besides each file's own checks, refuses duplicate client ids and updates that
-    started from other initial weights than `initial_weights_sha256` (or, when it
-    is None, than the first update that records one). Only ids and one digest
-    are remembered, so a consumer like FedAvg holds one update at a time.
+    Besides each file's own checks, refuses a second update for the same client.
+    Only ids are remembered, so a consumer like FedAvg holds one update at a time.
     """
-    seen_ids, reference = set(), initial_weights_sha256
+    seen_ids = set()
     for path in paths:
         try:
-            update = read_update(path, expected_shapes)
-            if update.client_id is not None and update.client_id in seen_ids:
-                raise UpdateError(f"{path}: duplicate client_id {update.client_id}; each client may send one update")
-            if update.initial_weights_sha256 is not None:
-                reference = reference or update.initial_weights_sha256
-                if update.initial_weights_sha256 != reference:
-                    raise UpdateError(
-                        f"{path}: started from other initial weights (SHA-256 {update.initial_weights_sha256[:12]}…, "
-                        f"expected {reference[:12]}…); every client must start from split_data.py's pesos_iniciales.npz"
-                    )
+            update = read_update(path, expected)
+            if update.client_id in seen_ids:
+                raise UpdateError(f"{display(path)}: a second update for client {update.client_id}; each client may send one")
         except UpdateError as err:
             rejected.append((Path(path), str(err)))
             continue
@@ -236,8 +352,8 @@ def iter_valid_updates(paths, expected_shapes, rejected, initial_weights_sha256=
         yield update
 
 
-def load_updates(paths, expected_shapes, initial_weights_sha256=None):
+def load_updates(paths, expected):
     """Read every path; return (accepted updates, rejected [(path, reason)])."""
     rejected = []
-    accepted = list(iter_valid_updates(paths, expected_shapes, rejected, initial_weights_sha256))
+    accepted = list(iter_valid_updates(paths, expected, rejected))
     return accepted, rejected
