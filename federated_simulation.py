@@ -12,7 +12,9 @@ a client sends and receives. Each round's global weights are saved atomically;
 """
 
 import argparse
+import hashlib
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from atomic import write_bytes_atomically, write_text_atomically
+from atomic import OutputSet, write_bytes_atomically, write_text_atomically
 from attacks import ATTACKS, MODEL_POISONING, flip_labels
 from global_aggregation import METHODS, AggregationError, aggregate, attack_updates
 from split_data import SCENARIOS_DIR, PartitionError, ensure_split, load_client_data, load_initial_weights, load_test_data, npz_bytes, read_manifest
@@ -30,6 +32,7 @@ from updates import ClientUpdate, UpdateError, validate_weights
 PROJECT_DIR = Path(__file__).resolve().parent
 TARGETS = (0.97, 0.99)
 RESULTS_FILE, FIGURE_FILE = "simulacion.json", "simulacion.png"  # what every multi-round run writes, Flower's included
+PARTIAL_FILE = "simulacion.en_curso.json"  # the state of a run that has not finished; --resume continues it
 
 # Named scenarios: the partition they need and the simulation's settings (the paper's symbols).
 SCENARIOS = {
@@ -55,13 +58,18 @@ class Strategy:
         key, _, mu = spec.partition(":")
         methods = {m.key: m for m in METHODS}
         if key not in methods:
-            raise ValueError(f"strategy {spec!r}: choose from {', '.join(methods)} (fedprox may carry mu: fedprox:0.01)")
+            raise ValueError(f"--strategies {spec}: choose from {', '.join(methods)} (fedprox may carry mu: fedprox:0.01)")
         if key != "fedprox":
             if mu:
-                raise ValueError(f"strategy {spec!r}: only fedprox takes a mu")
+                raise ValueError(f"--strategies {spec}: only fedprox takes a mu")
             return cls(key, methods[key], 0.0)
-        mu = mu or str(default_mu)
-        return cls(f"fedprox:{mu}", methods[key], float(mu))
+        try:
+            value = float(mu) if mu else float(default_mu)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"--strategies {spec}: mu must be a finite number >= 0, as in fedprox:0.01")
+        return cls(f"fedprox:{mu or default_mu}", methods[key], value)
 
 
 def sample_clients(num_clients, fraction, seed, round_number):
@@ -142,41 +150,73 @@ def print_summary(summary):
         print(f"{name:<16} {100 * row['final_accuracy']:>8.2f}% {str(row['rounds_to_97'] or '-'):>14} {str(row['rounds_to_99'] or '-'):>14} {row['seconds']:>8.0f}")
 
 
-def checkpoint_path(out_dir, strategy_name, round_number):
-    return out_dir / "pesos_globales" / f"{strategy_name.replace(':', '_mu')}_ronda_{round_number:03d}.npz"
+def run_digest(config):
+    """A short name for one configuration: checkpoints of different runs never share a file."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def checkpoint_path(out_dir, config, strategy_name, round_number):
+    return out_dir / "pesos_globales" / run_digest(config) / f"{strategy_name.replace(':', '_mu')}_ronda_{round_number:03d}.npz"
 
 
 def save_state(out_dir, results, global_weights):
+    """Checkpoint one finished round: each strategy's global weights, then PARTIAL_FILE (finished results stay untouched)."""
     round_number = results["rounds_completed"]
     for name, weights in global_weights.items():
-        path = checkpoint_path(out_dir, name, round_number)
+        path = checkpoint_path(out_dir, results["config"], name, round_number)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomically(path, npz_bytes(**{f"w{i:02d}": w for i, w in enumerate(weights)}))
-    write_text_atomically(out_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
+    write_text_atomically(out_dir / PARTIAL_FILE, json.dumps(results, indent=2) + "\n")
 
 
-def write_results(out_dir, results, title):
-    """Add the summary, then write RESULTS_FILE and its curves FIGURE_FILE to out_dir, atomically."""
+def write_results(out_dir, results, title, extra_files=()):
+    """Add the summary, then replace RESULTS_FILE, its curves FIGURE_FILE and `extra_files` ((name, bytes)) together.
+
+    The state of the run in progress (PARTIAL_FILE) is removed in the same step.
+    """
     from evaluation import save_figure
 
     results["summary"] = summarize(results["history"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(out_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
-    save_figure(plot_history(results, title), out_dir / FIGURE_FILE)
+    with OutputSet(remove=[out_dir / PARTIAL_FILE]) as outputs:
+        outputs.write_text(out_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
+        save_figure(plot_history(results, title), outputs.stage(out_dir / FIGURE_FILE))
+        for name, data in extra_files:
+            outputs.write_bytes(out_dir / name, data)
+
+
+def check_fresh_start(out_dir, force):
+    """A new run may not replace finished or interrupted results unless told to (--force)."""
+    for name, what in ((RESULTS_FILE, "finished results"), (PARTIAL_FILE, "an interrupted run")):
+        if (out_dir / name).exists() and not force:
+            raise PartitionError(f"{out_dir / name} holds {what}; pass --resume to continue them, --force to start over "
+                                 f"(they stay until the new run finishes), or choose another --out")
 
 
 def load_state(out_dir, config):
-    """The results and global weights of an interrupted run with the same configuration."""
-    path = out_dir / RESULTS_FILE
+    """The results and global weights to resume from: an interrupted run, else finished results to extend."""
+    path = out_dir / PARTIAL_FILE if (out_dir / PARTIAL_FILE).is_file() else out_dir / RESULTS_FILE
     if not path.is_file():
-        raise PartitionError(f"{path}: nothing to resume; run without --resume first")
-    results = json.loads(path.read_text())
-    if results["config"] != config:
+        raise PartitionError(f"{out_dir}: nothing to resume; run without --resume first")
+    try:
+        results = json.loads(path.read_text())
+        same_config = results["config"] == config
+        rounds, history = int(results["rounds_completed"]), results["history"]
+        if same_config and (rounds < 1 or set(history) != set(config["strategies"])):
+            raise ValueError("rounds or strategies do not match")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise PartitionError(f"{path}: not a simulation state this script wrote; run again with --force") from None
+    if not same_config:
         raise PartitionError(f"{path}: was written with another configuration; resume with the same options or use another --out")
     global_weights = {}
-    for name in results["history"]:
-        with np.load(checkpoint_path(out_dir, name, results["rounds_completed"]), allow_pickle=False) as npz:
-            global_weights[name] = [npz[key] for key in sorted(npz.files)]
+    for name in history:
+        checkpoint = checkpoint_path(out_dir, config, name, rounds)
+        try:
+            with np.load(checkpoint, allow_pickle=False) as npz:
+                global_weights[name] = [npz[key] for key in sorted(npz.files)]
+        except (OSError, ValueError) as err:
+            raise PartitionError(f"{checkpoint}: cannot resume from this checkpoint ({type(err).__name__}); run again with --force") from None
+    results.pop("summary", None)
     return results, global_weights
 
 
@@ -221,7 +261,8 @@ def parse_args(argv=None):
     parser.add_argument("--attack", choices=ATTACKS, help="simulate M malicious clients with this attack")
     parser.add_argument("--malicious", "-M", type=int, default=0, help="M, malicious clients: the lowest ids (default: 0)")
     parser.add_argument("--seed", type=int, default=42, help="seed of client sampling and local training (default: 42)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out, or extend finished results to more --rounds")
+    parser.add_argument("--force", action="store_true", help="start over in an --out that holds results (they stay until the new run finishes)")
     args = parser.parse_args(argv)
     scenario = SCENARIOS.get(args.scenario, {"run": {}})["run"]
     defaults = {"rounds": 10, "fraction": 1.0, "epochs": 1, "batch_size": 64, "strategies": ["fedavg", "fedprox", "fedmed"], **scenario}
@@ -251,6 +292,14 @@ def main(argv=None):
                 raise ValueError(f"{name} {value}: must be at least {low}")
         if not 0 < args.fraction <= 1:
             raise ValueError(f"--fraction {args.fraction}: must be in (0, 1]")
+        if not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
+            raise ValueError(f"--learning-rate {args.learning_rate}: must be a positive number")
+        if not (math.isfinite(args.trim) and 0 <= args.trim < 0.5):
+            raise ValueError(f"--trim {args.trim}: must be in [0, 0.5)")
+        if args.krum_f < 0:
+            raise ValueError(f"--krum-f {args.krum_f}: must be at least 0")
+        if args.resume and args.force:
+            raise ValueError("--resume and --force: choose one")
         if args.scenario:
             ensure_scenario_data(args)
         manifest = read_manifest(args.data)
@@ -276,6 +325,7 @@ def main(argv=None):
         if args.resume:
             results, global_weights = load_state(args.out, config)
         else:
+            check_fresh_start(args.out, args.force)
             results = {"config": config, "rounds_completed": 0, "history": {s.name: [] for s in strategies}}
             global_weights = {s.name: initial_weights for s in strategies}
         args.out.mkdir(parents=True, exist_ok=True)
@@ -285,10 +335,8 @@ def main(argv=None):
     trainer = LocalTrainer(build_model(), args.learning_rate)
     run_rounds(args, strategies, trainer, clients, (x_test, y_test), results, global_weights)
     title = f"{args.scenario or 'Simulación'}: K = {num_clients}, C = {args.fraction}, E = {args.epochs}, B = {args.batch_size}, partición {manifest['partition']}"
-    write_results(args.out, results, title)
     partition_figure = args.data / "particion.png"
-    if partition_figure.is_file():
-        write_bytes_atomically(args.out / "particion.png", partition_figure.read_bytes())
+    write_results(args.out, results, title, [("particion.png", partition_figure.read_bytes())] if partition_figure.is_file() else [])
     print_summary(results["summary"])
     print(f"Wrote {args.out / RESULTS_FILE} and {args.out / FIGURE_FILE}")
 

@@ -71,7 +71,7 @@ def fedavg_from_disk(shapes, k, seed=0):
     """FedAvg over K update pickles read lazily through the restricted loader: (seconds, peak traced bytes)."""
     import tempfile
 
-    from updates import iter_valid_updates, update_filename, write_update
+    from updates import Expected, iter_valid_updates, update_filename, write_update
 
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as folder:
@@ -82,7 +82,8 @@ def fedavg_from_disk(shapes, k, seed=0):
                          mu=0.0, epochs=1, batch_size=32, seed=0, initial_weights_sha256="0" * 64)
             paths.append(path)
         rejected = []
-        stream = ((u.weights, u.num_samples) for u in iter_valid_updates(paths, shapes, rejected))
+        expected = Expected(tuple(shapes), {client_id: client_id for client_id in range(1, k + 1)}, "0" * 64)
+        stream = ((u.weights, u.num_samples) for u in iter_valid_updates(paths, expected, rejected))
         _, seconds, peak = measure(aggregation.fedavg, stream)
         assert not rejected, rejected
     return seconds, peak

@@ -53,8 +53,39 @@ def test_resume_reaches_the_same_result(first_run, tiny_partition, tmp_path):
     resumed = simulate(tiny_partition, out, "--resume")
     for name in first_run["history"]:
         assert accuracies(resumed, name) == accuracies(first_run, name)
-    final = sorted((out / "pesos_globales").glob("fedavg_ronda_002.npz"))
-    assert len(final) == 1
+    final = sorted((out / "pesos_globales").glob("*/fedavg_ronda_002.npz"))
+    assert len(final) == 1 and not (out / "simulacion.en_curso.json").exists()
+
+
+def test_a_new_run_never_replaces_finished_results_unless_forced(first_run, tiny_partition, tmp_path):
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "simulacion.json").write_text('{"finished": true}')
+    with pytest.raises(SystemExit) as stopped:
+        simulate(tiny_partition, out)
+    assert "holds finished results; pass --resume" in str(stopped.value.code)
+    assert (out / "simulacion.json").read_text() == '{"finished": true}'
+
+
+@pytest.mark.parametrize("content", ["", "{}", '{"config": 1}', '{"rounds_com'])
+def test_resume_over_a_broken_state_is_one_clear_line(tiny_partition, tmp_path, content):
+    (tmp_path / "simulacion.json").write_text(content)
+    with pytest.raises(SystemExit) as stopped:
+        simulate(tiny_partition, tmp_path, "--resume")
+    assert "not a simulation state this script wrote" in str(stopped.value.code)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--strategies", "fedprox:abc"], "--strategies fedprox:abc: mu must be a finite number"),
+    (["--strategies", "fedprox:nan"], "--strategies fedprox:nan: mu must be a finite number"),
+    (["--learning-rate", "nan"], "--learning-rate nan: must be a positive number"),
+    (["--trim", "0.7"], "--trim 0.7: must be in [0, 0.5)"),
+    (["--krum-f", "-1"], "--krum-f -1: must be at least 0"),
+])
+def test_bad_options_stop_before_training(tiny_partition, tmp_path, options, message):
+    with pytest.raises(SystemExit) as stopped:
+        federated_simulation.main(["--data", str(tiny_partition), "--out", str(tmp_path), *options])
+    assert message in str(stopped.value.code)
 
 
 def test_client_sampling_is_shared_and_seeded():

@@ -58,13 +58,17 @@ def test_replies_that_fail_the_update_checks_are_dropped_before_flower_aggregate
     shapes = [(2, 2), (3,)]
     strategy.expected_keys = list(ArrayRecord([np.zeros(s, np.float32) for s in shapes]).keys())
     strategy.expected_shapes = shapes
+    strategy.expected_counts = {1: 1, 2: 2, 3: 5, 4: 5}
     honest = [[np.full(s, v, np.float32) for s in shapes] for v in (1.0, 4.0)]
     replies = [reply(10, honest[0], 1, 1), reply(11, honest[1], 2, 2),
                reply(12, [np.full(s, np.nan, np.float32) for s in shapes], 5, 3),  # diverged
-               reply(13, [np.zeros((2, 3), np.float32), np.zeros(3, np.float32)], 5, 4)]  # another model
+               reply(13, [np.zeros((2, 3), np.float32), np.zeros(3, np.float32)], 5, 4),  # another model
+               reply(14, honest[1], 10**9, 4),  # claims more examples than its partition holds
+               reply(15, honest[1], 5, 99),  # not a client of the partition
+               reply(16, honest[1], 2, 2)]  # a second reply for client 2
     arrays, _ = strategy.aggregate_train(1, replies)
     assert all(np.allclose(w, 3.0) for w in arrays.to_numpy_ndarrays())  # (1·1 + 2·4) / 3
-    assert strategy.last_round == {"clients": [1, 2], "rejected": [12, 13]}
+    assert strategy.last_round == {"clients": [1, 2], "rejected": [12, 13, 14, 15, 16]}
 
 
 # --- real runs on loopback ---------------------------------------------------------------------------------------
@@ -153,6 +157,7 @@ def test_the_serverapps_flower_strategies_agree_with_the_projects_rules(key):
     strategy, _ = make_strategy({**CONFIG, "strategy": key}, num_clients=len(updates))
     strategy.expected_keys = list(ArrayRecord(updates[0][0]).keys())
     strategy.expected_shapes = shapes
+    strategy.expected_counts = {i + 1: n for i, (_, n) in enumerate(updates)}
     arrays, _ = strategy.aggregate_train(1, [reply(i, w, n, i + 1) for i, (w, n) in enumerate(updates)])
     ours = {"fedavg": lambda: fedavg(updates), "fedmed": lambda: fedmed([w for w, _ in updates]),
             "trimmed_mean": lambda: trimmed_mean([w for w, _ in updates], 0.2)}[key]()

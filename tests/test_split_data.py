@@ -64,10 +64,61 @@ def test_split_is_reproducible(tiny_partition, tmp_path):
     assert json.loads((tmp_path / "manifest.json").read_text())["sha256"] == read_manifest(tiny_partition)["sha256"]
 
 
-@pytest.mark.parametrize("client_id", [0, 4, -1, "two", 1.5, True])
+@pytest.mark.parametrize("client_id", [0, 4, -1, "two", 1.5, True, "\u0663", "3\n4"])
 def test_client_id_outside_range_is_refused(tiny_partition, client_id):
     with pytest.raises(PartitionError, match="CLIENT_ID"):
         check_client_id(client_id, read_manifest(tiny_partition))
+
+
+def test_client_id_with_spaces_becomes_the_canonical_int(tiny_partition):
+    assert check_client_id(" 3", read_manifest(tiny_partition)) == 3
+
+
+@pytest.mark.parametrize("content, problem", [("{}", "num_clients is not a positive integer"), ("[]", "not a JSON object"),
+                                              ('{"num_clients": 2, "clients": {"1": {}}}', "one entry for each of 1..2")])
+def test_a_manifest_that_split_data_did_not_write_is_one_clear_error(tmp_path, content, problem):
+    (tmp_path / "manifest.json").write_text(content)
+    with pytest.raises(PartitionError, match=problem):
+        read_manifest(tmp_path)
+
+
+def test_a_split_that_fails_while_writing_leaves_the_old_one_byte_for_byte(tiny_partition, tmp_path, monkeypatch):
+    import shutil
+
+    from atomic import OutputSet
+    from split_data import load_initial_weights, write_partitions
+
+    copy = tmp_path / "p"
+    shutil.copytree(tiny_partition, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    calls = []
+
+    def fail_on_the_third_file(self, target, data):
+        calls.append(target)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        original(self, target, data)
+
+    original = OutputSet.write_bytes
+    monkeypatch.setattr(OutputSet, "write_bytes", fail_on_the_third_file)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 255, (40, 28, 28), dtype=np.uint8), np.arange(40, dtype=np.uint8) % 10
+    with pytest.raises(OSError, match="No space"):
+        write_partitions(copy, x, y, x[:10], y[:10], [np.arange(20), np.arange(20, 40)], load_initial_weights(copy)[0], {"seed": 1, "partition": "iid"})
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
+
+
+def test_a_smaller_split_removes_the_client_files_of_the_larger_one(tiny_partition, tmp_path):
+    import shutil
+
+    from split_data import load_initial_weights, write_partitions
+
+    copy = tmp_path / "p"
+    shutil.copytree(tiny_partition, copy)
+    x, y = np.zeros((40, 28, 28), np.uint8), np.arange(40, dtype=np.uint8) % 10
+    write_partitions(copy, x, y, x[:10], y[:10], [np.arange(20), np.arange(20, 40)], load_initial_weights(copy)[0], {"seed": 1, "partition": "iid"})
+    assert sorted(p.name for p in copy.glob("cliente_*.npz")) == ["cliente_1.npz", "cliente_2.npz"]
+    assert read_manifest(copy)["num_clients"] == 2
 
 
 def test_missing_partition_says_run_split_data_first(tmp_path):
@@ -92,6 +143,9 @@ def test_corrupted_partition_file_is_refused(tiny_partition, tmp_path):
     (["--clients", "0"], "--clients=0"),
     (["--clients", "70000"], "K=70000"),
     (["--clients", "3", "--train-samples", "2"], "K=3"),
+    (["--seed", "-1"], "--seed -1: must be in 0..2^32-1"),
+    (["--partition", "dirichlet", "--alpha", "nan"], "--alpha nan: must be a positive number"),
+    (["--mnist", "/nonexistent"], "/nonexistent: no such file or folder"),
 ])
 def test_cli_bad_client_count_is_one_clear_line(tmp_path, args, expected):
     done = run_script("split_data.py", *args, "--out", str(tmp_path / "out"))

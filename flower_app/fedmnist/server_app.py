@@ -22,7 +22,23 @@ def checked_replies(strategy_class):
     from updates import UpdateError, validate_weights
 
     class Checked(strategy_class):
-        expected_keys, expected_shapes, last_round = (), (), {}
+        expected_keys, expected_shapes, expected_counts, last_round = (), (), {}, {}
+
+        def check_reply(self, msg, source, seen):
+            """The reply's client id, if the reply passes the checks the instructor's loader applies to a file."""
+            cid = msg.content["client"]["client-id"]
+            if not isinstance(cid, int) or isinstance(cid, bool) or cid not in self.expected_counts:
+                raise UpdateError(f"{source}: client-id is not one of the partition's clients 1..{len(self.expected_counts)}")
+            if cid in seen:
+                raise UpdateError(f"{source}: a second reply for client {cid} in this round")
+            examples = msg.content["metrics"]["num-examples"]
+            if examples != self.expected_counts[cid]:
+                raise UpdateError(f"{source}: num-examples must equal the manifest's {self.expected_counts[cid]} for client {cid}")
+            arrays = msg.content["arrays"]
+            if list(arrays.keys()) != list(self.expected_keys):
+                raise UpdateError(f"{source}: the arrays are not the model's")
+            validate_weights(arrays.to_numpy_ndarrays(), self.expected_shapes, source)
+            return cid
 
         def aggregate_train(self, server_round, replies):
             kept, clients, rejected = [], [], []
@@ -32,13 +48,7 @@ def checked_replies(strategy_class):
                     continue
                 source = f"round {server_round}, node {msg.metadata.src_node_id}"
                 try:
-                    cid = int(msg.content["client"]["client-id"])
-                    arrays = msg.content["arrays"]
-                    if list(arrays.keys()) != list(self.expected_keys):
-                        raise UpdateError(f"{source}: the arrays are not the model's")
-                    validate_weights(arrays.to_numpy_ndarrays(), self.expected_shapes, source)
-                    if int(msg.content["metrics"]["num-examples"]) < 1:
-                        raise UpdateError(f"{source}: num-examples must be a positive integer")
+                    cid = self.check_reply(msg, source, set(clients))
                 except (UpdateError, KeyError, TypeError, ValueError) as err:
                     print(f"rejected: {err}", flush=True)
                     rejected.append(msg.metadata.src_node_id)
@@ -107,6 +117,7 @@ def main(grid: Grid, context: Context) -> None:
     strategy, name = make_strategy(config, num_clients)
     initial_arrays = ArrayRecord(initial_weights)
     strategy.expected_keys, strategy.expected_shapes = list(initial_arrays.keys()), [w.shape for w in initial_weights]
+    strategy.expected_counts = {int(cid): info["num_samples"] for cid, info in manifest["clients"].items()}
 
     model = build_model()
     evaluation = CentralEvaluation(model, load_test_data(data_dir), strategy, sum(w.nbytes for w in initial_weights))
