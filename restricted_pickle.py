@@ -18,8 +18,8 @@ Everything else (any other global, sets, persistent ids, objects, POP, DUP,
 out-of-band buffers, BUILD on anything but a stand-in) is refused by name.
 Bounds keep every file cheap, whatever it holds: at most MAX_OPCODES opcodes and
 MAX_MARK_DEPTH open MARKs, and the bytes the stand-ins create are limited by the
-file's own size, so a file never costs more than a small multiple of its size in
-memory, nor more than MAX_OPCODES steps in time.
+file's own size, so a file never costs more than about three times its size in
+memory, nor more than MAX_OPCODES steps in time; the caller can bound the arrays by what the model needs.
 """
 
 import io
@@ -116,16 +116,17 @@ class PendingArray:
 class Machine:
     """The stack machine for one pickle; `run` returns the top-level object."""
 
-    def __init__(self, data):
+    def __init__(self, data, max_array_bytes=None):
         self.data = data
-        self.byte_budget = 2 * len(data)  # honest protocol 0-2 files materialise each array's bytes twice at most
+        # Honest protocol 0-2 files materialise each array's bytes twice (the encoded bytes, then the array), never more.
+        self.byte_budget = 2 * len(data) if max_array_bytes is None else min(2 * len(data), max_array_bytes)
         self.stack, self.marks, self.memo = [], [], {}
 
     # -- bookkeeping --------------------------------------------------------
 
     def spend(self, nbytes):
         if nbytes > self.byte_budget:
-            raise PickleRefused("the arrays it describes are larger than the file could hold")
+            raise PickleRefused("the arrays it describes are larger than the file or the model could hold")
         self.byte_budget -= nbytes
 
     def pop(self):
@@ -315,11 +316,14 @@ class Machine:
         return flat.reshape(shape, order="F" if fortran else "C").copy()
 
 
-def load(data):
+def load(data, max_array_bytes=None):
     """Interpret `data` as a pickle of the accepted subset and return its object; raise PickleRefused otherwise.
+
+    The arrays it rebuilds (and the bytes `_codecs.encode` creates) may total at
+    most twice the file's size, and at most `max_array_bytes` when given.
 
     Arrays come back as PendingArray objects whose `array` is an owned, C-ordered
     float32 or float64 ndarray (None if its BUILD never came); nothing else in
     the result is anything but None, bool, int, float, str, bytes, list, tuple or dict.
     """
-    return Machine(data if isinstance(data, bytes) else bytes(data)).run()
+    return Machine(data if isinstance(data, bytes) else bytes(data), max_array_bytes).run()

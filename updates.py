@@ -3,7 +3,7 @@
 A pickle is a program, and NumPy's own reconstruction is not a safe boundary, so
 update files are read only through `restricted_pickle.load` (an interpreter of
 the pickle subset that a dict of float arrays needs, see there), from regular
-files, up to a size cap. What it returns is then checked against a schema and
+files, up to a size cap derived from the model (the largest honest encoding). What it returns is then checked against a schema and
 against the organizer's manifest, which is the truth about every client:
 
 - the file name is canonical: pesos_cliente_<id>.pkl or pesos_cliente_<id>_fedprox.pkl,
@@ -37,7 +37,10 @@ import restricted_pickle
 from atomic import write_bytes_atomically
 from restricted_pickle import PendingArray, describe, is_int, printable
 
-MAX_UPDATE_BYTES = 64 * 1024 * 1024
+MAX_UPDATE_BYTES = 64 * 1024 * 1024  # whatever the model, no update file is read past this
+# An honest update of a model with P float32 parameters is at most 12·4P bytes (float64 at protocol 0, where
+# pickle escapes some bytes as 6 characters) and rebuilds at most 4·4P bytes (float64 arrays and their encoded bytes).
+FILE_BYTES_PER_PARAMETER, ARRAY_BYTES_PER_PARAMETER, SLACK_BYTES = 48, 16, 1 << 20
 PICKLE_PROTOCOL = 4
 UPDATE_PREFIX = "pesos_cliente_"
 UPDATE_NAME = re.compile(r"pesos_cliente_([1-9][0-9]{0,8})(_fedprox)?\.pkl", re.ASCII)
@@ -77,6 +80,18 @@ class Expected:
     @property
     def num_clients(self):
         return len(self.num_samples)
+
+    @property
+    def num_parameters(self):
+        return sum(math.prod(shape) for shape in self.shapes)
+
+    @property
+    def max_file_bytes(self):
+        return min(MAX_UPDATE_BYTES, FILE_BYTES_PER_PARAMETER * self.num_parameters + SLACK_BYTES)
+
+    @property
+    def max_array_bytes(self):
+        return ARRAY_BYTES_PER_PARAMETER * self.num_parameters + SLACK_BYTES
 
 
 def update_filename(client_id, fedprox=False):
@@ -189,32 +204,35 @@ def read_capped(path, max_bytes):
     except OSError as err:
         raise UpdateError(f"{display(path)}: cannot read ({err.strerror})") from None
     if len(data) > max_bytes:
-        raise UpdateError(f"{display(path)}: larger than the {max_bytes}-byte cap for an update")
+        raise UpdateError(f"{display(path)}: larger than the {max_bytes}-byte cap for an update of this model")
     return data
 
 
-def read_update(path, expected, max_bytes=MAX_UPDATE_BYTES):
-    """Load and validate one update file; raise UpdateError (one bounded line) on anything unusable."""
+def read_update(path, expected, max_bytes=None):
+    """Load and validate one update file; raise UpdateError (one bounded line) on anything unusable.
+
+    Files larger than any honest update of this model (`expected.max_file_bytes`) are refused unread.
+    """
     path = Path(path)
-    data = read_capped(path, max_bytes)
+    data = read_capped(path, max_bytes or expected.max_file_bytes)
     return decode_update(data, path, expected, client_id_from_name(path))
 
 
 def decode_update(data, source, expected, name_id):
     """Validate an update's bytes; `name_id` is the client id its file name claims. Every failure is an UpdateError."""
     try:
-        return check_payload(unpickle(data, source), source, expected, name_id)
+        return check_payload(unpickle(data, source, expected.max_array_bytes), source, expected, name_id)
     except UpdateError as err:
         raise UpdateError(str(err)[:MAX_REASON_CHARS]) from None
     except Exception as err:  # noqa: BLE001 - nothing one file holds may abort the run (MemoryError and RecursionError included)
         raise UpdateError(f"{display(source)}: could not be checked ({type(err).__name__}); ask the client to send it again") from None
 
 
-def unpickle(data, source):
+def unpickle(data, source, max_array_bytes):
     if not data:
         raise UpdateError(f"{display(source)}: empty file; ask the client to send its update again")
     try:
-        return restricted_pickle.load(data)
+        return restricted_pickle.load(data, max_array_bytes)
     except restricted_pickle.PickleRefused as err:
         raise UpdateError(f"{display(source)}: {err}") from None
     except Exception as err:  # noqa: BLE001 - whatever pickletools raises on malformed bytes

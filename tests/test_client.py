@@ -84,3 +84,11 @@ def test_a_reused_trainer_gives_the_same_result_as_a_fresh_one(small_client, ini
     trainer.train(x[:256], y[:256], initial_weights=build_model(seed=9).get_weights(), epochs=1, batch_size=32, seed=3, mu=1.0, verbose=0)
     trainer.train(x, y, initial_weights=initial_weights, epochs=1, batch_size=32, seed=11, mu=0.0, verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(trainer.model.get_weights(), trained(x, y, initial_weights, 0.0)))
+
+
+@pytest.mark.parametrize("epochs, batch_size, mu", [(0, 64, 0.0), (3, 0, 0.0), (3, 64, -1.0), (3, 64, float("inf")), (3, 64, float("nan"))])
+def test_notebook_parameters_that_cannot_train_are_refused(epochs, batch_size, mu):
+    from client import check_training_parameters
+
+    with pytest.raises(ValueError, match="must be"):
+        check_training_parameters(epochs, batch_size, mu)

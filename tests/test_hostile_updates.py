@@ -45,7 +45,7 @@ def test_numpy_state_never_reaches_numpy():
 
 
 def test_a_buffer_reused_through_the_memo_cannot_multiply_memory():
-    with pytest.raises(UpdateError, match="larger than the file could hold"):
+    with pytest.raises(UpdateError, match="larger than the file or the model could hold"):
         decode_update(CRAFTED["one buffer rebuilt into 1,000 arrays through the memo"], "pesos_cliente_1.pkl", EXPECTED, 1)
 
 
