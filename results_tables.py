@@ -84,7 +84,17 @@ def flower_table():
     return markdown(["ejecución", f"exactitud tras {comparison['config']['rounds']} rondas (%)", "tiempo total (s)"], rows, "lrr")
 
 
-TABLES = {"una_ronda": one_shot_table, "robustez": robustness_table, "rondas": rounds_table, "flower": flower_table}
+def hostile_table():
+    """What loading each crafted update costs, next to honest ones (python -m benchmarks.hostile_updates)."""
+    bench = load("benchmarks.json")["hostile_updates"]
+    rows = [[row["file"], f"{row['bytes'] / 1e6:.2f}", f"{1000 * row['seconds']:.1f}", f"{row['peak_bytes'] / 1e6:.1f}",
+             "aceptado" if row["outcome"] == "accepted" else row["outcome"].replace("rejected: ", "rechazado: ", 1)[:70].replace("|", "\\|")]
+            for row in bench["files"]]
+    return markdown(["archivo", "tamaño (MB)", "tiempo (ms)", "memoria pico (MB)", "resultado"], rows, "lrrrl")
+
+
+TABLES = {"una_ronda": one_shot_table, "robustez": robustness_table, "rondas": rounds_table, "flower": flower_table,
+          "hostiles": hostile_table}
 
 
 def rendered(name, source):

@@ -95,3 +95,19 @@ def test_fuzz_mutated_honest_updates_at_every_protocol(protocol, mutations):
         decode_update(bytes(data), "fuzz.pkl", EXPECTED, 1)
     except UpdateError as err:
         assert len(str(err)) <= MAX_REASON_CHARS
+
+
+def test_the_readmes_loader_figures_are_the_codes(model_shapes):
+    """The README quotes the opcode bound, the MARK bound, an honest update's opcode count and the file cap."""
+    import pickletools
+
+    from conftest import REPO
+    from restricted_pickle import MAX_MARK_DEPTH
+
+    readme = (REPO / "README.md").read_text()
+    most_opcodes = max(sum(1 for _ in pickletools.genops(pickle.dumps(honest(1, model_shapes, 10), protocol=p))) for p in range(6))
+    cap = Expected(tuple(model_shapes), {1: 10}, "a" * 64).max_file_bytes
+    assert f"a lo sumo {MAX_OPCODES:,} códigos de operación".replace(",", " ") in readme
+    assert f"una actualización honesta usa unos {round(most_opcodes, -1)})" in readme
+    assert f"{MAX_MARK_DEPTH}\n  MARK anidados" in readme
+    assert f"({cap / 1e6:.1f} MB".replace(".", ",") in readme
