@@ -187,6 +187,8 @@ def read_manifest(data_dir):
 
 def manifest_problem(manifest):
     """What makes `manifest` unusable, or None."""
+    from updates import SHA256_HEX
+
     def positive_int(value):
         return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
@@ -203,7 +205,7 @@ def manifest_problem(manifest):
     if not (isinstance(manifest.get("test"), dict) and positive_int(manifest["test"].get("num_samples"))):
         return "test.num_samples is not a positive integer"
     sha = manifest.get("initial_weights", {}).get("sha256") if isinstance(manifest.get("initial_weights"), dict) else None
-    if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+    if not (isinstance(sha, str) and SHA256_HEX.fullmatch(sha)):
         return "initial_weights.sha256 is not a SHA-256"
     hashes = manifest.get("sha256")
     if not (isinstance(hashes, dict) and all(isinstance(v, str) for v in hashes.values())):

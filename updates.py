@@ -308,11 +308,9 @@ OPTIONAL_FIELDS = (
 
 
 def check_arrays(items, shapes, name):
-    """The arrays of a decoded update: each must have been rebuilt completely; then validate_weights."""
+    """The arrays of a decoded update: each must have been rebuilt completely; then validate_weights (count, dtype, shape, finiteness)."""
     if type(items) is not list:
         raise UpdateError(f"{name}: 'weights' must be a list of arrays, got {describe(items)}")
-    if len(items) != len(shapes):
-        raise UpdateError(f"{name}: {len(items)} weight arrays, the model has {len(shapes)}; was it trained with model.py's build_model()?")
     arrays = []
     for i, item in enumerate(items):
         if not isinstance(item, PendingArray) or item.array is None:
