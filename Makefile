@@ -1,28 +1,32 @@
 # Two commands: `make demo` runs the whole course workflow, `make test` runs the test suite.
+# Every default lives in fedmnist/defaults.py; a variable given here (make demo CLIENTS=3) only overrides it.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-CLIENTS ?= 5
-SEED ?= 42
-# Local-training overrides for the notebook (empty: the notebook's own defaults).
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+CLIENTS ?=
+SEED ?=
 EPOCHS ?=
 BATCH_SIZE ?=
 MU ?=
-OUT ?= outputs
+ROUNDS ?=
+STRATEGY ?=
+OUT ?=
 PYTEST_ARGS ?=
-ROUNDS ?= 3
-STRATEGY ?= fedavg
 FLOWER_TIMEOUT ?= 1800
+SCENARIOS := $(basename $(notdir $(wildcard experiments/scenarios/*.toml)))
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED = 1
 
 .PHONY: venv flower demo bench robustness scenarios seeds results flower-simulation flower-deployment flower-compare test test-fast clean
 
-$(VENV)/.installed: requirements.txt
-	@echo "==> Creating $(VENV) and installing requirements.txt"
+# The pinned requirements, then this project in editable mode (no PYTHONPATH anywhere).
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@echo "==> Creating $(VENV): requirements.txt, then the project itself (pip install -e .)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps -e .
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -30,13 +34,13 @@ venv: $(VENV)/.installed
 # Flower is optional: only the Flower App, its tests and the comparison need it.
 $(VENV)/.flower-installed: $(VENV)/.installed requirements-flower.txt
 	@echo "==> Installing requirements-flower.txt (Flower with its simulation engine)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-flower.txt
+	$(PIP) -r requirements-flower.txt
 	@touch $@
 
 flower: $(VENV)/.flower-installed
 
 demo: venv
-	$(PY) demo.py --clients $(CLIENTS) --seed $(SEED) --out $(OUT) \
+	$(PY) demo.py $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(SEED),--seed $(SEED)) $(if $(OUT),--out $(OUT)) \
 	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(MU),--mu $(MU))
 
 bench: venv
@@ -46,31 +50,34 @@ bench: venv
 	$(PY) -m benchmarks.end_to_end
 
 robustness: venv
-	@echo "==> robustness_study.py: every rule against every attack, M = 0, 1, 2 of $(CLIENTS) clients"
-	@test -f data/manifest.json || $(PY) split_data.py --clients $(CLIENTS) --seed $(SEED)
-	$(PY) robustness_study.py --data data --out results
+	@echo "==> every strategy against every attack, M = 1, 2 -> results/robustez.json"
+	@test -f data/manifest.json || $(PY) split_data.py
+	$(PY) experiments/robustness.py
 
 scenarios: venv
-	@echo "==> federated_simulation.py: the named multi-round scenarios -> results/simulacion/"
-	for s in curso-iid curso-dirichlet fedavg-iid fedavg-shards; do $(PY) federated_simulation.py --scenario $$s || exit 1; done
+	@echo "==> the scenarios of experiments/scenarios/ ($(SCENARIOS)) -> results/simulacion/"
+	for s in $(SCENARIOS); do $(PY) experiments/simulation.py --scenario $$s --force || exit 1; done
 
 seeds: venv
-	@echo "==> seed_study.py: one-shot comparison and robustness over seeds 42 43 44 -> results/semillas.json"
-	$(PY) seed_study.py --seeds 42 43 44
+	@echo "==> one-shot comparison and robustness over the study's seeds -> results/semillas.json"
+	$(PY) experiments/seeds.py
 
 # Everything the essay reports, then its tables (and the README's) re-rendered from results/.
 results: seeds scenarios
-	$(PY) results_tables.py --write ensayo_aprendizaje_federado.md README.md
+	$(PY) experiments/tables.py --write ensayo_aprendizaje_federado.md README.md
+
+FLOWER_OPTIONS = $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ROUNDS),--rounds $(ROUNDS)) \
+	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(SEED),--seed $(SEED)) --timeout $(FLOWER_TIMEOUT)
 
 flower-simulation: flower
-	$(PY) flower_app/run_local.py simulation --clients $(CLIENTS) --rounds $(ROUNDS) --strategy $(STRATEGY) --seed $(SEED) --timeout $(FLOWER_TIMEOUT)
+	$(PY) experiments/flower_local.py simulation $(FLOWER_OPTIONS)
 
 flower-deployment: flower
-	$(PY) flower_app/run_local.py deployment --clients $(CLIENTS) --rounds $(ROUNDS) --strategy $(STRATEGY) --seed $(SEED) --timeout $(FLOWER_TIMEOUT)
+	$(PY) experiments/flower_local.py deployment $(FLOWER_OPTIONS)
 
 flower-compare: flower
-	@echo "==> the same 5-client IID federation, FedAvg: own simulation, Flower simulation, Flower deployment"
-	$(PY) -m benchmarks.flower_comparison --clients $(CLIENTS) --rounds 5 --seed $(SEED)
+	@echo "==> the same IID federation, FedAvg: own simulation, Flower simulation, Flower deployment"
+	$(PY) -m benchmarks.flower_comparison $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(SEED),--seed $(SEED))
 
 # The suite includes the Flower tests, so it installs Flower too.
 test: venv flower
@@ -80,4 +87,4 @@ test-fast: venv
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(OUT) data/cliente_*.npz data/test.npz data/pesos_iniciales.npz data/manifest.json
+	rm -rf outputs data/cliente_*.npz data/test.npz data/pesos_iniciales.npz data/manifest.json data/particion.png

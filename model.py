@@ -9,9 +9,11 @@ import logging
 import keras
 from keras import layers
 
+from fedmnist.defaults import LEARNING_RATE
+from fedmnist.files import atomic_path
+
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
-LEARNING_RATE = 1e-3
 # Run 16 optimizer steps per call into TensorFlow: the same steps in the same order, without Keras's
 # per-step Python overhead (about 9 ms a step on a 2-core CPU; see benchmarks/training.py).
 STEPS_PER_EXECUTION = 16
@@ -63,8 +65,6 @@ def save_model(model, path):
 
     The course fixed `.h5` names on purpose, so Keras's "HDF5 is legacy" warning is muted here.
     """
-    from atomic import atomic_path
-
     absl_logger = logging.getLogger("absl")
     previous_level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)

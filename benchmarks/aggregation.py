@@ -9,13 +9,16 @@ bound of reading K models once.
 """
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-import aggregation
 from benchmarks.common import measure, update_results
+from fedmnist import aggregation
+from fedmnist.updates import Expected, iter_valid_updates, update_filename, write_update
+from model import weight_shapes
 
 TRIM_BETA = 0.1
 
@@ -41,9 +44,9 @@ def project_rules(k):
     f = max(1, k // 10)
     return {
         "fedavg": lambda ups, counts: aggregation.fedavg(zip(ups, counts)),
-        "fedmed": lambda ups, counts: aggregation.fedmed(ups),
-        "trimmed_mean": lambda ups, counts: aggregation.trimmed_mean(ups, TRIM_BETA),
-        "krum": lambda ups, counts: aggregation.krum(ups, f),
+        "fedmed": lambda ups, counts: aggregation.fedmed(list(zip(ups, counts))),
+        "trimmed_mean": lambda ups, counts: aggregation.trimmed_mean(list(zip(ups, counts)), TRIM_BETA),
+        "krum": lambda ups, counts: aggregation.krum(list(zip(ups, counts)), f),
     }
 
 
@@ -69,10 +72,6 @@ def same_result(ours, theirs):
 
 def fedavg_from_disk(shapes, k, seed=0):
     """FedAvg over K update pickles read lazily through the restricted loader: (seconds, peak traced bytes)."""
-    import tempfile
-
-    from updates import Expected, iter_valid_updates, update_filename, write_update
-
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as folder:
         paths = []
@@ -103,9 +102,6 @@ def main(argv=None):
     parser.add_argument("--flower-krum-max-k", type=int, default=100,
                         help="largest K for Flower's Krum, whose K² Python loop of norms takes hours at K = 1000 (default: 100)")
     args = parser.parse_args(argv)
-
-    from model import weight_shapes
-
     shapes = weight_shapes()
     model_bytes = sum(int(np.prod(s)) for s in shapes) * 4
     bandwidth = memory_bandwidth_gb_s()

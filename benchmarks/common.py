@@ -1,22 +1,20 @@
 """Shared helpers for the benchmarks: timing, peak memory, and results/benchmarks.json."""
 
 import json
+import os
 import platform
 import time
 import tracemalloc
-from pathlib import Path
 
-from atomic import write_text_atomically
+import numpy as np
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-RESULTS_FILE = PROJECT_DIR / "results" / "benchmarks.json"
+from fedmnist.defaults import RESULTS_DIR
+from fedmnist.files import write_text_atomically
+
+RESULTS_FILE = RESULTS_DIR / "benchmarks.json"
 
 
 def machine_description():
-    import os
-
-    import numpy as np
-
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(), "numpy": np.__version__}
 

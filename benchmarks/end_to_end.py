@@ -2,7 +2,7 @@
 
     python -m benchmarks.end_to_end
 
-Runs demo.py into a temporary folder, so outputs/ and results/ are left alone.
+Runs the course workflow (demo.py's) into a temporary folder, so outputs/ and results/ are left alone.
 """
 
 import argparse
@@ -10,18 +10,18 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import update_results
+from fedmnist import defaults
+from fedmnist.workflow import run_demo
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--clients", type=int, default=defaults.NUM_CLIENTS)
+    parser.add_argument("--seed", type=int, default=defaults.SEED)
     args = parser.parse_args(argv)
 
-    from demo import run_demo
-
     with tempfile.TemporaryDirectory() as folder:
-        timings = run_demo(args.clients, args.seed, Path(folder) / "data", Path(folder) / "outputs", {})
+        timings, _ = run_demo(args.clients, args.seed, Path(folder) / "data", Path(folder) / "outputs", {})
     print("\nstage                 seconds")
     for stage, seconds in timings.items():
         print(f"{stage:<20} {seconds:>8.1f}")

@@ -13,38 +13,38 @@ import subprocess
 import sys
 import time
 
-from atomic import write_text_atomically
-from benchmarks.common import PROJECT_DIR, machine_description
+from benchmarks.common import machine_description
+from fedmnist import defaults
+from fedmnist.data import SplitSpec, ensure_split
+from fedmnist.files import write_text_atomically
+from fedmnist.history import RESULTS_FILE
 
-OUT_DIR = PROJECT_DIR / "results" / "flower"
+OUT_DIR = defaults.RESULTS_DIR / "flower"
 RUNS = {  # name -> the command after `python`, given the data folder, output folder and rounds
-    "propia": lambda data, out, r, seed: ["federated_simulation.py", "--data", data, "--out", out, "--rounds", r,
-                                          "--strategies", "fedavg", "--epochs", "1", "--batch-size", "64", "--seed", seed],
-    "flower_simulacion": lambda data, out, r, seed: ["flower_app/run_local.py", "simulation", "--data", data, "--out", out,
-                                                     "--rounds", r, "--seed", seed],
-    "flower_despliegue": lambda data, out, r, seed: ["flower_app/run_local.py", "deployment", "--data", data, "--out", out,
-                                                     "--rounds", r, "--seed", seed],
+    "propia": lambda data, out, r, seed: ["experiments/simulation.py", "--data", data, "--out", out, "--rounds", r,
+                                          "--strategies", "fedavg", "--epochs", "1", "--seed", seed, "--force"],
+    "flower_simulacion": lambda data, out, r, seed: ["experiments/flower_local.py", "simulation", "--data", data,
+                                                     "--out", out, "--rounds", r, "--seed", seed],
+    "flower_despliegue": lambda data, out, r, seed: ["experiments/flower_local.py", "deployment", "--data", data,
+                                                     "--out", out, "--rounds", r, "--seed", seed],
 }
 
 
 def timed_run(command):
     started = time.perf_counter()
-    subprocess.run([sys.executable, *command], cwd=PROJECT_DIR, stdin=subprocess.DEVNULL, check=True)
+    subprocess.run([sys.executable, *command], cwd=defaults.PROJECT_DIR, stdin=subprocess.DEVNULL, check=True)
     return time.perf_counter() - started
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", "-K", type=int, default=5)
+    parser.add_argument("--clients", "-K", type=int, default=defaults.NUM_CLIENTS)
     parser.add_argument("--rounds", "-R", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=defaults.SEED)
     args = parser.parse_args(argv)
 
-    from federated_simulation import RESULTS_FILE
-    from split_data import SCENARIOS_DIR, ensure_split
-
-    data = SCENARIOS_DIR / f"iid_{args.clients}"
-    ensure_split(data, args.clients, args.seed)
+    data = defaults.SCENARIO_DATA_DIR / f"iid_{args.clients}"
+    ensure_split(data, SplitSpec(num_clients=args.clients, seed=args.seed))
     runs = {}
     for name, command in RUNS.items():
         out = OUT_DIR / name
@@ -55,7 +55,7 @@ def main(argv=None):
                       "wall_seconds": round(seconds, 1)}
 
     results = {"config": {"clients": args.clients, "rounds": args.rounds, "partition": "iid", "strategy": "fedavg",
-                          "epochs": 1, "batch_size": 64, "seed": args.seed}, "runs": runs, "machine": machine_description()}
+                          "epochs": 1, "batch_size": defaults.BATCH_SIZE, "seed": args.seed}, "runs": runs, "machine": machine_description()}
     write_text_atomically(OUT_DIR / "comparacion.json", json.dumps(results, indent=2) + "\n")
     print(f"\n{'run':<20} {'final accuracy':>15} {'wall seconds':>13}")
     for name, row in runs.items():

@@ -15,7 +15,8 @@ import numpy as np
 
 from benchmarks.common import measure, update_results
 from benchmarks.crafted_updates import crafted_files, empty_set_flood, honest, memo_amplified_arrays
-from updates import Expected, UpdateError, decode_update
+from fedmnist.updates import Expected, UpdateError, decode_update
+from model import weight_shapes
 
 NUM_SAMPLES = 12_000
 
@@ -29,8 +30,6 @@ def load_outcome(data, expected):
 
 
 def main():
-    from model import weight_shapes
-
     shapes = weight_shapes()
     expected = Expected(tuple(shapes), {1: NUM_SAMPLES}, "a" * 64)
     files = {f"honest update, protocol {p}": pickle.dumps(honest(1, shapes, NUM_SAMPLES), protocol=p) for p in (0, 4, 5)}

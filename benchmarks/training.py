@@ -11,9 +11,17 @@ costs accuracy.
 import argparse
 import time
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from benchmarks.common import update_results
+from fedmnist.defaults import LEARNING_RATE
+from fedmnist.evaluation import evaluate_weights
+from fedmnist.mnist import load_mnist
+from fedmnist.partition import stratified_subset
+from fedmnist.training import LocalTrainer, make_dataset, reset_random_state
+from model import build_model
 
 # Forward multiply-accumulates per image of model.py's CNN (3x3 'same' convolutions, then two Dense layers).
 FORWARD_MACS = (28 * 28 * 32 * 3 * 3 * 1 + 14 * 14 * 64 * 3 * 3 * 32 + 7 * 7 * 128 * 3 * 3 * 64
@@ -23,8 +31,6 @@ TRAIN_FLOPS_PER_IMAGE = 3 * 2 * FORWARD_MACS  # forward + backward ≈ 3 × forw
 
 def gemm_gflops(size=2048, repeat=5):
     """Best float32 matrix-multiply rate of NumPy's BLAS and of TensorFlow, in GFLOP/s."""
-    import tensorflow as tf
-
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((size, size), np.float32), rng.standard_normal((size, size), np.float32)
     flops = 2 * size ** 3
@@ -50,8 +56,6 @@ def throughput(trainer, batch_size, x, y, x_test, y_test, initial_weights, epoch
 
     The best run is the figure reported: on a shared machine, slower runs measure interference, not the code.
     """
-    from evaluation import evaluate_weights
-
     trainer.train(x, y, initial_weights=initial_weights, epochs=1, batch_size=batch_size, seed=0, verbose=0)
     accuracy = evaluate_weights(trainer.model, trainer.model.get_weights(), x_test, y_test)[0]["accuracy"]
     rates = []
@@ -64,11 +68,6 @@ def throughput(trainer, batch_size, x, y, x_test, y_test, initial_weights, epoch
 
 def settings_comparison(x, y, initial_weights, batch_size=64, epochs=2):
     """Images/s of a plain Keras fit under each compile setting the project chose between (XLA, steps per call)."""
-    import keras
-
-    from client import make_dataset, reset_random_state
-    from model import LEARNING_RATE, build_model
-
     rows = []
     for jit_compile in (False, True):
         for steps_per_execution in (1, 16):
@@ -94,11 +93,6 @@ def main(argv=None):
     parser.add_argument("--train-images", type=int, default=12000, help="images per epoch (default: 12000, one client of 5)")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per batch size (default: 2)")
     args = parser.parse_args(argv)
-
-    from client import LocalTrainer
-    from mnist_data import load_mnist
-    from model import build_model
-    from split_data import stratified_subset
 
     x_train, y_train, x_test, y_test = load_mnist()
     chosen = stratified_subset(y_train, args.train_images, seed=0)

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def mnist():
-    from mnist_data import load_mnist_uint8
+    from fedmnist.mnist import load_mnist_uint8
 
     return load_mnist_uint8(log=lambda message: None)
 

@@ -3,11 +3,17 @@
 import numpy as np
 import pytest
 
-from aggregation import fedavg, fedmed, krum, krum_scores, pairwise_squared_distances, trimmed_mean
+from fedmnist import aggregation
+from fedmnist.aggregation import fedavg, fedmed, krum, krum_scores, pairwise_squared_distances, trimmed_mean
 
 
 def arrays(*values):
     return [np.array(values, dtype=np.float32)]
+
+
+def unweighted(updates):
+    """(weights, num_examples) pairs, each counting one example, as the rules take them."""
+    return [(weights, 1) for weights in updates]
 
 
 def test_fedavg_is_the_weighted_mean():
@@ -37,15 +43,15 @@ def test_fedavg_rejects_empty_and_nonpositive_counts():
 
 def test_fedmed_ignores_one_outlier():
     updates = [arrays(1.0, 10.0), arrays(2.0, 20.0), arrays(1e6, -1e6)]
-    assert fedmed(updates)[0].tolist() == [2.0, 10.0]
+    assert fedmed(unweighted(updates))[0].tolist() == [2.0, 10.0]
 
 
 def test_trimmed_mean_drops_extremes_per_coordinate():
     updates = [arrays(v) for v in (1.0, 2.0, 3.0, 4.0, 1e6)]
-    assert trimmed_mean(updates, 0.2)[0].tolist() == [3.0]  # drops 1 and 1e6
-    assert trimmed_mean(updates, 0.0)[0][0] == pytest.approx((10 + 1e6) / 5)
+    assert trimmed_mean(unweighted(updates), 0.2)[0].tolist() == [3.0]  # drops 1 and 1e6
+    assert trimmed_mean(unweighted(updates), 0.0)[0][0] == pytest.approx((10 + 1e6) / 5)
     with pytest.raises(ValueError):
-        trimmed_mean(updates, 0.5)
+        trimmed_mean(unweighted(updates), 0.5)
 
 
 def test_robust_rules_stay_in_honest_range_against_huge_client():
@@ -54,7 +60,7 @@ def test_robust_rules_stay_in_honest_range_against_huge_client():
     attacker = [np.full((4, 3), 1e6, np.float32)]
     low = np.min([h[0] for h in honest], axis=0)
     high = np.max([h[0] for h in honest], axis=0)
-    for result in (fedmed(honest + [attacker]), trimmed_mean(honest + [attacker], 0.2)):
+    for result in (fedmed(unweighted(honest + [attacker])), trimmed_mean(unweighted(honest + [attacker]), 0.2)):
         assert np.all(result[0] >= low) and np.all(result[0] <= high)
 
 
@@ -71,13 +77,13 @@ def test_krum_picks_an_honest_update():
     updates = [arrays(0.0), arrays(0.1), arrays(-0.1), arrays(0.05), arrays(100.0), arrays(101.0)]
     scores = krum_scores(updates, num_malicious=2)
     assert np.argmin(scores) in (0, 3)
-    assert abs(krum(updates, num_malicious=2)[0][0]) <= 0.1
-    assert abs(krum(updates, num_malicious=2, num_selected=4)[0][0]) <= 0.1
+    assert abs(krum(unweighted(updates), f=2)[0][0]) <= 0.1
+    assert abs(krum(unweighted(updates), f=2, num_selected=4)[0][0]) <= 0.1
 
 
 def test_krum_needs_enough_clients():
     with pytest.raises(ValueError):
-        krum([arrays(0.0), arrays(1.0), arrays(2.0)], num_malicious=1)
+        krum(unweighted([arrays(0.0), arrays(1.0), arrays(2.0)]), f=1)
 
 
 @pytest.fixture
@@ -87,12 +93,10 @@ def random_updates():
 
 
 def test_small_blocks_give_the_same_answers(random_updates, monkeypatch):
-    import aggregation
-
-    whole = [fedmed(random_updates), trimmed_mean(random_updates, 0.2), pairwise_squared_distances(random_updates)]
+    whole = [fedmed(unweighted(random_updates)), trimmed_mean(unweighted(random_updates), 0.2), pairwise_squared_distances(random_updates)]
     monkeypatch.setattr(aggregation, "CHUNK_BYTES", 8 * 6 * 3)  # three coordinates per block
     assert len(list(aggregation.coordinate_blocks(random_updates))) == 7 + 3  # ceil(20 / 3) + ceil(7 / 3)
-    chunked = [fedmed(random_updates), trimmed_mean(random_updates, 0.2), pairwise_squared_distances(random_updates)]
+    chunked = [fedmed(unweighted(random_updates)), trimmed_mean(unweighted(random_updates), 0.2), pairwise_squared_distances(random_updates)]
     assert all(np.array_equal(a, b) for a, b in zip(whole[0], chunked[0]))
     assert all(np.array_equal(a, b) for a, b in zip(whole[1], chunked[1]))
     assert np.allclose(whole[2], chunked[2])
@@ -101,9 +105,9 @@ def test_small_blocks_give_the_same_answers(random_updates, monkeypatch):
 def test_fedmed_is_bitwise_numpy_median_of_float32(random_updates):
     # Even K: the median averages the two middle values, which must round exactly as in float32.
     expected = [np.median(np.stack([u[i] for u in random_updates]), axis=0) for i in range(2)]
-    assert all(np.array_equal(a, b) for a, b in zip(fedmed(random_updates), expected))
+    assert all(np.array_equal(a, b) for a, b in zip(fedmed(unweighted(random_updates)), expected))
 
 
 def test_trimmed_mean_matches_full_sort(random_updates):
     stacked = np.sort(np.stack([u[0] for u in random_updates]).astype(np.float64), axis=0)
-    assert np.allclose(trimmed_mean(random_updates, 0.34)[0], stacked[2:4].mean(axis=0))
+    assert np.allclose(trimmed_mean(unweighted(random_updates), 0.34)[0], stacked[2:4].mean(axis=0))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from attacks import flip_labels, malicious_ids, poison
+from fedmnist.attacks import flip_labels, malicious_ids, poison
 
 W0 = [np.array([1.0, 2.0], np.float32)]
 W = [np.array([1.5, 1.0], np.float32)]  # Δ = [0.5, -1.0]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from client import LocalTrainer, ProximalModel, make_dataset, reset_random_state, squared_distance, train_local
+from fedmnist.training import LocalTrainer, ProximalModel, make_dataset, reset_random_state, squared_distance, train_local
 from model import build_model, compile_model
 
 
@@ -88,7 +88,7 @@ def test_a_reused_trainer_gives_the_same_result_as_a_fresh_one(small_client, ini
 
 @pytest.mark.parametrize("epochs, batch_size, mu", [(0, 64, 0.0), (3, 0, 0.0), (3, 64, -1.0), (3, 64, float("inf")), (3, 64, float("nan"))])
 def test_notebook_parameters_that_cannot_train_are_refused(epochs, batch_size, mu):
-    from client import check_training_parameters
+    from fedmnist.training import check_training_parameters
 
     with pytest.raises(ValueError, match="must be"):
         check_training_parameters(epochs, batch_size, mu)

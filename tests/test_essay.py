@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-import results_tables
 from conftest import REPO
+from fedmnist import report
 
 ESSAY = REPO / "ensayo_aprendizaje_federado.md"
 
@@ -18,7 +18,7 @@ def essay():
 
 def prose(text):
     """The essay without its headings, tables, code, formulas and link targets."""
-    text = results_tables.MARKED.sub("", text)
+    text = report.MARKED.sub("", text)
     text = re.sub(r"^#.*$", "", text, flags=re.MULTILINE)
     text = re.sub(r"```.*?```|\$\$.*?\$\$|\$[^$\n]+\$|\]\([^)]*\)", "", text, flags=re.DOTALL)
     return text
@@ -47,20 +47,20 @@ def json_numbers():
 
 
 def test_essay_tables_are_the_ones_rendered_from_results(essay):
-    names = [m.group("name") for m in results_tables.MARKED.finditer(essay)]
+    names = [m.group("name") for m in report.MARKED.finditer(essay)]
     assert {"una_ronda", "robustez", "rondas"} <= set(names)
-    assert results_tables.stale_tables(essay, ESSAY) == []
+    assert report.stale_tables(essay, ESSAY) == []
 
 
 def test_readme_tables_are_the_ones_rendered_from_results():
     readme = (REPO / "README.md").read_text()
-    assert "flower" in [m.group("name") for m in results_tables.MARKED.finditer(readme)]
-    assert results_tables.stale_tables(readme, "README.md") == []
+    assert "flower" in [m.group("name") for m in report.MARKED.finditer(readme)]
+    assert report.stale_tables(readme, "README.md") == []
 
 
 def test_a_table_edited_by_hand_is_caught(essay):
     edited = re.sub(r"(<!-- tabla:una_ronda -->\n(?:.*\n){2}\| FedAvg \| )\d", r"\g<1>0", essay, count=1)
-    assert edited != essay and results_tables.stale_tables(edited, ESSAY) == ["una_ronda"]
+    assert edited != essay and report.stale_tables(edited, ESSAY) == ["una_ronda"]
 
 
 def test_every_decimal_number_in_the_prose_comes_from_results(essay):

@@ -1,74 +1,102 @@
-"""The Flower App: strategy choice, checked replies, and real runs on loopback (skipped without flwr)."""
+"""The Flower App: strategy choice from the registry, checked replies, and real runs on loopback (needs flwr)."""
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from conftest import last_line, run_script
+from fedmnist import strategies
 
 pytest.importorskip("flwr")
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict  # noqa: E402
+from flwr.serverapp import strategy as flower  # noqa: E402
 
-from fedmnist.server_app import make_strategy  # noqa: E402
-from fedmnist.settings import client_id  # noqa: E402
+from fedmnist.flower.server_app import make_strategy  # noqa: E402
+from fedmnist.flower.settings import client_id, training_config  # noqa: E402
 
-CONFIG = {"strategy": "fedavg", "fraction-train": 1.0, "proximal-mu": 0.01, "trim-beta": 0.2, "krum-f": 1}
+WITH_FLOWER = [key for key, row in strategies.REGISTRY.items() if row.flower]
 
 
-@pytest.mark.parametrize("key, flower_class, name", [
-    ("fedavg", "FedAvg", "fedavg"), ("fedprox", "FedProx", "fedprox:0.01"), ("fedmed", "FedMedian", "fedmed"),
-    ("trimmed_mean", "FedTrimmedAvg", "trimmed_mean"), ("krum", "Krum", "krum"),
-])
-def test_run_config_picks_flowers_own_strategy(key, flower_class, name):
-    from flwr.serverapp import strategy as flower
-
-    strategy, result_name = make_strategy({**CONFIG, "strategy": key}, num_clients=5)
-    assert isinstance(strategy, getattr(flower, flower_class)) and result_name == name
+@pytest.mark.parametrize("key", WITH_FLOWER)
+def test_run_config_picks_the_registrys_flower_class(key):
+    strategy, configured = make_strategy({"strategy": key}, num_clients=5)
+    assert isinstance(strategy, getattr(flower, strategies.REGISTRY[key].flower))
+    assert configured.values == strategies.REGISTRY[key].defaults()
     assert strategy.min_available_nodes == 5 and strategy.fraction_evaluate == 0.0
 
 
+def test_empty_run_config_values_are_the_projects_defaults():
+    strategy, configured = make_strategy({"strategy": "", "fraction-train": "", "trim": ""}, num_clients=5)
+    assert configured.name == "fedavg" and strategy.fraction_train == 1.0
+    assert training_config({"local-epochs": "", "batch-size": 32}, "data").to_record() == {
+        "data-dir": "data", "local-epochs": 1, "batch-size": 32, "learning-rate": 0.001, "seed": 42}
+
+
 def test_unknown_strategy_is_one_clear_error():
-    with pytest.raises(ValueError, match="strategy='fedsgd': choose from fedavg, fedprox"):
-        make_strategy({**CONFIG, "strategy": "fedsgd"}, num_clients=5)
+    with pytest.raises(ValueError, match="unknown strategy 'fedsgd': choose from fedavg, fedprox"):
+        make_strategy({"strategy": "fedsgd"}, num_clients=5)
 
 
-def test_fedprox_sends_proximal_mu_to_clients():
-    strategy, _ = make_strategy({**CONFIG, "strategy": "fedprox", "proximal-mu": 0.5}, num_clients=2)
-    assert strategy.proximal_mu == 0.5
+def test_fedprox_sends_its_mu_to_clients():
+    strategy, configured = make_strategy({"strategy": "fedprox", "mu": 0.5}, num_clients=2)
+    assert strategy.proximal_mu == 0.5 and configured.name == "fedprox:0.5"
+
+
+def test_a_parameter_out_of_range_names_its_key():
+    with pytest.raises(ValueError, match="--trim 0.6: must be a number at least 0 and below 0.5"):
+        make_strategy({"strategy": "trimmed_mean", "trim": 0.6}, num_clients=5)
 
 
 def test_partition_id_maps_to_client_id_and_k_must_match():
-    context = SimpleNamespace(node_config={"partition-id": 0, "num-partitions": 3})
-    assert client_id(context, 3) == 1
+    assert client_id({"partition-id": 0, "num-partitions": 3}, 3) == 1
     with pytest.raises(ValueError, match="num-partitions=3"):
-        client_id(context, 5)
+        client_id({"partition-id": 0, "num-partitions": 3}, 5)
 
 
-def reply(node, weights, num_examples, cid):
-    content = RecordDict({"arrays": ArrayRecord([np.asarray(w) for w in weights]),
-                          "metrics": MetricRecord({"num-examples": num_examples}), "client": ConfigRecord({"client-id": cid})})
-    return SimpleNamespace(content=content, metadata=SimpleNamespace(src_node_id=node), has_error=lambda: False)
+class Reply:
+    def __init__(self, node, weights, num_examples, cid):
+        self.content = RecordDict({"arrays": ArrayRecord([np.asarray(w) for w in weights]),
+                                   "metrics": MetricRecord({"num-examples": num_examples}),
+                                   "client": ConfigRecord({"client-id": cid})})
+        self.metadata = type("Metadata", (), {"src_node_id": node})()
+
+    def has_error(self):
+        return False
+
+
+def checked_strategy(key, counts, shapes):
+    strategy, _ = make_strategy({"strategy": key}, num_clients=len(counts))
+    strategy.expected_keys = list(ArrayRecord([np.zeros(s, np.float32) for s in shapes]).keys())
+    strategy.expected_shapes, strategy.expected_counts = shapes, counts
+    return strategy
 
 
 def test_replies_that_fail_the_update_checks_are_dropped_before_flower_aggregates():
-    strategy, _ = make_strategy(CONFIG, num_clients=4)
     shapes = [(2, 2), (3,)]
-    strategy.expected_keys = list(ArrayRecord([np.zeros(s, np.float32) for s in shapes]).keys())
-    strategy.expected_shapes = shapes
-    strategy.expected_counts = {1: 1, 2: 2, 3: 5, 4: 5}
+    strategy = checked_strategy("fedavg", {1: 1, 2: 2, 3: 5, 4: 5}, shapes)
     honest = [[np.full(s, v, np.float32) for s in shapes] for v in (1.0, 4.0)]
-    replies = [reply(10, honest[0], 1, 1), reply(11, honest[1], 2, 2),
-               reply(12, [np.full(s, np.nan, np.float32) for s in shapes], 5, 3),  # diverged
-               reply(13, [np.zeros((2, 3), np.float32), np.zeros(3, np.float32)], 5, 4),  # another model
-               reply(14, honest[1], 10**9, 4),  # claims more examples than its partition holds
-               reply(15, honest[1], 5, 99),  # not a client of the partition
-               reply(16, honest[1], 2, 2)]  # a second reply for client 2
+    replies = [Reply(10, honest[0], 1, 1), Reply(11, honest[1], 2, 2),
+               Reply(12, [np.full(s, np.nan, np.float32) for s in shapes], 5, 3),  # diverged
+               Reply(13, [np.zeros((2, 3), np.float32), np.zeros(3, np.float32)], 5, 4),  # another model
+               Reply(14, honest[1], 10**9, 4),  # claims more examples than its partition holds
+               Reply(15, honest[1], 5, 99),  # not a client of the partition
+               Reply(16, honest[1], 2, 2)]  # a second reply for client 2
     arrays, _ = strategy.aggregate_train(1, replies)
     assert all(np.allclose(w, 3.0) for w in arrays.to_numpy_ndarrays())  # (1·1 + 2·4) / 3
-    assert strategy.last_round == {"clients": [1, 2], "rejected": [12, 13, 14, 15, 16]}
+    assert strategy.last_round == {"clients": [1, 2, 3, 4], "rejected": [3, 4], "rejected_unknown": 3}
+
+
+@pytest.mark.parametrize("key", ["fedavg", "fedmed", "trimmed_mean"])
+def test_the_serverapps_flower_strategies_agree_with_the_registrys_rules(key):
+    rng = np.random.default_rng(5)
+    shapes = [(3, 3, 1, 4), (4,), (36, 5), (5,)]
+    updates = [([rng.standard_normal(s).astype(np.float32) for s in shapes], int(n)) for n in rng.integers(1, 50, 7)]
+    strategy = checked_strategy(key, {i + 1: n for i, (_, n) in enumerate(updates)}, shapes)
+    arrays, _ = strategy.aggregate_train(1, [Reply(i, w, n, i + 1) for i, (w, n) in enumerate(updates)])
+    ours = strategies.REGISTRY[key].aggregate(updates)
+    assert all(np.allclose(a, b, atol=1e-6, rtol=0) for a, b in zip(ours, arrays.to_numpy_ndarrays()))
 
 
 # --- real runs on loopback ---------------------------------------------------------------------------------------
@@ -83,7 +111,7 @@ def flower_partition(tmp_path_factory):
 
 
 def leftover_processes():
-    """Processes (not zombies) started by any run_local.py run: they carry its marker in their environment."""
+    """Processes (not zombies) started by any flower_local.py run: they carry its marker in their environment."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -94,37 +122,41 @@ def leftover_processes():
     return found
 
 
-def run_local(*args):
-    return run_script("flower_app/run_local.py", *args)
+def flower_local(*args):
+    return run_script("experiments/flower_local.py", *args)
 
 
 @pytest.mark.slow
 def test_deployment_two_supernodes_two_rounds_on_loopback(flower_partition, tmp_path):
-    done = run_local("deployment", "--clients", "2", "--rounds", "2", "--data", str(flower_partition),
-                     "--out", str(tmp_path / "deployment"), "--timeout", "600")
+    done = flower_local("deployment", "--clients", "2", "--rounds", "2", "--data", str(flower_partition),
+                        "--out", str(tmp_path / "deployment"), "--timeout", "600")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    results = json.loads((tmp_path / "deployment" / "simulacion.json").read_text())
-    history = results["history"]["fedavg"]
-    assert [row["round"] for row in history] == [1, 2] and all(row["clients"] == [1, 2] for row in history)
-    assert history[-1]["accuracy"] >= 0.85
-    assert results["launcher"]["mode"] == "deployment"
+    flower_run = json.loads((tmp_path / "deployment" / "simulacion.json").read_text())
+    rows = flower_run["history"]["fedavg"]
+    assert [row["round"] for row in rows] == [1, 2] and all(row["clients"] == [1, 2] for row in rows)
+    assert rows[-1]["accuracy"] >= 0.85
     assert leftover_processes() == []
 
-    # The same seeds through the project's own simulation give the same global model, hence the same accuracy.
+    # The same seeds through the project's own simulation give the same global model, hence the same accuracy,
+    # and the same history format: the same config keys and the same fields in every row.
     own_out = tmp_path / "own"
-    run_script("federated_simulation.py", "--data", str(flower_partition), "--out", str(own_out), "--rounds", "2",
+    run_script("experiments/simulation.py", "--data", str(flower_partition), "--out", str(own_out), "--rounds", "2",
                "--strategies", "fedavg", "--seed", "42", check=True)
-    own = json.loads((own_out / "simulacion.json").read_text())["history"]["fedavg"]
-    assert [row["accuracy"] for row in own] == pytest.approx([row["accuracy"] for row in history], abs=0.005)
+    own_run = json.loads((own_out / "simulacion.json").read_text())
+    own = own_run["history"]["fedavg"]
+    assert [row["accuracy"] for row in own] == pytest.approx([row["accuracy"] for row in rows], abs=0.005)
+    assert set(own_run["config"]) == set(flower_run["config"]) and set(own[0]) == set(rows[0])
+    assert {k: v for k, v in own_run["config"].items() if k != "runtime"} == {
+        k: v for k, v in flower_run["config"].items() if k != "runtime"}
 
 
 @pytest.mark.slow
 def test_simulation_with_flwr_run_on_loopback(flower_partition, tmp_path):
-    done = run_local("simulation", "--clients", "2", "--rounds", "1", "--strategy", "fedprox", "--data", str(flower_partition),
-                     "--out", str(tmp_path / "simulation"), "--timeout", "600")
+    done = flower_local("simulation", "--clients", "2", "--rounds", "1", "--strategy", "fedprox",
+                        "--data", str(flower_partition), "--out", str(tmp_path / "simulation"), "--timeout", "600")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "simulation" / "simulacion.json").read_text())
-    assert results["config"]["flower_strategy"] == "FedProx"
+    assert results["config"]["runtime"] == "flower" and results["config"]["strategies"] == ["fedprox:0.01"]
     assert results["history"]["fedprox:0.01"][-1]["accuracy"] >= 0.75
     assert (tmp_path / "simulation" / "simulacion.png").stat().st_size > 10_000
     assert leftover_processes() == []
@@ -132,39 +164,23 @@ def test_simulation_with_flwr_run_on_loopback(flower_partition, tmp_path):
 
 @pytest.mark.slow
 def test_a_run_that_times_out_stops_every_process(flower_partition, tmp_path):
-    done = run_local("deployment", "--clients", "2", "--rounds", "5", "--data", str(flower_partition),
-                     "--out", str(tmp_path / "late"), "--timeout", "3")
+    done = flower_local("deployment", "--clients", "2", "--rounds", "5", "--data", str(flower_partition),
+                        "--out", str(tmp_path / "late"), "--timeout", "3")
     assert done.returncode != 0
-    assert last_line(done.stderr) == "run_local.py: error: the run took longer than --timeout 3.0 s; stopped every process"
+    assert last_line(done.stderr) == ("flower_local.py: error: the run took longer than --timeout 3.0 s; "
+                                      "stopped every process")
     assert not (tmp_path / "late" / "simulacion.json").exists()
     assert leftover_processes() == []
 
 
 def test_wrong_client_count_for_the_data_is_one_line(flower_partition, tmp_path):
-    done = run_local("deployment", "--clients", "3", "--data", str(flower_partition), "--out", str(tmp_path / "x"))
-    assert done.returncode != 0
-    assert last_line(done.stderr).startswith(f"run_local.py: error: {flower_partition}: holds a partition for K = 2 clients")
-    assert "Traceback" not in done.stderr
-
-
-@pytest.mark.parametrize("key", ["fedavg", "fedmed", "trimmed_mean"])
-def test_the_serverapps_flower_strategies_agree_with_the_projects_rules(key):
-    from aggregation import fedavg, fedmed, trimmed_mean
-
-    rng = np.random.default_rng(5)
-    shapes = [(3, 3, 1, 4), (4,), (36, 5), (5,)]
-    updates = [([rng.standard_normal(s).astype(np.float32) for s in shapes], int(n)) for n in rng.integers(1, 50, 7)]
-    strategy, _ = make_strategy({**CONFIG, "strategy": key}, num_clients=len(updates))
-    strategy.expected_keys = list(ArrayRecord(updates[0][0]).keys())
-    strategy.expected_shapes = shapes
-    strategy.expected_counts = {i + 1: n for i, (_, n) in enumerate(updates)}
-    arrays, _ = strategy.aggregate_train(1, [reply(i, w, n, i + 1) for i, (w, n) in enumerate(updates)])
-    ours = {"fedavg": lambda: fedavg(updates), "fedmed": lambda: fedmed([w for w, _ in updates]),
-            "trimmed_mean": lambda: trimmed_mean([w for w, _ in updates], 0.2)}[key]()
-    assert all(np.allclose(a, b, atol=1e-6, rtol=0) for a, b in zip(ours, arrays.to_numpy_ndarrays()))
+    done = flower_local("deployment", "--clients", "3", "--data", str(flower_partition), "--out", str(tmp_path / "x"))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert last_line(done.stderr).startswith(
+        f"flower_local.py: error: {flower_partition}: holds a partition for K = 2 clients")
 
 
 def test_unknown_strategy_on_the_command_line_is_refused_before_anything_starts(tmp_path):
-    done = run_local("deployment", "--strategy", "fedsgd", "--out", str(tmp_path / "x"))
+    done = flower_local("deployment", "--strategy", "fedsgd", "--out", str(tmp_path / "x"))
     assert done.returncode == 2 and "invalid choice: 'fedsgd'" in last_line(done.stderr)
     assert not (tmp_path / "x").exists()

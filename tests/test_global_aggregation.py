@@ -9,14 +9,16 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 
-from aggregation import fedavg
 from benchmarks.crafted_updates import crafted_files
 from conftest import REPO, last_line, perturbed, run_script
-from split_data import load_initial_weights, read_manifest
-from updates import update_filename, write_update
+from fedmnist.aggregation import fedavg
+from fedmnist.data import load_initial_weights, read_manifest
+from fedmnist.updates import Expected, read_update, update_filename, write_update
+from model import weight_shapes
 
 
 def write_client(folder, client_id, weights, sha, num_samples, fedprox=False):
@@ -81,11 +83,6 @@ def test_rejected_update_is_listed_and_skipped(aggregated):
 
 
 def test_saved_fedavg_model_is_the_weighted_mean(aggregated, client_dir, partition):
-    import keras
-
-    from model import weight_shapes
-    from updates import Expected, read_update
-
     expected = Expected.from_manifest(read_manifest(partition), weight_shapes())
     updates = [read_update(client_dir / update_filename(cid), expected) for cid in (1, 2, 3, 4)]
     expected = fedavg((u.weights, u.num_samples) for u in updates)
@@ -143,8 +140,6 @@ def snapshot(folder):
 @pytest.fixture(scope="module")
 def hostile_run(partition, tmp_path_factory):
     """Three honest clients, then every crafted file and odd name the issue lists, in one folder."""
-    from model import weight_shapes
-
     folder, out = tmp_path_factory.mktemp("hostile"), tmp_path_factory.mktemp("hostile_out")
     w0, sha = load_initial_weights(partition)
     for cid in (2, 3, 4):
@@ -196,7 +191,7 @@ def test_a_method_not_computed_loses_its_old_model(client_dir, partition, tmp_pa
     run_script("global_aggregation.py", "--weights-dir", str(client_dir), "--data", str(partition), "--out", str(out),
                "--krum-f", "3", check=True)
     results = json.loads((out / "resultados.json").read_text())
-    assert results["methods"]["krum"]["status"].startswith("not computed: Krum needs more than f + 2")
+    assert results["methods"]["krum"]["status"].startswith("not computed: Krum needs K > f + 2")
     assert not (out / "modelo_global_krum.h5").exists()
     assert oct((out / "resultados.json").stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
 
@@ -222,15 +217,15 @@ def test_sigterm_while_writing_leaves_earlier_outputs_and_no_temporary(aggregate
     process.wait(timeout=60)
     after = snapshot(out)
     if process.returncode == 0:  # the signal came during the moves, which hold it back: the new set landed whole
-        assert json.loads((out / "resultados.json").read_text())["config"]["trim"] == 0.1
+        assert json.loads((out / "resultados.json").read_text())["config"]["parameters"]["trimmed_mean"]["beta"] == 0.1
     else:
         assert process.returncode == 128 + signal.SIGTERM and after == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--krum-f", "-5"], "--krum-f -5: must be at least 0"),
-    (["--trim", "nan"], "--trim nan: must be in [0, 0.5)"),
+    (["--krum-f", "-5"], "--krum-f -5: must be an integer at least 0"),
+    (["--trim", "nan"], "--trim nan: must be a number at least 0 and below 0.5"),
     (["--min-clients", "0"], "--min-clients 0: must be at least 1"),
 ])
 def test_bad_options_are_one_clear_line(client_dir, partition, tmp_path, options, message):

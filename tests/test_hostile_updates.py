@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.crafted_updates import crafted_files, harmless_extras, honest
-from restricted_pickle import MAX_OPCODES
-from updates import MAX_REASON_CHARS, Expected, UpdateError, decode_update
+from fedmnist.restricted_pickle import MAX_OPCODES
+from fedmnist.updates import MAX_REASON_CHARS, Expected, UpdateError, decode_update
 
 SHAPES = [(3, 2), (2,)]
 EXPECTED = Expected(tuple(SHAPES), {1: 10, 2: 10}, "a" * 64)
@@ -102,7 +102,7 @@ def test_the_readmes_loader_figures_are_the_codes(model_shapes):
     import pickletools
 
     from conftest import REPO
-    from restricted_pickle import MAX_MARK_DEPTH
+    from fedmnist.restricted_pickle import MAX_MARK_DEPTH
 
     readme = (REPO / "README.md").read_text()
     most_opcodes = max(sum(1 for _ in pickletools.genops(pickle.dumps(honest(1, model_shapes, 10), protocol=p))) for p in range(6))

@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-import mnist_data
-from mnist_data import IDX_SHA256, MnistError, encode_idx, ensure_mnist, read_idx_folder, read_user_path, sha256_bytes
+from fedmnist import mnist as mnist_data
+from fedmnist.mnist import IDX_SHA256, MnistError, encode_idx, ensure_mnist, read_idx_folder, read_user_path, sha256_bytes
 
 
 def test_loader_returns_verified_real_mnist(mnist):

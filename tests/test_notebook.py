@@ -1,10 +1,10 @@
-"""The notebook's shape: a tagged parameters cell whose defaults match client.py's."""
+"""The notebook's shape: a tagged parameters cell whose defaults match fedmnist/defaults.py."""
 
 import ast
 
 import nbformat
 
-import client
+from fedmnist import defaults
 from conftest import REPO
 
 
@@ -24,7 +24,7 @@ def test_parameters_cell_holds_the_documented_constants():
 
 def test_notebook_defaults_match_client_defaults():
     values = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(parameters_cell().source).body}
-    assert (values["EPOCHS"], values["BATCH_SIZE"], values["MU"]) == (client.DEFAULT_EPOCHS, client.DEFAULT_BATCH_SIZE, client.DEFAULT_MU)
+    assert (values["EPOCHS"], values["BATCH_SIZE"], values["MU"]) == (defaults.EPOCHS, defaults.BATCH_SIZE, defaults.MU)
 
 
 def test_notebook_has_no_stored_outputs():

@@ -1,11 +1,14 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from conftest import last_line, run_script
-from split_data import (PartitionError, check_client_id, iid_partition, load_client_data, load_initial_weights,
-                        load_test_data, read_manifest, stratified_subset)
+from fedmnist.data import (check_client_id, load_client_data, load_initial_weights, load_test_data, read_manifest,
+                           write_partitions)
+from fedmnist.files import OutputSet
+from fedmnist.partition import PartitionError, iid_partition, make_partition, stratified_subset
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +86,6 @@ def test_a_manifest_that_split_data_did_not_write_is_one_clear_error(tmp_path, c
 
 
 def test_a_split_that_fails_while_writing_leaves_the_old_one_byte_for_byte(tiny_partition, tmp_path, monkeypatch):
-    import shutil
-
-    from atomic import OutputSet
-    from split_data import load_initial_weights, write_partitions
-
     copy = tmp_path / "p"
     shutil.copytree(tiny_partition, copy)
     before = {p.name: p.read_bytes() for p in copy.iterdir()}
@@ -109,10 +107,6 @@ def test_a_split_that_fails_while_writing_leaves_the_old_one_byte_for_byte(tiny_
 
 
 def test_a_smaller_split_removes_the_client_files_of_the_larger_one(tiny_partition, tmp_path):
-    import shutil
-
-    from split_data import load_initial_weights, write_partitions
-
     copy = tmp_path / "p"
     shutil.copytree(tiny_partition, copy)
     x, y = np.zeros((40, 28, 28), np.uint8), np.arange(40, dtype=np.uint8) % 10
@@ -127,8 +121,6 @@ def test_missing_partition_says_run_split_data_first(tmp_path):
 
 
 def test_corrupted_partition_file_is_refused(tiny_partition, tmp_path):
-    import shutil
-
     copy = tmp_path / "p"
     shutil.copytree(tiny_partition, copy)
     path = copy / "cliente_1.npz"
@@ -162,8 +154,6 @@ def test_cli_unwritable_output_folder(tmp_path):
 
 @pytest.mark.parametrize("partition, options", [("dirichlet", {"alpha": 0.1}), ("dirichlet", {"alpha": 100.0}), ("shards", {"shards_per_client": 2})])
 def test_non_iid_partitions_are_disjoint_covering_and_reproducible(labels, partition, options):
-    from split_data import make_partition
-
     parts = make_partition(labels, 10, 42, partition, **options)
     everything = np.concatenate(parts)
     assert len(everything) == len(labels) == len(np.unique(everything))
@@ -173,8 +163,6 @@ def test_non_iid_partitions_are_disjoint_covering_and_reproducible(labels, parti
 
 
 def test_skew_follows_alpha_and_shards_hold_few_classes(labels):
-    from split_data import make_partition
-
     def classes_per_client(parts, threshold=0.02):
         return [np.sum(np.bincount(labels[p], minlength=10) > threshold * len(p)) for p in parts]
 
@@ -184,8 +172,6 @@ def test_skew_follows_alpha_and_shards_hold_few_classes(labels):
 
 
 def test_impossible_non_iid_requests_are_refused(labels):
-    from split_data import make_partition
-
     with pytest.raises(PartitionError, match="alpha"):
         make_partition(labels, 5, 1, "dirichlet", alpha=0)
     with pytest.raises(PartitionError, match="no examples"):

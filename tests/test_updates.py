@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from updates import (Expected, UpdateError, decode_update, load_updates, read_update, scan_update_folder, update_filename,
+from fedmnist.updates import (Expected, UpdateError, decode_update, load_updates, read_update, scan_update_folder, update_filename,
                      weights_sha256, write_update)
 
 TINY_SHAPES = [(3, 2), (2,)]

@@ -6,7 +6,11 @@ a crashed client's NaN is caught by the same checks as a real one. Label
 flipping is data poisoning: it changes what a client trains on.
 """
 
+import dataclasses
+
 import numpy as np
+
+from fedmnist.updates import UpdateError, validate_weights
 
 MODEL_POISONING = ("sign_flip", "scale", "noise", "zeros", "nan")
 ATTACKS = MODEL_POISONING + ("label_flip",)
@@ -49,3 +53,21 @@ def malicious_ids(client_ids, num_malicious):
     if not 0 <= num_malicious <= len(client_ids):
         raise ValueError(f"--malicious {num_malicious}: must be between 0 and the {len(client_ids)} valid clients")
     return sorted(client_ids)[:num_malicious]
+
+
+def attack_updates(updates, initial_weights, attack, attackers, strength=None, seed=0):
+    """Poison the ClientUpdates of `attackers`, then validate them again; returns (kept, rejected [(path, reason)])."""
+    rng = np.random.default_rng(seed)
+    shapes = [w.shape for w in initial_weights]
+    kept, rejected = [], []
+    for update in updates:
+        if update.client_id in attackers:
+            poisoned = poison(update.weights, initial_weights, attack, strength, rng)
+            try:
+                weights = validate_weights(poisoned, shapes, f"{update.path} ({attack} attack)")
+            except UpdateError as err:
+                rejected.append((update.path, str(err)))
+                continue
+            update = dataclasses.replace(update, weights=weights)
+        kept.append(update)
+    return kept, rejected

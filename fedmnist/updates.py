@@ -29,13 +29,14 @@ import pickle
 import re
 import stat
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-import restricted_pickle
-from atomic import write_bytes_atomically
-from restricted_pickle import PendingArray, describe, is_int, printable
+from fedmnist import restricted_pickle
+from fedmnist.files import write_bytes_atomically
+from fedmnist.restricted_pickle import PendingArray, describe, is_int, printable
 
 MAX_UPDATE_BYTES = 64 * 1024 * 1024  # whatever the model, no update file is read past this
 # An honest update of a model with P float32 parameters is at most 12·4P bytes (float64 at protocol 0, where
@@ -114,10 +115,16 @@ def weights_sha256(weights):
 
 
 def library_versions():
-    import keras
-    import tensorflow as tf
-
-    return {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__}
+    """The versions an update was trained with (TensorFlow under either of its distribution names)."""
+    versions = {"numpy": np.__version__}
+    for name, distributions in (("tensorflow", ("tensorflow", "tensorflow-cpu")), ("keras", ("keras",))):
+        for distribution in distributions:
+            try:
+                versions[name] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return versions
 
 
 def write_update(path, *, client_id, num_samples, weights, mu, epochs, batch_size, seed, initial_weights_sha256):

@@ -1,7 +1,7 @@
 """Run the Flower App on this machine, on loopback, and leave no process behind.
 
-    python flower_app/run_local.py simulation --clients 5 --rounds 5
-    python flower_app/run_local.py deployment --clients 2 --rounds 2 --timeout 900
+    python experiments/flower_local.py simulation --clients 5 --rounds 5
+    python experiments/flower_local.py deployment --clients 2 --rounds 2 --timeout 900
 
 simulation: one SuperLink with Flower's simulation runtime (Ray); `flwr run` submits the app
             and the K clients are simulated SuperNodes.
@@ -10,7 +10,8 @@ deployment: one SuperLink and K SuperNode processes talking over 127.0.0.1, Supe
 
 Both split MNIST first when --data holds no matching partition, use a private FLWR_HOME (the
 `flwr` CLI's connection file), free ports, and stop every process they started when the run
-ends, fails, times out or is interrupted. The ServerApp writes simulacion.json/.png to --out.
+ends, fails, times out or is interrupted. `flwr run` ships the project (the root pyproject.toml
+names the apps in fedmnist/flower/); the ServerApp writes simulacion.json/.png to --out.
 """
 
 import argparse
@@ -27,10 +28,12 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from fedmnist.settings import STRATEGIES
+from fedmnist import defaults, strategies
+from fedmnist.data import SplitSpec, ensure_split, read_manifest
+from fedmnist.history import RESULTS_FILE
+from fedmnist.partition import PartitionError
 
-APP_DIR = Path(__file__).resolve().parent
-PROJECT_DIR = APP_DIR.parent
+FLOWER_STRATEGIES = [key for key, row in strategies.REGISTRY.items() if row.flower]
 BIN_DIR = Path(sys.executable).parent
 RUN_MARKER = "FEDMNIST_FLOWER_RUN"  # set in every child's environment, so leftovers can be found and stopped
 
@@ -111,16 +114,18 @@ def toml_value(value):
 
 
 def run_config(args):
-    values = {"data-dir": str(args.data), "out-dir": str(args.out), "num-server-rounds": args.rounds, "strategy": args.strategy,
-              "proximal-mu": args.mu, "local-epochs": args.epochs, "batch-size": args.batch_size,
+    """The run config for `flwr run`: folders, R, the strategy and its parameters, local training."""
+    values = {"data-dir": str(args.data), "out-dir": str(args.out), "num-server-rounds": args.rounds,
+              "strategy": args.strategy, "local-epochs": args.epochs, "batch-size": args.batch_size,
               "fraction-train": args.fraction, "seed": args.seed}
+    for _, p in strategies.all_parameters():
+        values[p.config_key] = getattr(args, strategies.option_dest(p))
     return " ".join(f"{key}={toml_value(value)}" for key, value in values.items())
 
 
 def child_environment(flwr_home):
-    python_path = os.pathsep.join(filter(None, [str(PROJECT_DIR), os.environ.get("PYTHONPATH")]))
     path = os.pathsep.join([str(BIN_DIR), os.environ.get("PATH", "")])  # Flower starts its own helpers by name
-    return {**os.environ, "PATH": path, "PYTHONPATH": python_path, "FLWR_HOME": str(flwr_home), "FLWR_DISABLE_UPDATE_CHECK": "1",
+    return {**os.environ, "PATH": path, "FLWR_HOME": str(flwr_home), "FLWR_DISABLE_UPDATE_CHECK": "1",
             "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "PYTHONUNBUFFERED": "1",
             RUN_MARKER: uuid.uuid4().hex}
 
@@ -141,7 +146,7 @@ def start_federation(args, processes, link_port):
 
 def submit_and_stream(args, processes):
     """`flwr run` the app on the loopback connection and stream its logs until the run ends."""
-    command = [str(BIN_DIR / "flwr"), "run", str(APP_DIR), "loopback", "--stream", "--run-config", run_config(args)]
+    command = [str(BIN_DIR / "flwr"), "run", str(defaults.PROJECT_DIR), "loopback", "--stream", "--run-config", run_config(args)]
     if args.mode == "simulation":
         command += ["--federation-config", f"num-supernodes={args.clients}"]
     submit = subprocess.Popen(command, env=processes.env, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -159,7 +164,7 @@ def submit_and_stream(args, processes):
         raise RuntimeError(f"flwr run exited with code {submit.returncode}")
 
 
-def finished_results(path, started_at, rounds):
+def check_finished(path, started_at, rounds):
     if not path.is_file() or path.stat().st_mtime < started_at:
         raise RuntimeError(f"the ServerApp wrote no {path}; see the logs above and in the run's log folder")
     results = json.loads(path.read_text())
@@ -171,77 +176,85 @@ def finished_results(path, started_at, rounds):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=("simulation", "deployment"))
-    parser.add_argument("--clients", "-K", type=int, default=5, help="K, SuperNodes (default: 5)")
-    parser.add_argument("--rounds", "-R", type=int, default=3, help="R, rounds (default: 3)")
-    parser.add_argument("--strategy", default="fedavg", choices=STRATEGIES,
-                        help="the ServerApp's Flower strategy (default: fedavg)")
-    parser.add_argument("--mu", type=float, default=0.01, help="proximal-mu for fedprox (default: 0.01)")
-    parser.add_argument("--epochs", "-E", type=int, default=1, help="E, local epochs per round (default: 1)")
-    parser.add_argument("--batch-size", "-B", type=int, default=64, help="B (default: 64)")
-    parser.add_argument("--fraction", "-C", type=float, default=1.0, help="C, fraction of clients per round (default: 1.0)")
-    parser.add_argument("--seed", type=int, default=42, help="seed of the split and of local training (default: 42)")
-    parser.add_argument("--data", type=Path, help="a split_data.py output folder for K clients (default: data/escenarios/iid_<K>, split with --seed if missing)")
+    parser.add_argument("--clients", "-K", type=int, default=defaults.NUM_CLIENTS,
+                        help="K, SuperNodes (default: %(default)s)")
+    parser.add_argument("--rounds", "-R", type=int, default=3, help="R, rounds (default: %(default)s)")
+    parser.add_argument("--strategy", default=defaults.ROUND_STRATEGIES[0], choices=FLOWER_STRATEGIES,
+                        help="the registry strategy whose Flower class the ServerApp runs (default: %(default)s)")
+    strategies.add_parameter_options(parser)
+    parser.add_argument("--epochs", "-E", type=int, default=defaults.ROUND_EPOCHS,
+                        help="E, local epochs per round (default: %(default)s)")
+    parser.add_argument("--batch-size", "-B", type=int, default=defaults.BATCH_SIZE, help="B (default: %(default)s)")
+    parser.add_argument("--fraction", "-C", type=float, default=defaults.FRACTION,
+                        help="C, fraction of clients per round (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.SEED,
+                        help="seed of the split and of local training (default: %(default)s)")
+    parser.add_argument("--data", type=Path, help="a split_data.py output folder for K clients "
+                        "(default: data/escenarios/iid_<K>, split with --seed if missing)")
     parser.add_argument("--out", type=Path, help="results folder (default: results/flower/<mode>)")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds the run may take once the SuperLink is up; then every process is stopped (default: 1800)")
+    parser.add_argument("--timeout", type=float, default=1800,
+                        help="seconds the run may take once the SuperLink is up; then every process is stopped "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
-    args.out = (args.out or PROJECT_DIR / "results" / "flower" / args.mode).resolve()
+    args.out = (args.out or defaults.RESULTS_DIR / "flower" / args.mode).resolve()
     return args
+
+
+def prepared_data(args):
+    """The partition folder for the run (split on demand); PartitionError if --data cannot serve K clients."""
+    if args.data is None:
+        data = defaults.SCENARIO_DATA_DIR / f"iid_{args.clients}"
+        ensure_split(data, SplitSpec(num_clients=args.clients, seed=args.seed))
+        return data
+    data = args.data.resolve()
+    manifest = read_manifest(data)
+    if manifest["num_clients"] != args.clients:
+        raise PartitionError(f"{data}: holds a partition for K = {manifest['num_clients']} clients, "
+                             f"not --clients {args.clients}")
+    return data
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.clients < 2 or args.rounds < 1:
-        sys.exit(f"run_local.py: error: --clients {args.clients} --rounds {args.rounds}: need at least 2 clients and 1 round")
+        sys.exit(f"flower_local.py: error: --clients {args.clients} --rounds {args.rounds}: need at least 2 clients "
+                 "and 1 round")
     if not (BIN_DIR / "flower-superlink").is_file():
-        sys.exit(f"run_local.py: error: Flower is not installed beside {sys.executable}; run make flower "
-                 "(or pip install -r requirements-flower.txt)")
-    sys.path.insert(0, str(PROJECT_DIR))
-    from federated_simulation import RESULTS_FILE
-    from split_data import SCENARIOS_DIR, PartitionError, ensure_split, read_manifest
-
+        sys.exit(f"flower_local.py: error: Flower is not installed beside {sys.executable}; run make flower")
     try:
-        if args.data is not None:
-            args.data = args.data.resolve()
-            manifest = read_manifest(args.data)
-            if manifest["num_clients"] != args.clients:
-                raise PartitionError(f"{args.data}: holds a partition for K = {manifest['num_clients']} clients, not --clients {args.clients}")
-        else:
-            args.data = SCENARIOS_DIR / f"iid_{args.clients}"
-            ensure_split(args.data, args.clients, args.seed)
-    except PartitionError as err:
-        sys.exit(f"run_local.py: error: {err}")
+        strategies.parameters_from_options(args)
+        args.data = prepared_data(args)
+    except (ValueError, PartitionError) as err:
+        sys.exit(f"flower_local.py: error: {err}")
 
     flwr_home = Path(tempfile.mkdtemp(prefix="flwr_home_"))
     link_port = free_port()
     (flwr_home / "config.toml").write_text(
-        f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\naddress = "127.0.0.1:{link_port}"\ninsecure = true\n')
+        f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\naddress = "127.0.0.1:{link_port}"\n'
+        f'insecure = true\n')
     log_dir = args.out.parent / f"{args.mode}_logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     processes = Processes(child_environment(flwr_home), log_dir)
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda number, frame: sys.exit(f"run_local.py: stopped by signal {number}"))
+        signal.signal(sig, lambda number, frame: sys.exit(f"flower_local.py: stopped by signal {number}"))
 
-    print(f"run_local: {args.mode}, K={args.clients}, R={args.rounds}, strategy={args.strategy}, data={args.data}, "
-          f"out={args.out}, SuperLink 127.0.0.1:{link_port}, logs in {log_dir}", flush=True)
+    print(f"flower_local: {args.mode}, K={args.clients}, R={args.rounds}, strategy={args.strategy}, "
+          f"data={args.data}, out={args.out}, SuperLink 127.0.0.1:{link_port}, logs in {log_dir}", flush=True)
     started_at, started = time.time(), time.perf_counter()
     try:
         start_federation(args, processes, link_port)
         submit_and_stream(args, processes)
-        results = finished_results(args.out / RESULTS_FILE, started_at, args.rounds)
+        results = check_finished(args.out / RESULTS_FILE, started_at, args.rounds)
     except (RuntimeError, TimeoutError) as err:
-        sys.exit(f"run_local.py: error: {err}")
+        sys.exit(f"flower_local.py: error: {err}")
     finally:
         processes.stop()
         shutil.rmtree(flwr_home, ignore_errors=True)
 
-    wall = time.perf_counter() - started
     name, summary = next(iter(results["summary"].items()))
-    results["launcher"] = {"mode": args.mode, "wall_seconds": round(wall, 1)}
-    from atomic import write_text_atomically
-
-    write_text_atomically(args.out / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
-    print(f"run_local: {args.mode} finished: {name} final test accuracy {100 * summary['final_accuracy']:.2f}% "
-          f"after {args.rounds} rounds, {wall:.0f} s wall time (start to stop, processes included); every process stopped")
+    print(f"flower_local: {args.mode} finished: {name} final test accuracy {100 * summary['final_accuracy']:.2f}% "
+          f"after {args.rounds} rounds, {time.perf_counter() - started:.0f} s wall time (start to stop, processes "
+          f"included); every process stopped")
 
 
 if __name__ == "__main__":

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from atomic import write_bytes_atomically
+from fedmnist.defaults import MNIST_CACHE_DIR as DEFAULT_CACHE_DIR
+from fedmnist.files import write_bytes_atomically
 
-PROJECT_DIR = Path(__file__).resolve().parent
-DEFAULT_CACHE_DIR = PROJECT_DIR / "data" / "mnist"
 
 IDX_SHA256 = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",

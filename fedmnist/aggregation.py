@@ -1,8 +1,11 @@
-"""Aggregation rules: pure NumPy, lists of weight arrays in, one list of weight arrays out.
+"""Aggregation rules: pure NumPy, (weights, num_examples) pairs in, one list of weight arrays out.
 
-Every rule accumulates in float64 and returns float32 arrays in the input's order.
-FedProx needs no rule of its own: its server step is FedAvg's weighted mean over
-updates trained with the proximal term (see client.py).
+Every rule accumulates in float64 (the median selects exactly in float32) and
+returns float32 arrays in the input's order. The rules that do not weight by
+example counts (median, trimmed mean, Krum's choice) ignore them. FedProx needs
+no rule of its own: its server step is FedAvg's weighted mean over updates
+trained with the proximal term (see fedmnist/training.py). Which rules exist,
+and their parameters, is fedmnist/strategies.py's registry.
 """
 
 import math
@@ -81,17 +84,23 @@ def coordinate_wise(weight_lists, reduce_rows, dtype=np.float64):
     return result
 
 
-def fedmed(weight_lists):
+def weights_only(pairs):
+    return [weights for weights, _ in pairs]
+
+
+def fedmed(pairs):
     """Coordinate-wise median of the updates.
 
     Selection is exact in float32, and the mean of the two middle values for even
     K rounds the same in float32 as in float64, so no float64 copy is needed.
     """
-    return coordinate_wise(weight_lists, lambda block: np.median(block, axis=1, overwrite_input=True), dtype=np.float32)
+    return coordinate_wise(weights_only(pairs), lambda block: np.median(block, axis=1, overwrite_input=True),
+                           dtype=np.float32)
 
 
-def trimmed_mean(weight_lists, beta):
+def trimmed_mean(pairs, beta):
     """Coordinate-wise β-trimmed mean: drop the ⌊βK⌋ largest and smallest values per coordinate (Yin et al., 2018)."""
+    weight_lists = weights_only(pairs)
     if not 0 <= beta < 0.5:
         raise ValueError(f"trim fraction beta must be in [0, 0.5), got {beta}")
     k = len(weight_lists)
@@ -130,7 +139,8 @@ def krum_scores(weight_lists, num_malicious):
     return np.sort(distances, axis=1)[:, :neighbours].sum(axis=1)
 
 
-def krum(weight_lists, num_malicious, num_selected=1):
+def krum(pairs, f, num_selected=1):
     """(Multi-)Krum (Blanchard et al., 2017): average the `num_selected` updates with the lowest scores."""
-    chosen = np.argsort(krum_scores(weight_lists, num_malicious), kind="stable")[:num_selected]
+    weight_lists = weights_only(pairs)
+    chosen = np.argsort(krum_scores(weight_lists, f), kind="stable")[:num_selected]
     return fedavg((weight_lists[i], 1) for i in chosen)

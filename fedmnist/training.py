@@ -9,12 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model import LEARNING_RATE, compile_model
-
-# The course's local-training defaults; local_training.ipynb's parameters cell repeats them (a test checks).
-DEFAULT_EPOCHS = 3
-DEFAULT_BATCH_SIZE = 64
-DEFAULT_MU = 0.01
+from fedmnist.defaults import LEARNING_RATE
+from model import compile_model
 
 
 class ProximalModel(keras.Model):

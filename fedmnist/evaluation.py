@@ -9,7 +9,7 @@ import numpy as np
 import seaborn as sns
 from sklearn.metrics import confusion_matrix, f1_score
 
-from atomic import atomic_path
+from fedmnist.files import atomic_path
 from model import compile_model
 
 EVAL_BATCH_SIZE = 512

@@ -1,0 +1,43 @@
+"""Re-render, or check, the tables that the essay and the README copy from results/.
+
+    python experiments/tables.py --write ensayo_aprendizaje_federado.md README.md
+    python experiments/tables.py --check ensayo_aprendizaje_federado.md README.md
+
+--write replaces each marked table (<!-- tabla:NAME --> ... <!-- /tabla -->) with the one rendered
+from results/; --check exits non-zero, naming the table, when a document's copy differs.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fedmnist.files import write_text_atomically
+from fedmnist.report import MARKED, render_document, stale_tables
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--write", action="store_true", help="rewrite the marked tables in place")
+    action.add_argument("--check", action="store_true", help="fail if a marked table differs from results/")
+    parser.add_argument("documents", type=Path, nargs="+")
+    args = parser.parse_args(argv)
+    failed = False
+    for path in args.documents:
+        try:
+            text = path.read_text()
+            if args.write:
+                write_text_atomically(path, render_document(text, path))
+                print(f"{path}: {len(MARKED.findall(text))} tables rendered from results/")
+            elif stale := stale_tables(text, path):
+                print(f"{path}: tables {', '.join(stale)} differ from results/; "
+                      f"run python experiments/tables.py --write {path}")
+                failed = True
+        except (OSError, KeyError, json.JSONDecodeError) as err:
+            sys.exit(f"tables.py: error: {err}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

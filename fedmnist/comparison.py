@@ -1,0 +1,210 @@
+"""The one-shot comparison: every registered strategy over the clients' updates, on the common test set.
+
+What global_aggregation.py (the instructor) and demo.py run: load every update
+through the restricted loader, optionally simulate an attack on some of them,
+aggregate with each strategy of the registry, evaluate each global model beside
+every local model, and write the models, the figure and resultados.json as one set.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedmnist import strategies
+from fedmnist.attacks import attack_updates, malicious_ids
+from fedmnist.data import load_initial_weights, load_test_data, read_manifest
+from fedmnist.defaults import MIN_CLIENTS, PROJECT_DIR
+from fedmnist.evaluation import evaluate_weights, plot_method_comparison, save_figure
+from fedmnist.files import OutputSet
+from fedmnist.updates import Expected, display, load_updates, scan_update_folder
+from model import build_model, save_model
+
+RESULTS_FILE = "resultados.json"
+FIGURE_FILE = "comparacion_metodos.png"
+
+
+class ComparisonError(RuntimeError):
+    """The comparison cannot go on; nothing has been written."""
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A simulated model-poisoning attack on the M lowest client ids (see fedmnist/attacks.py)."""
+
+    kind: str
+    malicious: int = 1
+    strength: float | None = None
+    seed: int = 0
+
+
+@dataclass
+class Comparison:
+    model: object  # the compiled CNN, holding the last weights evaluated
+    results: dict  # what resultados.json holds
+    global_weights: dict  # strategy key -> weights, for the strategies computed
+
+
+def model_file(key):
+    return f"modelo_global_{key}.h5"
+
+
+def project_relative(path):
+    """`path` relative to the project when it is inside it, so results name no machine's folders."""
+    path = Path(path).resolve()
+    return str(path.relative_to(PROJECT_DIR)) if path.is_relative_to(PROJECT_DIR) else os.fspath(path)
+
+
+def load_kind(paths, expected, log):
+    accepted, rejected = load_updates(paths, expected)
+    for _, reason in rejected:
+        log(f"REJECTED {reason}")
+    for update in accepted:
+        if update.metadata.get("legacy"):
+            log(f"note: {update.path.name} is a bare list of arrays (older format, --allow-legacy): weighted by "
+                f"the manifest's count; nothing shows which weights it started from")
+    return accepted, rejected
+
+
+def load_client_updates(weights_dir, data_dir, expected, attack, min_clients, log):
+    """The valid plain and _fedprox updates (after any simulated attack), whether _fedprox files exist,
+    every rejection, and the attackers."""
+    folder = scan_update_folder(weights_dir, expected.num_clients)
+    if not folder.plain:
+        raise ComparisonError(f"{weights_dir}: no pesos_cliente_<id>.pkl for clients 1..{expected.num_clients}; "
+                              f"run local_training.ipynb for each client first, or point --weights-dir at their pickles")
+    for _, reason in folder.rejected:
+        log(f"REJECTED {reason}")
+    plain, rejected = load_kind(folder.plain, expected, log)
+    prox, prox_rejected = load_kind(folder.fedprox, expected, log)
+    rejected = folder.rejected + rejected + prox_rejected
+    attackers = []
+    if attack:
+        try:
+            attackers = malicious_ids([u.client_id for u in plain], attack.malicious)
+        except ValueError as err:
+            raise ComparisonError(str(err)) from None
+        initial_weights, _ = load_initial_weights(data_dir)
+        log(f"SIMULATED ATTACK: {attack.kind} on clients {attackers}")
+        for kind in ("plain", "prox"):
+            kept, attacked_out = attack_updates(plain if kind == "plain" else prox, initial_weights, attack.kind,
+                                                attackers, attack.strength, attack.seed)
+            plain, prox = (kept, prox) if kind == "plain" else (plain, kept)
+            for _, reason in attacked_out:
+                log(f"REJECTED {reason}")
+            rejected += attacked_out
+    if len(plain) < min_clients:
+        raise ComparisonError(f"only {len(plain)} valid client update(s) in {weights_dir}, "
+                              f"need at least --min-clients {min_clients}")
+    return plain, prox, bool(folder.fedprox), rejected, attackers
+
+
+def not_computed(strategy, updates, any_prox_files, min_clients):
+    """Why `strategy` cannot run on `updates`, or None."""
+    if strategy.fedprox_updates and not updates:
+        return ("not computed: every _fedprox update was rejected" if any_prox_files
+                else "not computed: no valid pesos_cliente_*_fedprox.pkl (run the notebook with MU > 0)")
+    if strategy.fedprox_updates and len(updates) < min_clients:
+        return f"not computed: {len(updates)} valid _fedprox update(s), need --min-clients {min_clients}"
+    return None
+
+
+def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, test_set):
+    """Aggregate with every registered strategy and evaluate each global model: ({key: entry}, {key: weights})."""
+    entries, global_weights = {}, {}
+    for strategy in strategies.REGISTRY.values():
+        updates = prox if strategy.fedprox_updates else plain
+        entry = {"label": strategy.label, "clients": [u.client_id for u in updates]}
+        status = not_computed(strategy, updates, any_prox_files, min_clients)
+        if status:
+            entry["status"] = status
+            entries[strategy.key] = entry
+            continue
+        chosen = {**strategy.defaults(), **values.get(strategy.key, {})}
+        try:
+            weights = strategy.aggregate([(u.weights, u.num_samples) for u in updates], chosen)
+        except ValueError as err:
+            entry["status"] = f"not computed: {err}"
+        else:
+            metrics, _ = evaluate_weights(model, weights, *test_set)
+            note = strategy.notes(len(updates), **strategy.server_parameters(chosen)) if strategy.notes else None
+            entry.update(status="ok", note=note, **metrics)
+            global_weights[strategy.key] = weights
+        entries[strategy.key] = entry
+    return entries, global_weights
+
+
+def compare(weights_dir, data_dir, values=None, min_clients=MIN_CLIENTS, allow_legacy=False, attack=None, log=print):
+    """Everything that can fail, before anything is written: returns a Comparison.
+
+    `values` ({strategy key: {parameter: value}}) overrides the registry's defaults.
+    """
+    values = values or {}
+    manifest = read_manifest(data_dir)
+    model = build_model()
+    expected = Expected.from_manifest(manifest, [tuple(w.shape) for w in model.weights], allow_legacy)
+    plain, prox, any_prox_files, rejected, attackers = load_client_updates(
+        weights_dir, data_dir, expected, attack, min_clients, log)
+    test_set = load_test_data(data_dir)
+    methods, global_weights = aggregate_all(model, plain, prox, any_prox_files, values, min_clients, test_set)
+    local_models = {}
+    for update in plain:
+        metrics, _ = evaluate_weights(model, update.weights, *test_set)
+        local_models[str(update.client_id)] = {"file": update.path.name, "num_samples": update.num_samples, **metrics}
+    computed = {k: v for k, v in methods.items() if v["status"] == "ok"}
+    parameters = {row.key: {**row.server_parameters({**row.defaults(), **values.get(row.key, {})})}
+                  for row in strategies.REGISTRY.values() if row.server_parameters(row.defaults())}
+    results = {
+        "methods": methods,
+        "local_models": local_models,
+        "rejected": [{"file": display(path.name), "reason": reason} for path, reason in rejected],
+        "best_method": max(computed, key=lambda k: computed[k]["accuracy"]),
+        "config": {
+            "weights_dir": project_relative(weights_dir), "data": project_relative(data_dir),
+            "test_samples": int(len(test_set[1])), "seed": manifest.get("seed"),
+            "num_clients_in_partition": manifest["num_clients"], "parameters": parameters,
+            "initial_weights_sha256": expected.initial_weights_sha256, "allow_legacy": allow_legacy,
+            "attack": attack.kind if attack else None, "malicious_clients": attackers,
+            "attack_strength": attack.strength if attack else None,
+        },
+    }
+    return Comparison(model, results, global_weights)
+
+
+def write_outputs(out_dir, comparison):
+    """Replace the models, the figure and the JSON together; a strategy not computed this time loses its old model."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, model = comparison.results, comparison.model
+    stale = [out_dir / model_file(key) for key in strategies.REGISTRY if key not in comparison.global_weights]
+    with OutputSet(remove=stale) as outputs:
+        for key, weights in comparison.global_weights.items():
+            model.set_weights(weights)
+            save_model(model, outputs.stage(out_dir / model_file(key)))
+        methods = {v["label"]: v["accuracy"] for v in results["methods"].values() if v["status"] == "ok"}
+        local = {cid: v["accuracy"] for cid, v in results["local_models"].items()}
+        title = (f"Métodos de agregación sobre {len(local)} clientes "
+                 f"({results['config']['test_samples']} imágenes de test)")
+        save_figure(plot_method_comparison(methods, local, title), outputs.stage(out_dir / FIGURE_FILE))
+        outputs.write_text(out_dir / RESULTS_FILE, json.dumps(results, indent=2, allow_nan=False) + "\n")
+    return [model_file(key) for key in comparison.global_weights] + [FIGURE_FILE, RESULTS_FILE]
+
+
+def format_table(results):
+    """The comparison as the CLI prints it: one line per strategy and per local model, then the best."""
+    lines = [f"{'method':<14} {'clients':>7} {'accuracy':>9} {'loss':>7} {'macro-F1':>9}", "-" * 50]
+    for key, v in results["methods"].items():
+        name = strategies.REGISTRY[key].name if key in strategies.REGISTRY else key
+        if v["status"] == "ok":
+            note = f"   ({v['note']})" if v.get("note") else ""
+            lines.append(f"{name:<14} {len(v['clients']):>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} "
+                         f"{v['macro_f1']:>9.4f}{note}")
+        else:
+            lines.append(f"{name:<14} {'-':>7}   {v['status']}")
+    for cid, v in results["local_models"].items():
+        lines.append(f"{'local ' + cid:<14} {'':>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} "
+                     f"{v['macro_f1']:>9.4f}")
+    best = results["methods"][results["best_method"]]
+    best_name = strategies.REGISTRY[results["best_method"]].name
+    lines.append(f"\nBest method: {best_name} ({100 * best['accuracy']:.2f}% test accuracy)")
+    return "\n".join(lines)

@@ -1,0 +1,259 @@
+"""The data folder that split_data.py writes and everyone else reads, and the weights archive format.
+
+    cliente_N.npz          one partition per client, N = 1..K
+    test.npz               the common test set, identical for every party
+    pesos_iniciales.npz    the round-0 global weights every client must start from
+    manifest.json          seed, K, per-client counts and class histograms, SHA-256 of every file
+    particion.png          the classes each client holds
+
+Every file is checked against the manifest's SHA-256 when it is read. The weights
+archive (pesos_iniciales.npz, the simulation's checkpoints) is an .npz with one
+array per layer, w00, w01, ..., in `model.get_weights()` order.
+"""
+
+import io
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fedmnist.defaults import DIRICHLET_ALPHA, NUM_CLIENTS, PARTITION, SEED, SHARDS_PER_CLIENT
+from fedmnist.evaluation import plot_partition, save_figure
+from fedmnist.files import OutputSet
+from fedmnist.mnist import as_images, load_mnist_uint8, sha256_bytes, sha256_file
+from fedmnist.partition import NUM_CLASSES, PartitionError, make_partition, stratified_subset
+from fedmnist.updates import SHA256_HEX, weights_sha256
+from model import build_model
+
+MANIFEST = "manifest.json"
+TEST_FILE = "test.npz"
+INITIAL_WEIGHTS_FILE = "pesos_iniciales.npz"
+PARTITION_FIGURE = "particion.png"
+FULL_TRAIN_SAMPLES = 60_000
+
+
+def client_file(client_id):
+    return f"cliente_{client_id}.npz"
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """What a split is made of; the same spec and the same MNIST give the same files."""
+
+    num_clients: int = NUM_CLIENTS
+    seed: int = SEED
+    partition: str = PARTITION
+    alpha: float = DIRICHLET_ALPHA  # used by the dirichlet partition only
+    shards_per_client: int = SHARDS_PER_CLIENT  # used by the shards partition only
+    train_samples: int | None = None  # a stratified subset, for quick runs; None: all 60,000
+    test_samples: int | None = None
+
+    def manifest_fields(self, train_samples, test_samples):
+        """The fields of the manifest that record this spec."""
+        fields = {"seed": self.seed, "partition": self.partition, "train_samples": train_samples,
+                  "test_samples": test_samples}
+        if self.partition == "dirichlet":
+            fields["alpha"] = self.alpha
+        if self.partition == "shards":
+            fields["shards_per_client"] = self.shards_per_client
+        return fields
+
+    def matches(self, manifest):
+        """True if `manifest` was written for this spec (on full MNIST unless a subset was asked for)."""
+        wanted = self.manifest_fields(self.train_samples or FULL_TRAIN_SAMPLES, self.test_samples)
+        wanted = {key: value for key, value in wanted.items() if value is not None}
+        return manifest.get("num_clients") == self.num_clients and all(
+            manifest.get(key) == value for key, value in wanted.items())
+
+    def describe(self):
+        detail = {"dirichlet": f" alpha={self.alpha}", "shards": f" shards-per-client={self.shards_per_client}"}
+        return (f"K={self.num_clients} clients, seed={self.seed}, partition={self.partition}"
+                f"{detail.get(self.partition, '')}")
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def npz_bytes(**arrays):
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def weights_archive_bytes(weights):
+    """The weights archive: one array per layer, named w00, w01, ... in order."""
+    return npz_bytes(**{f"w{i:02d}": w for i, w in enumerate(weights)})
+
+
+def weights_from_archive(arrays):
+    """The weights list back from an archive's {name: array}."""
+    return [arrays[key] for key in sorted(arrays)]
+
+
+def read_weights_archive(path):
+    """Load a weights archive that this project wrote (a checkpoint); OSError or ValueError if unreadable."""
+    with np.load(path, allow_pickle=False) as npz:
+        return weights_from_archive({key: npz[key] for key in npz.files})
+
+
+def class_histogram(labels):
+    return np.bincount(labels, minlength=NUM_CLASSES).tolist()
+
+
+def split(out_dir, spec, mnist_path=None, log=print):
+    """Split verified MNIST by `spec` into `out_dir`, with the shared initial weights; returns the manifest.
+
+    PartitionError (or MnistError) for a spec or source that cannot work, OSError
+    if the folder cannot be written; either way the previous split is unchanged.
+    """
+    for name, value in (("clients", spec.num_clients), ("train-samples", spec.train_samples),
+                        ("test-samples", spec.test_samples)):
+        if value is not None and value < 1:
+            raise PartitionError(f"--{name}={value}: must be at least 1")
+    if not 0 <= spec.seed < 2**32:
+        raise PartitionError(f"--seed {spec.seed}: must be in 0..2^32-1")
+    x_train, y_train, x_test, y_test = load_mnist_uint8(mnist_path, log=log)
+    train_idx = stratified_subset(y_train, spec.train_samples, spec.seed)
+    test_idx = stratified_subset(y_test, spec.test_samples, spec.seed)
+    parts = make_partition(y_train[train_idx], spec.num_clients, spec.seed, spec.partition, spec.alpha,
+                           spec.shards_per_client)
+    initial_weights = build_model(seed=spec.seed).get_weights()
+    return write_partitions(out_dir, x_train[train_idx], y_train[train_idx], x_test[test_idx], y_test[test_idx],
+                            parts, initial_weights, spec.manifest_fields(len(train_idx), len(test_idx)))
+
+
+def ensure_split(data_dir, spec, log=print):
+    """The manifest of `data_dir`, splitting into it first unless it already holds a split for `spec`."""
+    try:
+        manifest = read_manifest(data_dir)
+    except PartitionError:
+        manifest = {}
+    if manifest and spec.matches(manifest):
+        return manifest
+    log(f"Splitting MNIST into {data_dir}: {spec.describe()}")
+    return split(data_dir, spec, log=log)
+
+
+def write_partitions(out_dir, x_train, y_train, x_test, y_test, parts, initial_weights, config):
+    """Replace the whole split in `out_dir` at once: client files, test set, initial weights, manifest, figure.
+
+    Nothing lands unless everything was written, so a new partition file never
+    sits under an old manifest; client files of an earlier, larger split are removed.
+    Returns the manifest.
+    """
+    out_dir = Path(out_dir)
+    contents = {client_file(client_id): npz_bytes(x=x_train[indices], y=y_train[indices])
+                for client_id, indices in enumerate(parts, start=1)}
+    contents[TEST_FILE] = npz_bytes(x=x_test, y=y_test)
+    contents[INITIAL_WEIGHTS_FILE] = weights_archive_bytes(initial_weights)
+    manifest = {
+        **config,
+        "num_clients": len(parts),
+        "clients": {
+            str(client_id): {
+                "file": client_file(client_id),
+                "num_samples": int(len(indices)),
+                "class_histogram": class_histogram(y_train[indices]),
+            }
+            for client_id, indices in enumerate(parts, start=1)
+        },
+        "test": {"file": TEST_FILE, "num_samples": int(len(y_test)), "class_histogram": class_histogram(y_test)},
+        "initial_weights": {"file": INITIAL_WEIGHTS_FILE, "sha256": weights_sha256(initial_weights)},
+        "sha256": {name: sha256_bytes(data) for name, data in contents.items()},
+    }
+    stale = [path for path in out_dir.glob("cliente_*.npz") if path.name not in contents]
+    with OutputSet(remove=stale) as outputs:
+        for name, data in contents.items():
+            outputs.write_bytes(out_dir / name, data)
+        outputs.write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        save_figure(plot_partition(manifest), outputs.stage(out_dir / PARTITION_FIGURE))
+    return manifest
+
+
+def read_manifest(data_dir):
+    """The organizer's manifest.json, checked: it is the truth about clients, counts and file hashes."""
+    path = Path(data_dir) / MANIFEST
+    if not path.is_file():
+        raise PartitionError(f"{path}: no partition found; run split_data.py first (python split_data.py --clients 5 --seed 42)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PartitionError(f"{path}: corrupted manifest ({type(err).__name__}); run split_data.py again") from None
+    problem = manifest_problem(manifest)
+    if problem:
+        raise PartitionError(f"{path}: not a manifest written by split_data.py ({problem}); run split_data.py again")
+    return manifest
+
+
+def manifest_problem(manifest):
+    """What makes `manifest` unusable, or None."""
+    def positive_int(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    k = manifest.get("num_clients")
+    if not positive_int(k):
+        return "num_clients is not a positive integer"
+    clients = manifest.get("clients")
+    if not isinstance(clients, dict) or set(clients) != {str(c) for c in range(1, k + 1)}:
+        return f"clients is not one entry for each of 1..{k}"
+    if not all(isinstance(info, dict) and positive_int(info.get("num_samples")) for info in clients.values()):
+        return "a client without a positive num_samples"
+    if not (isinstance(manifest.get("test"), dict) and positive_int(manifest["test"].get("num_samples"))):
+        return "test.num_samples is not a positive integer"
+    sha = manifest.get("initial_weights", {}).get("sha256") if isinstance(manifest.get("initial_weights"), dict) else None
+    if not (isinstance(sha, str) and SHA256_HEX.fullmatch(sha)):
+        return "initial_weights.sha256 is not a SHA-256"
+    hashes = manifest.get("sha256")
+    if not (isinstance(hashes, dict) and all(isinstance(v, str) for v in hashes.values())):
+        return "sha256 is not a table of file hashes"
+    return None
+
+
+def load_verified_npz(data_dir, name, manifest):
+    """Load one npz from the partition folder after checking its SHA-256 against the manifest."""
+    path = Path(data_dir) / name
+    if not path.is_file():
+        raise PartitionError(f"{path}: missing partition file; run split_data.py first")
+    expected = manifest["sha256"].get(name)
+    if expected is None or sha256_file(path) != expected:
+        raise PartitionError(f"{path}: SHA-256 does not match {MANIFEST}; the file is corrupted, run split_data.py again")
+    with np.load(path, allow_pickle=False) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def check_client_id(client_id, manifest):
+    """Return `client_id` as an int in 1..K, or raise PartitionError saying which ids exist."""
+    num_clients = manifest["num_clients"]
+    is_number = isinstance(client_id, (int, np.integer)) and not isinstance(client_id, bool)
+    if not (is_number or (isinstance(client_id, str) and re.fullmatch(r"\s*[0-9]{1,9}\s*", client_id, re.ASCII))):
+        raise PartitionError(f"CLIENT_ID={ascii(client_id)[:40]} is not an integer; choose one of 1..{num_clients}")
+    client_id = int(client_id)
+    if not 1 <= client_id <= num_clients:
+        raise PartitionError(f"CLIENT_ID={client_id} is outside 1..{num_clients} (the partition has {num_clients} clients)")
+    return client_id
+
+
+def load_client_data(data_dir, client_id):
+    """Return (x, y) of one client: float32 images (n, 28, 28, 1) in [0, 1] and uint8 labels."""
+    manifest = read_manifest(data_dir)
+    client_id = check_client_id(client_id, manifest)
+    arrays = load_verified_npz(data_dir, client_file(client_id), manifest)
+    return as_images(arrays["x"]), arrays["y"]
+
+
+def load_test_data(data_dir):
+    """Return (x_test, y_test), the common test set."""
+    manifest = read_manifest(data_dir)
+    arrays = load_verified_npz(data_dir, TEST_FILE, manifest)
+    return as_images(arrays["x"]), arrays["y"]
+
+
+def load_initial_weights(data_dir):
+    """Return (weights, sha256) of the shared round-0 model."""
+    manifest = read_manifest(data_dir)
+    weights = weights_from_archive(load_verified_npz(data_dir, INITIAL_WEIGHTS_FILE, manifest))
+    return weights, manifest["initial_weights"]["sha256"]

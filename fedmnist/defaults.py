@@ -1,0 +1,44 @@
+"""Every default of the project, in one place: the CLIs, the notebook, the studies and the Flower app read them here.
+
+The symbols are the papers': K clients, C the fraction sampled per round, E local
+epochs, B the local batch size, R rounds, mu FedProx's proximal weight. The
+aggregation rules' own parameters (beta, f, ...) live with each rule in
+fedmnist/strategies.py.
+"""
+
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_DIR / "data"  # split_data.py's output
+MNIST_CACHE_DIR = DATA_DIR / "mnist"  # the verified IDX files
+SCENARIO_DATA_DIR = DATA_DIR / "escenarios"  # partitions that scenarios split on demand
+RESULTS_DIR = PROJECT_DIR / "results"
+SCENARIOS_DIR = PROJECT_DIR / "experiments" / "scenarios"
+OUTPUT_DIR = PROJECT_DIR / "outputs"  # the demo's executed notebooks and artifacts
+
+# The organizer's split
+NUM_CLIENTS = 5  # K
+SEED = 42
+PARTITION = "iid"
+DIRICHLET_ALPHA = 0.5
+SHARDS_PER_CLIENT = 2
+
+# Local training (the course's one-shot setting; the notebook's parameters cell repeats them, a test checks)
+EPOCHS = 3  # E
+BATCH_SIZE = 64  # B
+LEARNING_RATE = 1e-3  # Adam's
+MU = 0.01  # FedProx's mu; also the default of the fedprox rule
+
+# The instructor's comparison
+MIN_CLIENTS = 2
+
+# Multi-round runs (a scenario file overrides any of these)
+ROUNDS = 10  # R
+FRACTION = 1.0  # C
+ROUND_EPOCHS = 1  # E per round
+ROUND_STRATEGIES = ("fedavg", "fedprox", "fedmed")
+ACCURACY_TARGETS = (0.97, 0.99)
+
+# The robustness study
+MALICIOUS_COUNTS = (1, 2)  # the values of M
+STUDY_SEEDS = (42, 43, 44)

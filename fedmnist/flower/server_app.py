@@ -1,0 +1,152 @@
+"""ServerApp: a registered strategy's Flower counterpart over the project's shared start, evaluated centrally.
+
+Starts from the split's pesos_iniciales.npz, runs R rounds of the strategy named in
+the run config (the registry's Flower class: FedAvg, FedProx, FedMedian,
+FedTrimmedAvg, Krum), checks every reply as the instructor's loader checks a
+file, evaluates each round's global model on the common test set, and writes
+simulacion.json and simulacion.png through fedmnist/history.py (the own
+simulation's format), plus the final global model as modelo_global_flower_<strategy>.h5.
+"""
+
+import time
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import strategy as flower
+
+from fedmnist import defaults
+from fedmnist.comparison import project_relative
+from fedmnist.data import load_initial_weights, load_test_data, read_manifest
+from fedmnist.evaluation import evaluate_weights
+from fedmnist.flower.settings import configured_strategy, resolve_folder, training_config, value
+from fedmnist.history import RESULTS_FILE, new_history, round_row, run_config, write_results
+from fedmnist.updates import UpdateError, validate_weights
+from model import build_model, save_model
+
+app = ServerApp()
+
+
+def checked_replies(strategy_class):
+    """`strategy_class` whose aggregate_train first drops replies that fail the project's update checks."""
+
+    class Checked(strategy_class):
+        expected_keys, expected_shapes, expected_counts, last_round = (), (), {}, {}
+
+        def check_reply(self, msg, source, seen):
+            """The reply's client id, if the reply passes the checks the instructor's loader applies to a file."""
+            cid = msg.content["client"]["client-id"]
+            if not isinstance(cid, int) or isinstance(cid, bool) or cid not in self.expected_counts:
+                raise UpdateError(f"{source}: client-id is not one of the partition's clients "
+                                  f"1..{len(self.expected_counts)}")
+            if cid in seen:
+                raise UpdateError(f"{source}: a second reply for client {cid} in this round")
+            examples = msg.content["metrics"]["num-examples"]
+            if examples != self.expected_counts[cid]:
+                raise UpdateError(f"{source}: num-examples must equal the manifest's {self.expected_counts[cid]} "
+                                  f"for client {cid}")
+            arrays = msg.content["arrays"]
+            if list(arrays.keys()) != list(self.expected_keys):
+                raise UpdateError(f"{source}: the arrays are not the model's")
+            validate_weights(arrays.to_numpy_ndarrays(), self.expected_shapes, source)
+            return cid
+
+        def aggregate_train(self, server_round, replies):
+            kept, clients, claims = [], [], []
+            for msg in replies:
+                if msg.has_error():  # Flower logs and drops it
+                    kept.append(msg)
+                    continue
+                source = f"round {server_round}, node {msg.metadata.src_node_id}"
+                try:
+                    cid = self.check_reply(msg, source, set(clients))
+                except (UpdateError, KeyError, TypeError, ValueError) as err:
+                    print(f"rejected: {err}", flush=True)
+                    claims.append(reply_client_id(msg))
+                    continue
+                kept.append(msg)
+                clients.append(cid)
+            rejected = []
+            for claimed in claims:  # each client's one reply; the rest (bad ids, second replies) are unknown
+                if claimed in self.expected_counts and claimed not in clients and claimed not in rejected:
+                    rejected.append(claimed)
+            self.last_round = {"clients": sorted(clients + rejected), "rejected": sorted(rejected),
+                               "rejected_unknown": len(claims) - len(rejected)}
+            return super().aggregate_train(server_round, kept)
+
+    Checked.__name__ = strategy_class.__name__
+    return Checked
+
+
+def reply_client_id(msg):
+    """The client id a reply claims, or None."""
+    try:
+        cid = msg.content["client"]["client-id"]
+    except (KeyError, TypeError):
+        return None
+    return cid if isinstance(cid, int) and not isinstance(cid, bool) else None
+
+
+def make_strategy(config, num_clients):
+    """The checked Flower strategy for the run config, and its strategies.Configured."""
+    configured = configured_strategy(config)
+    fraction = value(config, "fraction-train", defaults.FRACTION, float)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"run config fraction-train={fraction}: must be in (0, 1]")
+    common = {"fraction_train": fraction, "fraction_evaluate": 0.0, "min_available_nodes": num_clients,
+              "min_train_nodes": max(1, round(fraction * num_clients))}
+    extra = {p.flower_kwarg: configured.values[p.name] for p in configured.strategy.parameters if p.flower_kwarg}
+    strategy_class = checked_replies(getattr(flower, configured.strategy.flower))
+    return strategy_class(**common, **extra), configured
+
+
+class CentralEvaluation:
+    """evaluate_fn for Strategy.start: test-set metrics of each round's global model, kept as history rows."""
+
+    def __init__(self, model, test_set, strategy, model_bytes):
+        self.model, self.test_set, self.strategy, self.model_bytes = model, test_set, strategy, model_bytes
+        self.rows, self.started = [], time.perf_counter()
+
+    def __call__(self, server_round, arrays):
+        metrics, _ = evaluate_weights(self.model, arrays.to_numpy_ndarrays(), *self.test_set)
+        now = time.perf_counter()
+        if server_round > 0:
+            last = self.strategy.last_round
+            self.rows.append(round_row(server_round, metrics, now - self.started, last["clients"], last["rejected"],
+                                       self.model_bytes, last["rejected_unknown"]))
+            print(f"round {server_round}: test accuracy {100 * metrics['accuracy']:.2f}%", flush=True)
+        self.started = now
+        return MetricRecord(metrics)
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    config = context.run_config
+    data_dir = resolve_folder(config.get("data-dir", ""), defaults.DATA_DIR)
+    out_dir = resolve_folder(config.get("out-dir", ""), defaults.RESULTS_DIR / "flower")
+    manifest = read_manifest(data_dir)
+    num_clients, rounds = manifest["num_clients"], value(config, "num-server-rounds", defaults.ROUNDS, int)
+    initial_weights, _ = load_initial_weights(data_dir)
+    strategy, configured = make_strategy(config, num_clients)
+    training = training_config(config, data_dir)
+    initial_arrays = ArrayRecord(initial_weights)
+    strategy.expected_keys, strategy.expected_shapes = list(initial_arrays.keys()), [w.shape for w in initial_weights]
+    strategy.expected_counts = {int(cid): info["num_samples"] for cid, info in manifest["clients"].items()}
+
+    model = build_model()
+    evaluation = CentralEvaluation(model, load_test_data(data_dir), strategy, sum(w.nbytes for w in initial_weights))
+    result = strategy.start(grid=grid, initial_arrays=initial_arrays, num_rounds=rounds,
+                            train_config=ConfigRecord(training.to_record()), evaluate_fn=evaluation)
+
+    results = new_history(run_config(
+        runtime="flower", data=project_relative(data_dir), manifest=manifest, fraction=strategy.fraction_train,
+        epochs=training.epochs, batch_size=training.batch_size, learning_rate=training.learning_rate,
+        strategies=[configured.name], seed=training.seed,
+        parameters={configured.name: configured.values} if configured.values else {}))
+    results["history"][configured.name] = evaluation.rows
+    results["rounds_completed"] = len(evaluation.rows)
+    title = (f"Flower, {configured.label()}: K = {num_clients}, C = {strategy.fraction_train}, "
+             f"E = {training.epochs}, B = {training.batch_size}")
+    write_results(out_dir, results, title)
+    model.set_weights(result.arrays.to_numpy_ndarrays())
+    save_model(model, out_dir / f"modelo_global_flower_{configured.strategy.key}.h5")
+    print(f"Wrote {out_dir / RESULTS_FILE}, its figure and the final global model", flush=True)

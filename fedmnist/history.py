@@ -1,0 +1,169 @@
+"""The multi-round history format: simulacion.json, its curves, and the checkpoints of a run in progress.
+
+One writer for every multi-round run, the project's own simulation and the Flower
+ServerApp alike, so every field means the same in both:
+
+    config            the run's settings (`run_config`)
+    rounds_completed  R so far
+    history           {strategy name: [row per round]}, rows made by `round_row`:
+        round, accuracy, loss, macro_f1    the global model on the common test set after the round
+        seconds           wall time of the round for this strategy: local training, aggregation, evaluation
+        clients           the client ids (1..K) sampled in the round
+        rejected          the client ids whose update failed validation and was left out
+        rejected_unknown  further replies left out that were no client's one reply: an invalid client id,
+                          or a second reply (Flower only; always 0 in the simulation)
+        bytes_received_per_client, bytes_sent_per_client   the model's size, each way
+    summary           per strategy: final accuracy, rounds to each target, total seconds (`summarize`)
+
+A run in progress keeps its state in PARTIAL_FILE and its global weights under
+pesos_globales/<digest of the config>/; finished results are replaced only when a
+new run finishes.
+"""
+
+import hashlib
+import json
+
+import matplotlib.pyplot as plt
+
+from fedmnist.data import read_weights_archive, weights_archive_bytes
+from fedmnist.defaults import ACCURACY_TARGETS
+from fedmnist.evaluation import save_figure
+from fedmnist.files import OutputSet, write_bytes_atomically, write_text_atomically
+from fedmnist.partition import PartitionError
+from fedmnist.strategies import label_of
+
+RESULTS_FILE, FIGURE_FILE = "simulacion.json", "simulacion.png"
+PARTIAL_FILE = "simulacion.en_curso.json"  # the state of a run that has not finished; --resume continues it
+CHECKPOINT_DIR = "pesos_globales"
+
+
+class HistoryError(PartitionError):
+    """Results or a state in an output folder that cannot be used as asked; the message says what to do."""
+
+
+def run_config(*, runtime, data, manifest, fraction, epochs, batch_size, learning_rate, strategies, seed,
+               scenario=None, attack=None, malicious=0, parameters=None):
+    """The config block of a history: the same keys for every runtime."""
+    return {"runtime": runtime, "scenario": scenario, "data": data, "partition": manifest["partition"],
+            "num_clients": manifest["num_clients"], "fraction": fraction, "epochs": epochs, "batch_size": batch_size,
+            "learning_rate": learning_rate, "strategies": list(strategies), "parameters": parameters or {},
+            "attack": attack, "malicious": malicious, "seed": seed, "partition_seed": manifest["seed"]}
+
+
+def new_history(config):
+    return {"config": config, "rounds_completed": 0, "history": {name: [] for name in config["strategies"]}}
+
+
+def round_row(round_number, metrics, seconds, clients, rejected, model_bytes, rejected_unknown=0):
+    """One round of one strategy, as every runtime records it."""
+    return {"round": round_number, "accuracy": metrics["accuracy"], "loss": metrics["loss"],
+            "macro_f1": metrics["macro_f1"], "seconds": round(seconds, 2), "clients": sorted(clients),
+            "rejected": sorted(rejected), "rejected_unknown": rejected_unknown,
+            "bytes_received_per_client": model_bytes, "bytes_sent_per_client": model_bytes}
+
+
+def rounds_to(rows, target):
+    return next((row["round"] for row in rows if row["accuracy"] >= target), None)
+
+
+def summarize(history):
+    """Final accuracy, rounds to each target and total seconds, per strategy."""
+    return {
+        name: {"final_accuracy": rows[-1]["accuracy"],
+               **{f"rounds_to_{int(100 * t)}": rounds_to(rows, t) for t in ACCURACY_TARGETS},
+               "seconds": round(sum(row["seconds"] for row in rows), 1)}
+        for name, rows in history.items()
+    }
+
+
+def run_digest(config):
+    """A short name for one configuration: checkpoints of different runs never share a file."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def checkpoint_path(out_dir, config, strategy_name, round_number):
+    name = f"{strategy_name.replace(':', '_')}_ronda_{round_number:03d}.npz"
+    return out_dir / CHECKPOINT_DIR / run_digest(config) / name
+
+
+def save_state(out_dir, results, global_weights):
+    """Checkpoint one finished round: each strategy's global weights, then PARTIAL_FILE (finished results stay)."""
+    round_number = results["rounds_completed"]
+    for name, weights in global_weights.items():
+        path = checkpoint_path(out_dir, results["config"], name, round_number)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomically(path, weights_archive_bytes(weights))
+    write_text_atomically(out_dir / PARTIAL_FILE, json.dumps(results, indent=2) + "\n")
+
+
+def check_fresh_start(out_dir, force):
+    """A new run may not replace finished or interrupted results unless told to (--force)."""
+    for name, what in ((RESULTS_FILE, "finished results"), (PARTIAL_FILE, "an interrupted run")):
+        if (out_dir / name).exists() and not force:
+            raise HistoryError(f"{out_dir / name} holds {what}; pass --resume to continue them, --force to start "
+                               f"over (they stay until the new run finishes), or choose another --out")
+
+
+def load_state(out_dir, config):
+    """The results and global weights to resume from: an interrupted run, else finished results to extend."""
+    path = out_dir / PARTIAL_FILE if (out_dir / PARTIAL_FILE).is_file() else out_dir / RESULTS_FILE
+    if not path.is_file():
+        raise HistoryError(f"{out_dir}: nothing to resume; run without --resume first")
+    try:
+        results = json.loads(path.read_text())
+        same_config = results["config"] == config
+        rounds, history = int(results["rounds_completed"]), results["history"]
+        if same_config and (rounds < 1 or set(history) != set(config["strategies"])):
+            raise ValueError("rounds or strategies do not match")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise HistoryError(f"{path}: not a simulation state this project wrote; run again with --force") from None
+    if not same_config:
+        raise HistoryError(f"{path}: was written with another configuration; resume with the same options "
+                           f"or use another --out")
+    global_weights = {}
+    for name in history:
+        checkpoint = checkpoint_path(out_dir, config, name, rounds)
+        try:
+            global_weights[name] = read_weights_archive(checkpoint)
+        except (OSError, ValueError) as err:
+            raise HistoryError(f"{checkpoint}: cannot resume from this checkpoint ({type(err).__name__}); "
+                               f"run again with --force") from None
+    results.pop("summary", None)
+    return results, global_weights
+
+
+def write_results(out_dir, results, title, extra_files=()):
+    """Add the summary, then replace RESULTS_FILE, its curves FIGURE_FILE and `extra_files` ((name, bytes)) together.
+
+    The state of the run in progress (PARTIAL_FILE) is removed in the same step.
+    """
+    results["summary"] = summarize(results["history"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with OutputSet(remove=[out_dir / PARTIAL_FILE]) as outputs:
+        outputs.write_text(out_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
+        save_figure(plot_history(results, title), outputs.stage(out_dir / FIGURE_FILE))
+        for name, data in extra_files:
+            outputs.write_bytes(out_dir / name, data)
+
+
+def plot_history(results, title):
+    """Test accuracy and loss per round, one line per strategy."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, rows in results["history"].items():
+        rounds = [row["round"] for row in rows]
+        axes[0].plot(rounds, [100 * row["accuracy"] for row in rows], "o-", label=label_of(name), markersize=4)
+        axes[1].plot(rounds, [row["loss"] for row in rows], "o-", label=label_of(name), markersize=4)
+    for target in ACCURACY_TARGETS:
+        axes[0].axhline(100 * target, color="gray", linestyle=":", linewidth=1)
+    lowest = min((row["accuracy"] for rows in results["history"].values() for row in rows), default=0.9)
+    axes[0].set_ylim(max(0, 100 * lowest - 2), 100)
+    axes[0].set_ylabel("exactitud en test (%)")
+    axes[1].set_ylabel("pérdida en test")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("ronda")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

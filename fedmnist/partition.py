@@ -1,0 +1,98 @@
+"""Partitioners: labels, K and a seed in, one sorted index array per client out.
+
+iid (stratified), dirichlet (per-class Dirichlet(alpha), Hsu et al., 2019) and
+shards (McMahan et al., 2017) share one signature, as in the FedProx reference code.
+"""
+
+import math
+
+import numpy as np
+
+from fedmnist.defaults import DIRICHLET_ALPHA, PARTITION, SHARDS_PER_CLIENT
+
+NUM_CLASSES = 10
+
+
+class PartitionError(ValueError):
+    """A partition folder, file or request that cannot be used."""
+
+
+def shuffled_by_class(labels, seed):
+    """All indices, shuffled within each class and laid out class after class."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.permutation(np.flatnonzero(labels == c)) for c in range(NUM_CLASSES)])
+
+
+def iid_partition(labels, num_clients, seed):
+    """Stratified IID split: each client's count of each class is within 1 of proportional.
+
+    Dealing the class-ordered indices round-robin keeps both each class count
+    and each client's total within one of K's share.
+    """
+    if not 1 <= num_clients <= len(labels):
+        raise PartitionError(f"K={num_clients} clients: need 1 <= K <= {len(labels)} (the number of training examples)")
+    dealt = shuffled_by_class(labels, seed)
+    return [np.sort(dealt[k::num_clients]) for k in range(num_clients)]
+
+
+def dirichlet_partition(labels, num_clients, seed, alpha, max_draws=100):
+    """Per-class Dirichlet(α) proportions across clients (Hsu et al., 2019); smaller α, more skew.
+
+    Draws again (same seeded generator) until every client has at least one example.
+    """
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise PartitionError(f"--alpha {alpha}: must be a positive number (0.1 is very skewed, 100 is nearly IID)")
+    if not 1 <= num_clients <= len(labels):
+        raise PartitionError(f"K={num_clients} clients: need 1 <= K <= {len(labels)} (the number of training examples)")
+    rng = np.random.default_rng(seed)
+    for _ in range(max_draws):
+        parts = [[] for _ in range(num_clients)]
+        for c in range(NUM_CLASSES):
+            indices = rng.permutation(np.flatnonzero(labels == c))
+            cuts = (np.cumsum(rng.dirichlet(np.full(num_clients, alpha)))[:-1] * len(indices)).astype(int)
+            for part, piece in zip(parts, np.split(indices, cuts)):
+                part.append(piece)
+        parts = [np.sort(np.concatenate(part)) for part in parts]
+        if min(len(part) for part in parts) > 0:
+            return parts
+    raise PartitionError(f"--alpha {alpha} left a client with no examples in {max_draws} draws; raise --alpha or lower --clients")
+
+
+def shards_partition(labels, num_clients, seed, shards_per_client):
+    """McMahan et al.'s pathological non-IID split: sort by label, cut K·s shards, give each client s of them."""
+    num_shards = num_clients * shards_per_client
+    if shards_per_client < 1 or not 1 <= num_shards <= len(labels):
+        raise PartitionError(f"K={num_clients} clients x {shards_per_client} shards: need 1 <= K*s <= {len(labels)}")
+    rng = np.random.default_rng(seed)
+    by_label = shuffled_by_class(labels, seed)  # label order, random order within each label
+    shards = np.array_split(by_label, num_shards)
+    order = rng.permutation(num_shards)
+    return [np.sort(np.concatenate([shards[i] for i in order[k * shards_per_client:(k + 1) * shards_per_client]]))
+            for k in range(num_clients)]
+
+
+PARTITIONERS = ("iid", "dirichlet", "shards")
+
+
+def make_partition(labels, num_clients, seed, partition=PARTITION, alpha=DIRICHLET_ALPHA,
+                   shards_per_client=SHARDS_PER_CLIENT):
+    """Dispatch to one partitioner: they share one signature and return one index array per client."""
+    if partition == "iid":
+        return iid_partition(labels, num_clients, seed)
+    if partition == "dirichlet":
+        return dirichlet_partition(labels, num_clients, seed, alpha)
+    if partition == "shards":
+        return shards_partition(labels, num_clients, seed, shards_per_client)
+    raise PartitionError(f"--partition {partition!r}: choose one of {', '.join(PARTITIONERS)}")
+
+
+def class_histogram(labels):
+    return np.bincount(labels, minlength=NUM_CLASSES).tolist()
+
+
+def stratified_subset(labels, size, seed):
+    """Indices of a seeded, class-stratified subset of `size` examples (for quick runs and tests)."""
+    if size is None or size >= len(labels):
+        return np.arange(len(labels))
+    evenly_spaced = (np.arange(size) * len(labels)) // size
+    return np.sort(shuffled_by_class(labels, seed)[evenly_spaced])

@@ -1,0 +1,219 @@
+"""The robustness study: every registered strategy against faulty and malicious clients, and its summary over seeds.
+
+Each client trains once (plain and FedProx), plus the label-flipped variant of
+the clients that may attack; those updates are then reused for every attack,
+every number M of attackers and every strategy. experiments/robustness.py and
+experiments/seeds.py are the command lines.
+"""
+
+import time
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+from tqdm import tqdm
+
+from fedmnist import strategies
+from fedmnist.attacks import ATTACKS, attack_updates, flip_labels
+from fedmnist.data import load_client_data, load_initial_weights, load_test_data, read_manifest
+from fedmnist.defaults import BATCH_SIZE, EPOCHS, MALICIOUS_COUNTS, SEED
+from fedmnist.evaluation import evaluate_weights
+from fedmnist.partition import PartitionError
+from fedmnist.training import LocalTrainer
+from fedmnist.updates import ClientUpdate
+from model import build_model
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    malicious_counts: tuple = MALICIOUS_COUNTS  # the values of M
+    epochs: int = EPOCHS
+    batch_size: int = BATCH_SIZE
+    seed: int = SEED  # of local training and of the noise attack
+    values: dict | None = None  # {strategy key: {parameter: value}} over the registry's defaults
+
+    def chosen(self, strategy):
+        return {**strategy.defaults(), **(self.values or {}).get(strategy.key, {})}
+
+
+def train_variants(data_dir, manifest, initial_weights, malicious_pool, settings):
+    """Return (model, {variant: {client_id: weights}}) for plain, fedprox, and the label-flipped twins."""
+    model = build_model()
+    trainer = LocalTrainer(model)
+    mu = settings.chosen(strategies.get("fedprox"))["mu"]
+    client_ids = [int(c) for c in manifest["clients"]]
+    jobs = [(cid, flipped, m) for flipped in (False, True) for cid in client_ids
+            if not flipped or cid in malicious_pool for m in (0.0, mu)]
+    trained = {}
+    for cid, flipped, m in tqdm(jobs, desc="local training (once per client and variant)", unit="model"):
+        x, y = load_client_data(data_dir, cid)
+        trainer.train(x, flip_labels(y) if flipped else y, initial_weights=initial_weights, epochs=settings.epochs,
+                      batch_size=settings.batch_size, seed=settings.seed + cid, mu=m, verbose=0)
+        variant = ("fedprox" if m > 0 else "plain") + ("_flipped" if flipped else "")
+        trained.setdefault(variant, {})[cid] = model.get_weights()
+    return model, trained
+
+
+def as_updates(weights_by_client, manifest, label):
+    return [ClientUpdate(f"cliente_{cid}_{label}", cid, w, manifest["clients"][str(cid)]["num_samples"], None)
+            for cid, w in sorted(weights_by_client.items())]
+
+
+def scenario_updates(trained, manifest, initial_weights, attack, attackers, seed):
+    """The plain and FedProx updates that the server receives in one scenario."""
+    updates = {}
+    for kind in ("plain", "fedprox"):
+        honest = as_updates(trained[kind], manifest, kind)
+        if attack == "label_flip":
+            flipped = trained[f"{kind}_flipped"]
+            updates[kind] = [ClientUpdate(u.path, u.client_id, flipped[u.client_id], u.num_samples, None)
+                             if u.client_id in attackers else u for u in honest]
+        elif attackers:
+            updates[kind], _ = attack_updates(honest, initial_weights, attack, attackers, None, seed)
+        else:
+            updates[kind] = honest
+    return updates
+
+
+def evaluate_scenario(model, updates, test_set, settings):
+    """Each strategy's test accuracy on one scenario's updates (None where the strategy cannot run)."""
+    accuracy = {}
+    for strategy in strategies.REGISTRY.values():
+        chosen = updates["fedprox" if strategy.fedprox_updates else "plain"]
+        try:
+            weights = strategy.aggregate([(u.weights, u.num_samples) for u in chosen], settings.chosen(strategy))
+        except ValueError:
+            accuracy[strategy.key] = None
+            continue
+        accuracy[strategy.key] = evaluate_weights(model, weights, *test_set)[0]["accuracy"]
+    return accuracy
+
+
+def run_study(data_dir, settings=StudySettings()):
+    """Train once, then every attack × M × strategy; returns the results (what robustez.json holds)."""
+    started = time.perf_counter()
+    manifest = read_manifest(data_dir)
+    num_clients = manifest["num_clients"]
+    if not all(0 < m < num_clients for m in settings.malicious_counts):
+        raise PartitionError(f"--malicious {list(settings.malicious_counts)}: each M must be between 1 and "
+                             f"K - 1 = {num_clients - 1}")
+    initial_weights, _ = load_initial_weights(data_dir)
+    test_set = load_test_data(data_dir)
+    malicious_pool = list(range(1, max(settings.malicious_counts) + 1))
+    model, trained = train_variants(data_dir, manifest, initial_weights, malicious_pool, settings)
+    training_seconds = time.perf_counter() - started
+    local_accuracy = {str(cid): evaluate_weights(model, weights, *test_set)[0]["accuracy"]
+                      for cid, weights in sorted(trained["plain"].items())}
+    counts = [0] + sorted(set(settings.malicious_counts))
+    baseline = None
+    results = {"attacks": {}, "local_accuracy": local_accuracy}
+    for attack, m in tqdm([(a, m) for a in ATTACKS for m in counts], desc="attacks × M × rules", unit="scenario"):
+        if m == 0 and baseline is not None:
+            row = baseline
+        else:
+            updates = scenario_updates(trained, manifest, initial_weights, attack, malicious_pool[:m], settings.seed)
+            row = evaluate_scenario(model, updates, test_set, settings)
+            baseline = baseline or row
+        results["attacks"].setdefault(attack, {})[str(m)] = row
+    results["points_lost"] = {
+        attack: {str(m): {k: None if rows[str(m)][k] is None else round(100 * (baseline[k] - rows[str(m)][k]), 2)
+                          for k in strategies.REGISTRY}
+                 for m in counts if m}
+        for attack, rows in results["attacks"].items()
+    }
+    results["config"] = {
+        "num_clients": num_clients, "malicious_counts": counts, "malicious_clients": "the lowest ids: 1..M",
+        "epochs": settings.epochs, "batch_size": settings.batch_size,
+        "parameters": {row.key: settings.chosen(row) for row in strategies.REGISTRY.values() if row.parameters},
+        "seed": settings.seed, "partition_seed": manifest.get("seed"), "test_samples": int(len(test_set[1])),
+        "training_seconds": round(training_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    return results
+
+
+def strategy_labels():
+    """{strategy key: Spanish label}, in registry order."""
+    return {key: row.label for key, row in strategies.REGISTRY.items()}
+
+
+def plot_robustness(results):
+    labels = strategy_labels()
+    attacks = list(results["attacks"])
+    fig, axes = plt.subplots(2, (len(attacks) + 1) // 2, figsize=(4.2 * ((len(attacks) + 1) // 2), 7.5), sharey=True)
+    for ax, attack in zip(axes.flat, attacks):
+        for key, label in labels.items():
+            points = [(int(m), 100 * row[key]) for m, row in results["attacks"][attack].items()
+                      if row.get(key) is not None]
+            if points:
+                ax.plot(*zip(*points), "o-", label=label)
+        ax.set_title(attack)
+        ax.set_xticks(results["config"]["malicious_counts"])
+        ax.set_xlabel("clientes maliciosos M")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("exactitud en test (%)")
+    axes.flat[0].legend(loc="lower left", fontsize=8)
+    fig.suptitle(f"Robustez de la agregación: {results['config']['num_clients']} clientes, M maliciosos")
+    fig.tight_layout()
+    return fig
+
+
+def spread(values):
+    """Mean and sample standard deviation of accuracies given as fractions, in percent (None if a run had none)."""
+    if any(v is None for v in values):
+        return None
+    percent = 100 * np.asarray(values, dtype=np.float64)
+    return {"mean": float(percent.mean()), "std": float(percent.std(ddof=1)) if len(percent) > 1 else 0.0,
+            "values": [float(v) for v in percent]}
+
+
+def summarize_seeds(runs, seeds, seconds):
+    """Mean ± std over seeds of every strategy's accuracy (per attack and M), and of the mean and best local model."""
+    first = runs[0]
+    attacks = {
+        attack: {m: {rule: spread([run["attacks"][attack][m][rule] for run in runs]) for rule in row}
+                 for m, row in rows.items()}
+        for attack, rows in first["attacks"].items()
+    }
+    baseline = next(iter(attacks.values()))["0"]
+    local = [list(run["local_accuracy"].values()) for run in runs]
+    one_shot = {**baseline, "local_mean": spread([np.mean(acc) for acc in local]),
+                "local_best": spread([max(acc) for acc in local])}
+    config = {key: value for key, value in first["config"].items()
+              if key not in ("seed", "partition_seed", "training_seconds", "total_seconds")}
+    return {"config": {**config, "seeds": list(seeds), "seconds": round(seconds, 1)},
+            "one_shot": one_shot, "attacks": attacks}
+
+
+def plot_seed_summary(summary):
+    """Left: one-shot accuracy per rule with the local models; right: each rule under one attacker, per attack."""
+    labels = strategy_labels()
+    fig, axes = plt.subplots(1, 2, figsize=(15, 4.8), gridspec_kw={"width_ratios": [1, 1.6]})
+    one_shot = summary["one_shot"]
+    names = {**labels, "local_mean": "local (media)", "local_best": "local (mejor)"}
+    means = [one_shot[k]["mean"] for k in names]
+    bars = axes[0].bar(list(names.values()), means, yerr=[one_shot[k]["std"] for k in names], capsize=4,
+                       color=["tab:blue"] * len(labels) + ["tab:gray"] * 2)
+    axes[0].bar_label(bars, fmt="%.2f", fontsize=8, padding=6)
+    axes[0].set_ylim(min(means) - 2, 100)
+    axes[0].set_ylabel("exactitud en test (%)")
+    axes[0].set_title("Una ronda, sin ataques")
+    plt.setp(axes[0].get_xticklabels(), rotation=20, ha="right")
+
+    attacks = list(summary["attacks"])
+    width = 0.8 / len(labels)
+    for i, (key, label) in enumerate(labels.items()):
+        rows = [summary["attacks"][a]["1"].get(key) or {"mean": np.nan, "std": np.nan} for a in attacks]
+        axes[1].bar(np.arange(len(attacks)) + (i - (len(labels) - 1) / 2) * width, [r["mean"] for r in rows], width,
+                    yerr=[r["std"] for r in rows], capsize=2, label=label)
+    axes[1].set_xticks(np.arange(len(attacks)), attacks)
+    axes[1].set_ylim(0, 100)
+    axes[1].set_title("Con 1 cliente malicioso de 5")
+    axes[1].legend(fontsize=8, ncol=len(labels), loc="upper center", bbox_to_anchor=(0.5, -0.08))
+    for ax in axes:
+        ax.grid(axis="y", alpha=0.3)
+    seeds = summary["config"]["seeds"]
+    fig.suptitle(f"Media ± desviación típica sobre {len(seeds)} semillas ({', '.join(map(str, seeds))})")
+    fig.tight_layout()
+    return fig

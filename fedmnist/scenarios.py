@@ -1,0 +1,53 @@
+"""Named scenarios: data files under experiments/scenarios/, each a delta over fedmnist/defaults.py.
+
+    label = "IID"                     # how tables and figures name its partition (Spanish)
+    [split]                           # SplitSpec fields: num_clients, partition, alpha, shards_per_client
+    [run]                             # RoundSettings fields, and strategies = ["fedavg", "fedprox:0.01", ...]
+
+The seed is not part of a scenario: it is an axis (--seed).
+"""
+
+import tomllib
+from dataclasses import dataclass, fields
+
+from fedmnist.data import SplitSpec
+from fedmnist.defaults import ROUND_STRATEGIES, SCENARIOS_DIR
+from fedmnist.partition import PartitionError
+from fedmnist.simulation import RoundSettings
+
+SPLIT_KEYS = {f.name for f in fields(SplitSpec)} - {"seed"}
+RUN_KEYS = {f.name for f in fields(RoundSettings)} - {"seed"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    label: str
+    split: dict  # SplitSpec fields except the seed
+    run: dict  # RoundSettings fields except the seed
+    strategies: tuple
+
+    def split_spec(self, seed):
+        return SplitSpec(seed=seed, **self.split)
+
+
+def names(folder=SCENARIOS_DIR):
+    return sorted(path.stem for path in folder.glob("*.toml"))
+
+
+def load(name, folder=SCENARIOS_DIR):
+    """The scenario `name`; PartitionError naming the file and the key that is wrong."""
+    path = folder / f"{name}.toml"
+    if not path.is_file():
+        raise PartitionError(f"scenario {name!r}: no {path}; choose one of {', '.join(names(folder))}")
+    try:
+        table = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise PartitionError(f"{path}: not valid TOML ({err})") from None
+    split, run = table.get("split", {}), dict(table.get("run", {}))
+    strategies = tuple(run.pop("strategies", ROUND_STRATEGIES))
+    for section, keys, allowed in (("split", split, SPLIT_KEYS), ("run", run, RUN_KEYS)):
+        if unknown := set(keys) - allowed:
+            raise PartitionError(f"{path}: unknown [{section}] key(s) {', '.join(sorted(unknown))}; "
+                                 f"known: {', '.join(sorted(allowed))}")
+    return Scenario(name, str(table.get("label", name)), split, run, strategies)

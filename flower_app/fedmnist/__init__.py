@@ -1,1 +1,0 @@
-"""The project's federation as a Flower App: a thin ClientApp and ServerApp over the project's modules."""

@@ -1,0 +1,110 @@
+"""Multi-round simulation on a small real-MNIST partition: determinism, FedProx with mu = 0, resume, the CLI."""
+
+import json
+
+import pytest
+
+from conftest import last_line, run_script
+from fedmnist import strategies
+from fedmnist.data import read_manifest
+from fedmnist.simulation import Federation, RoundSettings, run_rounds, sample_clients
+
+pytestmark = pytest.mark.slow
+SPECS = ["fedavg", "fedprox:0", "fedmed"]
+SETTINGS = RoundSettings(rounds=2, epochs=1, batch_size=32, seed=5)
+CLI_OPTIONS = ["--rounds", "2", "--epochs", "1", "--batch-size", "32", "--strategies", *SPECS, "--seed", "5"]
+
+
+def accuracies(results, name):
+    return [row["accuracy"] for row in results["history"][name]]
+
+
+@pytest.fixture(scope="module")
+def federation(tiny_partition):
+    return Federation.load(tiny_partition, read_manifest(tiny_partition))
+
+
+@pytest.fixture(scope="module")
+def first_run(federation):
+    results, _ = run_rounds(federation, [strategies.parse_spec(s) for s in SPECS], SETTINGS, log=lambda line: None)
+    return results
+
+
+def test_two_rounds_record_every_round_of_every_strategy(first_run):
+    assert first_run["rounds_completed"] == 2
+    for name in SPECS:
+        rows = first_run["history"][name]
+        assert [row["round"] for row in rows] == [1, 2]
+        assert all(row["clients"] == [1, 2, 3] and row["bytes_sent_per_client"] == 390_410 * 4 for row in rows)
+        assert rows[-1]["accuracy"] > 0.5
+
+
+def test_same_seed_gives_identical_accuracies(first_run, federation):
+    again, _ = run_rounds(federation, [strategies.parse_spec(s) for s in SPECS], SETTINGS, log=lambda line: None)
+    for name in SPECS:
+        assert accuracies(again, name) == accuracies(first_run, name)
+
+
+def test_fedprox_with_mu_zero_reproduces_fedavg_exactly(first_run):
+    assert accuracies(first_run, "fedprox:0") == accuracies(first_run, "fedavg")
+    assert [r["loss"] for r in first_run["history"]["fedprox:0"]] == [r["loss"] for r in first_run["history"]["fedavg"]]
+
+
+def test_run_rounds_leaves_the_state_it_was_given_unchanged(federation):
+    configured = [strategies.parse_spec("fedavg")]
+    one, weights = run_rounds(federation, configured, RoundSettings(rounds=1, epochs=1, batch_size=32, seed=5),
+                              log=lambda line: None)
+    snapshot = json.dumps(one)
+    run_rounds(federation, configured, SETTINGS, one, weights, log=lambda line: None)
+    assert json.dumps(one) == snapshot
+
+
+def test_cli_resume_reaches_the_same_result(first_run, tiny_partition, tmp_path):
+    out = tmp_path / "c"
+    one_round = ["--rounds", "1", *CLI_OPTIONS[2:]]
+    run_script("experiments/simulation.py", "--data", str(tiny_partition), "--out", str(out), *one_round, check=True)
+    run_script("experiments/simulation.py", "--data", str(tiny_partition), "--out", str(out), *CLI_OPTIONS,
+               "--resume", check=True)
+    resumed = json.loads((out / "simulacion.json").read_text())
+    for name in SPECS:
+        assert accuracies(resumed, name) == accuracies(first_run, name)
+    assert len(sorted((out / "pesos_globales").glob("*/fedavg_ronda_002.npz"))) == 1
+    assert not (out / "simulacion.en_curso.json").exists()
+
+
+def test_cli_never_replaces_finished_results_unless_forced(tiny_partition, tmp_path):
+    (tmp_path / "simulacion.json").write_text('{"finished": true}')
+    done = run_script("experiments/simulation.py", "--data", str(tiny_partition), "--out", str(tmp_path), *CLI_OPTIONS)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "holds finished results; pass --resume" in last_line(done.stderr)
+    assert (tmp_path / "simulacion.json").read_text() == '{"finished": true}'
+
+
+@pytest.mark.parametrize("content", ["", "{}", '{"config": 1}', '{"rounds_com'])
+def test_cli_resume_over_a_broken_state_is_one_clear_line(tiny_partition, tmp_path, content):
+    (tmp_path / "simulacion.json").write_text(content)
+    done = run_script("experiments/simulation.py", "--data", str(tiny_partition), "--out", str(tmp_path),
+                      *CLI_OPTIONS, "--resume")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "not a simulation state this project wrote" in last_line(done.stderr)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--strategies", "fedprox:abc"], "strategy 'fedprox:abc': μ must be a number at least 0"),
+    (["--strategies", "fedprox:nan"], "strategy 'fedprox:nan': μ must be a number at least 0"),
+    (["--strategies", "fedsgd"], "strategy 'fedsgd': choose from fedavg"),
+    (["--strategies", "fedmed:0.1"], "strategy 'fedmed:0.1': FedMed takes no parameter"),
+    (["--learning-rate", "nan"], "--learning-rate nan: must be a positive number"),
+    (["--trim", "0.7"], "--trim 0.7: must be a number at least 0 and below 0.5"),
+    (["--krum-f", "-1"], "--krum-f -1: must be an integer at least 0"),
+])
+def test_cli_bad_options_stop_before_training(tiny_partition, tmp_path, options, message):
+    done = run_script("experiments/simulation.py", "--data", str(tiny_partition), "--out", str(tmp_path), *options)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert message in last_line(done.stderr)
+
+
+def test_client_sampling_is_shared_and_seeded():
+    rounds = [sample_clients(100, 0.1, 42, r) for r in (1, 2)]
+    assert all(len(r) == 10 for r in rounds) and rounds[0] != rounds[1]
+    assert rounds[0] == sample_clients(100, 0.1, 42, 1)
