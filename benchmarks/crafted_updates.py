@@ -16,8 +16,17 @@ PROTO4 = b"\x80\x04"
 
 
 def honest(client_id, shapes, num_samples, value=0.5, **extra):
-    return {"client_id": client_id, "num_samples": num_samples, "weights": [np.full(s, value, np.float32) for s in shapes],
-            "mu": 0.0, "epochs": 1, "batch_size": 32, "seed": 1, "initial_weights_sha256": SHA, **extra}
+    return {
+        "client_id": client_id,
+        "num_samples": num_samples,
+        "weights": [np.full(s, value, np.float32) for s in shapes],
+        "mu": 0.0,
+        "epochs": 1,
+        "batch_size": 32,
+        "seed": 1,
+        "initial_weights_sha256": SHA,
+        **extra,
+    }
 
 
 class Reduced:
@@ -45,6 +54,7 @@ def text(value):
 
 # -- raw opcode streams ----------------------------------------------------------------------------
 
+
 def deep_dicts(depth):
     """{'k': {'k': ...}} nested `depth` times."""
     return PROTO4 + b"}" + (text("k") + b"}") * depth + b"s" * depth + b"."
@@ -70,7 +80,10 @@ def memo_amplified_arrays(raw_bytes, copies):
 
 
 def with_dag_field(update, key, levels):
-    """`update` with `key` set to a list whose last dict has 2^levels paths, built without MARKs, so MARK depth cannot stop it."""
+    """`update` with `key` set to a list whose last dict has 2^levels paths.
+
+    It is built without MARKs, so the MARK depth cannot stop it.
+    """
     body = pickle.dumps(update, protocol=2)[:-1]  # protocol 2 has no frames: the dict stays on the stack at the end
     memo = lambda i: struct.pack("<I", 100_000 + i)  # noqa: E731 - indices above the ones the honest part used
     nodes = b"}r" + memo(0) + b"a"
@@ -88,6 +101,7 @@ def dag(levels, make):
 
 # -- the catalogue ---------------------------------------------------------------------------------
 
+
 def crafted_files(shapes, num_samples):
     """{description: bytes} of every hostile file, each claiming to be client 1 of a partition with these counts."""
     n = num_samples
@@ -95,10 +109,18 @@ def crafted_files(shapes, num_samples):
     field = lambda **extra: dump(honest(1, shapes, n, **extra))  # noqa: E731
     out_of_bounds_dtype = (3, "|", None, ("a", "b"), {"a": (np.dtype("f4"), 0), "b": (np.dtype("f4"), 2**40)}, 8, 1, 16)
     return {
-        "dtype state with out-of-bounds field offsets (extra key)": field(extra=numpy_dtype_with_state(out_of_bounds_dtype)),
-        "dtype state with a chosen reference-count address": field(extra=numpy_dtype_with_state((3, "|", None, None, None, 0x414141414141, -1, 0x3F))),
-        "array state whose data is shorter than its shape": field(extra=numpy_array_with_state((1, (10**6,), np.dtype("f4"), False, b""))),
-        "object array of 3e8 elements in 95 bytes": field(extra=numpy_array_with_state((1, (3 * 10**8,), np.dtype("O"), False, []))),
+        "dtype state with out-of-bounds field offsets (extra key)": field(
+            extra=numpy_dtype_with_state(out_of_bounds_dtype)
+        ),
+        "dtype state with a chosen reference-count address": field(
+            extra=numpy_dtype_with_state((3, "|", None, None, None, 0x414141414141, -1, 0x3F))
+        ),
+        "array state whose data is shorter than its shape": field(
+            extra=numpy_array_with_state((1, (10**6,), np.dtype("f4"), False, b""))
+        ),
+        "object array of 3e8 elements in 95 bytes": field(
+            extra=numpy_array_with_state((1, (3 * 10**8,), np.dtype("O"), False, []))
+        ),
         "object-dtype weight": dump(honest(1, shapes, n) | {"weights": [np.empty(s, object) for s in shapes]}),
         "100,000-deep dict": deep_dicts(100_000),
         "100,000-deep list": deep_lists(100_000),
@@ -108,13 +130,23 @@ def crafted_files(shapes, num_samples):
         "metadata DAG of 2^64 paths": field(extra=dag(64, lambda child: {"a": child, "b": child})),
         "versions as a DAG of 2^64 paths": field(versions=dag(64, lambda child: {"a": child, "b": child})),
         "versions as a DAG of 2^64 paths without MARKs": with_dag_field(honest(1, shapes, n), "versions", 64),
-        "client_id as a list DAG of 2^40 paths": dump(honest(1, shapes, n) | {"client_id": dag(40, lambda child: [child, child])}),
+        "client_id as a list DAG of 2^40 paths": dump(
+            honest(1, shapes, n) | {"client_id": dag(40, lambda child: [child, child])}
+        ),
         "8 MiB of EMPTY_SET": empty_set_flood(8 << 20),
         "one buffer rebuilt into 1,000 arrays through the memo": memo_amplified_arrays(1 << 20, 1000),
         "global with terminal escape sequences": global_named("os\x1b[2J\x1b[31m", "system\x07"),
-        "BUILD on the allowed _frombuffer function": PROTO4 + b"cnumpy._core.numeric\n_frombuffer\n}" + text("__defaults__") + b"N" + b"sb.",
-        "float64 weights of 1e300 (inf in float32)": dump(honest(1, shapes, n) | {"weights": [np.full(s, 1e300) for s in shapes]}),
-        "no initial_weights_sha256": dump({k: v for k, v in honest(1, shapes, n).items() if k != "initial_weights_sha256"}),
+        "BUILD on the allowed _frombuffer function": PROTO4
+        + b"cnumpy._core.numeric\n_frombuffer\n}"
+        + text("__defaults__")
+        + b"N"
+        + b"sb.",
+        "float64 weights of 1e300 (inf in float32)": dump(
+            honest(1, shapes, n) | {"weights": [np.full(s, 1e300) for s in shapes]}
+        ),
+        "no initial_weights_sha256": dump(
+            {k: v for k, v in honest(1, shapes, n).items() if k != "initial_weights_sha256"}
+        ),
         "bare list of arrays (legacy, not allowed)": dump([np.zeros(s, np.float32) for s in shapes]),
         "mu = inf": field(mu=float("inf")),
         "trailing bytes after STOP": dump(honest(1, shapes, n)) + b"junk",
@@ -123,5 +155,9 @@ def crafted_files(shapes, num_samples):
 
 
 def harmless_extras(shapes, num_samples):
-    """Honest updates carrying junk under a key outside the schema: the key is dropped unread and the update accepted."""
-    return {"metadata DAG of 2^64 paths without MARKs, under an unknown key": with_dag_field(honest(1, shapes, num_samples), "extra", 64)}
+    """Honest updates carrying junk under a key outside the schema: the key is dropped unread, the update accepted."""
+    return {
+        "metadata DAG of 2^64 paths without MARKs, under an unknown key": with_dag_field(
+            honest(1, shapes, num_samples), "extra", 64
+        )
+    }

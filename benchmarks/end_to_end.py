@@ -25,8 +25,14 @@ def main(argv=None):
     print("\nstage                 seconds")
     for stage, seconds in timings.items():
         print(f"{stage:<20} {seconds:>8.1f}")
-    update_results("end_to_end", {"clients": args.clients, "seed": args.seed,
-                                  "seconds": {stage: round(seconds, 1) for stage, seconds in timings.items()}})
+    update_results(
+        "end_to_end",
+        {
+            "clients": args.clients,
+            "seed": args.seed,
+            "seconds": {stage: round(seconds, 1) for stage, seconds in timings.items()},
+        },
+    )
 
 
 if __name__ == "__main__":

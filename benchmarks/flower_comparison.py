@@ -21,12 +21,46 @@ from fedmnist.history import RESULTS_FILE
 
 OUT_DIR = defaults.RESULTS_DIR / "flower"
 RUNS = {  # name -> the command after `python`, given the data folder, output folder and rounds
-    "propia": lambda data, out, r, seed: ["experiments/simulation.py", "--data", data, "--out", out, "--rounds", r,
-                                          "--strategies", "fedavg", "--epochs", "1", "--seed", seed, "--force"],
-    "flower_simulacion": lambda data, out, r, seed: ["experiments/flower_local.py", "simulation", "--data", data,
-                                                     "--out", out, "--rounds", r, "--seed", seed],
-    "flower_despliegue": lambda data, out, r, seed: ["experiments/flower_local.py", "deployment", "--data", data,
-                                                     "--out", out, "--rounds", r, "--seed", seed],
+    "propia": lambda data, out, r, seed: [
+        "experiments/simulation.py",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--rounds",
+        r,
+        "--strategies",
+        "fedavg",
+        "--epochs",
+        "1",
+        "--seed",
+        seed,
+        "--force",
+    ],
+    "flower_simulacion": lambda data, out, r, seed: [
+        "experiments/flower_local.py",
+        "simulation",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--rounds",
+        r,
+        "--seed",
+        seed,
+    ],
+    "flower_despliegue": lambda data, out, r, seed: [
+        "experiments/flower_local.py",
+        "deployment",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--rounds",
+        r,
+        "--seed",
+        seed,
+    ],
 }
 
 
@@ -51,11 +85,25 @@ def main(argv=None):
         print(f"\n==> {name}", flush=True)
         seconds = timed_run(command(str(data), str(out), str(args.rounds), str(args.seed)))
         history = json.loads((out / RESULTS_FILE).read_text())["history"]["fedavg"]
-        runs[name] = {"final_accuracy": history[-1]["accuracy"], "accuracy_per_round": [row["accuracy"] for row in history],
-                      "wall_seconds": round(seconds, 1)}
+        runs[name] = {
+            "final_accuracy": history[-1]["accuracy"],
+            "accuracy_per_round": [row["accuracy"] for row in history],
+            "wall_seconds": round(seconds, 1),
+        }
 
-    results = {"config": {"clients": args.clients, "rounds": args.rounds, "partition": "iid", "strategy": "fedavg",
-                          "epochs": 1, "batch_size": defaults.BATCH_SIZE, "seed": args.seed}, "runs": runs, "machine": machine_description()}
+    results = {
+        "config": {
+            "clients": args.clients,
+            "rounds": args.rounds,
+            "partition": "iid",
+            "strategy": "fedavg",
+            "epochs": 1,
+            "batch_size": defaults.BATCH_SIZE,
+            "seed": args.seed,
+        },
+        "runs": runs,
+        "machine": machine_description(),
+    }
     write_text_atomically(OUT_DIR / "comparacion.json", json.dumps(results, indent=2) + "\n")
     print(f"\n{'run':<20} {'final accuracy':>15} {'wall seconds':>13}")
     for name, row in runs.items():

@@ -32,7 +32,9 @@ def load_outcome(data, expected):
 def main():
     shapes = weight_shapes()
     expected = Expected(tuple(shapes), {1: NUM_SAMPLES}, "a" * 64)
-    files = {f"honest update, protocol {p}": pickle.dumps(honest(1, shapes, NUM_SAMPLES), protocol=p) for p in (0, 4, 5)}
+    files = {
+        f"honest update, protocol {p}": pickle.dumps(honest(1, shapes, NUM_SAMPLES), protocol=p) for p in (0, 4, 5)
+    }
     float64 = honest(1, shapes, NUM_SAMPLES) | {"weights": [np.full(s, 0.5) for s in shapes]}
     files["honest update, float64, protocol 0"] = pickle.dumps(float64, protocol=0)
     honest_count = len(files)
@@ -41,23 +43,46 @@ def main():
     files["EMPTY_SET up to the cap"] = empty_set_flood(cap - 4)
     files["one buffer of the cap's size rebuilt into 1,000 arrays"] = memo_amplified_arrays(cap - (64 << 10), 1000)
     honest_bytes = len(files["honest update, protocol 4"])
-    print(f"model: {expected.num_parameters} parameters; file cap {cap / 1e6:.1f} MB, array budget {expected.max_array_bytes / 1e6:.1f} MB")
+    print(
+        f"model: {expected.num_parameters} parameters; file cap {cap / 1e6:.1f} MB, "
+        f"array budget {expected.max_array_bytes / 1e6:.1f} MB"
+    )
 
     rows = []
     print(f"{'file':<58} {'size':>10} {'seconds':>8} {'peak MB':>8} {'peak/honest':>11}  outcome")
     for name, data in files.items():
         outcome, seconds, peak = measure(load_outcome, data, expected, repeat=3)
-        rows.append({"file": name, "bytes": len(data), "seconds": round(seconds, 4), "peak_bytes": peak,
-                     "peak_over_honest_update": round(peak / honest_bytes, 2), "outcome": outcome})
-        print(f"{name[:58]:<58} {len(data):>10} {seconds:>8.3f} {peak / 1e6:>8.1f} {peak / honest_bytes:>11.2f}  {outcome[:60]}")
+        rows.append(
+            {
+                "file": name,
+                "bytes": len(data),
+                "seconds": round(seconds, 4),
+                "peak_bytes": peak,
+                "peak_over_honest_update": round(peak / honest_bytes, 2),
+                "outcome": outcome,
+            }
+        )
+        print(
+            f"{name[:58]:<58} {len(data):>10} {seconds:>8.3f} {peak / 1e6:>8.1f} "
+            f"{peak / honest_bytes:>11.2f}  {outcome[:60]}"
+        )
     worst = max(rows[honest_count:], key=lambda row: row["peak_bytes"])
     slowest = max(rows[honest_count:], key=lambda row: row["seconds"])
-    print(f"\nWorst crafted file for memory: {worst['file']} ({worst['peak_bytes'] / 1e6:.1f} MB, "
-          f"{worst['peak_over_honest_update']:.2f}x an honest update of {honest_bytes / 1e6:.2f} MB)")
+    print(
+        f"\nWorst crafted file for memory: {worst['file']} ({worst['peak_bytes'] / 1e6:.1f} MB, "
+        f"{worst['peak_over_honest_update']:.2f}x an honest update of {honest_bytes / 1e6:.2f} MB)"
+    )
     print(f"Slowest crafted file: {slowest['file']} ({slowest['seconds']:.3f} s)")
     assert all(row["outcome"] == "accepted" for row in rows[:honest_count]), "an honest update was rejected"
-    update_results("hostile_updates", {"honest_update_bytes": honest_bytes, "file_cap_bytes": cap,
-                                       "array_budget_bytes": expected.max_array_bytes, "files": rows})
+    update_results(
+        "hostile_updates",
+        {
+            "honest_update_bytes": honest_bytes,
+            "file_cap_bytes": cap,
+            "array_budget_bytes": expected.max_array_bytes,
+            "files": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,7 @@ from fedmnist.training import LocalTrainer, make_dataset, reset_random_state
 from model import build_model
 
 # Forward multiply-accumulates per image of model.py's CNN (3x3 'same' convolutions, then two Dense layers).
-FORWARD_MACS = (28 * 28 * 32 * 3 * 3 * 1 + 14 * 14 * 64 * 3 * 3 * 32 + 7 * 7 * 128 * 3 * 3 * 64
-                + 1152 * 256 + 256 * 10)
+FORWARD_MACS = 28 * 28 * 32 * 3 * 3 * 1 + 14 * 14 * 64 * 3 * 3 * 32 + 7 * 7 * 128 * 3 * 3 * 64 + 1152 * 256 + 256 * 10
 TRAIN_FLOPS_PER_IMAGE = 3 * 2 * FORWARD_MACS  # forward + backward ≈ 3 × forward, 2 FLOPs per MAC
 
 
@@ -33,7 +32,7 @@ def gemm_gflops(size=2048, repeat=5):
     """Best float32 matrix-multiply rate of NumPy's BLAS and of TensorFlow, in GFLOP/s."""
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((size, size), np.float32), rng.standard_normal((size, size), np.float32)
-    flops = 2 * size ** 3
+    flops = 2 * size**3
     rates = {}
     a @ b
     best = min(_timed(lambda: a @ b) for _ in range(repeat))
@@ -74,23 +73,39 @@ def settings_comparison(x, y, initial_weights, batch_size=64, epochs=2):
             model = build_model()
             model.set_weights(initial_weights)
             reset_random_state(model, 0)
-            model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy",
-                          jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+            model.compile(
+                optimizer=keras.optimizers.Adam(LEARNING_RATE),
+                loss="sparse_categorical_crossentropy",
+                jit_compile=jit_compile,
+                steps_per_execution=steps_per_execution,
+            )
             dataset = make_dataset(x, y, batch_size, seed=0, shuffle=True)
             model.fit(dataset, epochs=1, shuffle=False, verbose=0)
             started = time.perf_counter()
             model.fit(dataset, epochs=epochs, shuffle=False, verbose=0)
             rate = len(x) * epochs / (time.perf_counter() - started)
-            rows.append({"jit_compile": jit_compile, "steps_per_execution": steps_per_execution, "batch_size": batch_size,
-                         "images_per_second": round(rate, 1)})
-            print(f"  jit_compile={str(jit_compile):<5} steps_per_execution={steps_per_execution:<3} {rate:>7.0f} images/s", flush=True)
+            rows.append(
+                {
+                    "jit_compile": jit_compile,
+                    "steps_per_execution": steps_per_execution,
+                    "batch_size": batch_size,
+                    "images_per_second": round(rate, 1),
+                }
+            )
+            print(
+                f"  jit_compile={str(jit_compile):<5} steps_per_execution={steps_per_execution:<3} "
+                f"{rate:>7.0f} images/s",
+                flush=True,
+            )
     return rows
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 32, 64, 128])
-    parser.add_argument("--train-images", type=int, default=12000, help="images per epoch (default: 12000, one client of 5)")
+    parser.add_argument(
+        "--train-images", type=int, default=12000, help="images per epoch (default: 12000, one client of 5)"
+    )
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per batch size (default: 2)")
     args = parser.parse_args(argv)
 
@@ -111,19 +126,37 @@ def main(argv=None):
         rates, accuracy = throughput(trainer, batch_size, x, y, x_test, y_test, initial_weights, args.epochs)
         images_per_second = max(rates)
         fraction = images_per_second / ceiling_images
-        rows.append({"batch_size": batch_size, "images_per_second": round(images_per_second, 1),
-                     "all_runs_images_per_second": [round(r, 1) for r in rates],
-                     "fraction_of_ceiling": round(fraction, 3), "test_accuracy_after_1_epoch": accuracy})
-        print(f"{batch_size:>6} {images_per_second:>9.0f} {100 * fraction:>10.1f}% {100 * accuracy:>11.2f}%   (runs: {', '.join(f'{r:.0f}' for r in rates)})")
-    print("\nCompile settings at B=64 (plain Keras fit; the project uses jit_compile auto, which resolves to off here, and 16 steps per call):")
+        rows.append(
+            {
+                "batch_size": batch_size,
+                "images_per_second": round(images_per_second, 1),
+                "all_runs_images_per_second": [round(r, 1) for r in rates],
+                "fraction_of_ceiling": round(fraction, 3),
+                "test_accuracy_after_1_epoch": accuracy,
+            }
+        )
+        print(
+            f"{batch_size:>6} {images_per_second:>9.0f} {100 * fraction:>10.1f}% {100 * accuracy:>11.2f}%   "
+            f"(runs: {', '.join(f'{r:.0f}' for r in rates)})"
+        )
+    print(
+        "\nCompile settings at B=64 (plain Keras fit; the project uses jit_compile auto, which resolves to off "
+        "here, and 16 steps per call):"
+    )
     settings = settings_comparison(x, y, initial_weights)
-    update_results("training", {
-        "settings_comparison": settings,
-        "gemm_gflops": {k: round(v, 1) for k, v in gemm.items()},
-        "train_mflop_per_image": round(TRAIN_FLOPS_PER_IMAGE / 1e6, 2),
-        "ceiling_images_per_second": round(ceiling_images, 1),
-        "train_images": len(x), "timed_epochs": args.epochs, "test_images": len(x_test), "rows": rows,
-    })
+    update_results(
+        "training",
+        {
+            "settings_comparison": settings,
+            "gemm_gflops": {k: round(v, 1) for k, v in gemm.items()},
+            "train_mflop_per_image": round(TRAIN_FLOPS_PER_IMAGE / 1e6, 2),
+            "ceiling_images_per_second": round(ceiling_images, 1),
+            "train_images": len(x),
+            "timed_epochs": args.epochs,
+            "test_images": len(x_test),
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,14 @@ class Processes:
 
     def start(self, name, command):
         log = open(self.log_dir / f"{name}.log", "wb")
-        child = subprocess.Popen(command, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        child = subprocess.Popen(
+            command,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.children.append((name, child, log))
 
     def check_alive(self):
@@ -115,9 +121,16 @@ def toml_value(value):
 
 def run_config(args):
     """The run config for `flwr run`: folders, R, the strategy and its parameters, local training."""
-    values = {"data-dir": str(args.data), "out-dir": str(args.out), "num-server-rounds": args.rounds,
-              "strategy": args.strategy, "local-epochs": args.epochs, "batch-size": args.batch_size,
-              "fraction-train": args.fraction, "seed": args.seed}
+    values = {
+        "data-dir": str(args.data),
+        "out-dir": str(args.out),
+        "num-server-rounds": args.rounds,
+        "strategy": args.strategy,
+        "local-epochs": args.epochs,
+        "batch-size": args.batch_size,
+        "fraction-train": args.fraction,
+        "seed": args.seed,
+    }
     for _, p in strategies.all_parameters():
         values[p.config_key] = getattr(args, strategies.option_dest(p))
     return " ".join(f"{key}={toml_value(value)}" for key, value in values.items())
@@ -125,28 +138,62 @@ def run_config(args):
 
 def child_environment(flwr_home):
     path = os.pathsep.join([str(BIN_DIR), os.environ.get("PATH", "")])  # Flower starts its own helpers by name
-    return {**os.environ, "PATH": path, "FLWR_HOME": str(flwr_home), "FLWR_DISABLE_UPDATE_CHECK": "1",
-            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), "PYTHONUNBUFFERED": "1",
-            RUN_MARKER: uuid.uuid4().hex}
+    return {
+        **os.environ,
+        "PATH": path,
+        "FLWR_HOME": str(flwr_home),
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        "PYTHONUNBUFFERED": "1",
+        RUN_MARKER: uuid.uuid4().hex,
+    }
 
 
 def start_federation(args, processes, link_port):
     """Start the SuperLink and, for a deployment, the K SuperNodes."""
-    link = [str(BIN_DIR / "flower-superlink"), "--insecure", "--isolation", "subprocess", "--host", "127.0.0.1", "--port", str(link_port),
-            "--disable-runtime-dependency-installation"]  # the apps run in this environment
+    link = [
+        str(BIN_DIR / "flower-superlink"),
+        "--insecure",
+        "--isolation",
+        "subprocess",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(link_port),
+        "--disable-runtime-dependency-installation",
+    ]  # the apps run in this environment
     processes.start("superlink", link + (["--simulation"] if args.mode == "simulation" else []))
     wait_until_healthy(link_port, processes)
     if args.mode == "deployment":
         for partition in range(args.clients):
-            processes.start(f"supernode_{partition}", [
-                str(BIN_DIR / "flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{link_port}",
-                "--isolation", "subprocess", "--port", str(free_port()),
-                "--node-config", f"partition-id={partition} num-partitions={args.clients}"])
+            processes.start(
+                f"supernode_{partition}",
+                [
+                    str(BIN_DIR / "flower-supernode"),
+                    "--insecure",
+                    "--superlink",
+                    f"127.0.0.1:{link_port}",
+                    "--isolation",
+                    "subprocess",
+                    "--port",
+                    str(free_port()),
+                    "--node-config",
+                    f"partition-id={partition} num-partitions={args.clients}",
+                ],
+            )
 
 
 def submit_and_stream(args, processes):
     """`flwr run` the app on the loopback connection and stream its logs until the run ends."""
-    command = [str(BIN_DIR / "flwr"), "run", str(defaults.PROJECT_DIR), "loopback", "--stream", "--run-config", run_config(args)]
+    command = [
+        str(BIN_DIR / "flwr"),
+        "run",
+        str(defaults.PROJECT_DIR),
+        "loopback",
+        "--stream",
+        "--run-config",
+        run_config(args),
+    ]
     if args.mode == "simulation":
         command += ["--federation-config", f"num-supernodes={args.clients}"]
     submit = subprocess.Popen(command, env=processes.env, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -176,25 +223,48 @@ def check_finished(path, started_at, rounds):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=("simulation", "deployment"))
-    parser.add_argument("--clients", "-K", type=int, default=defaults.NUM_CLIENTS,
-                        help="K, SuperNodes (default: %(default)s)")
+    parser.add_argument(
+        "--clients", "-K", type=int, default=defaults.NUM_CLIENTS, help="K, SuperNodes (default: %(default)s)"
+    )
     parser.add_argument("--rounds", "-R", type=int, default=3, help="R, rounds (default: %(default)s)")
-    parser.add_argument("--strategy", default=defaults.ROUND_STRATEGIES[0], choices=FLOWER_STRATEGIES,
-                        help="the registry strategy whose Flower class the ServerApp runs (default: %(default)s)")
+    parser.add_argument(
+        "--strategy",
+        default=defaults.ROUND_STRATEGIES[0],
+        choices=FLOWER_STRATEGIES,
+        help="the registry strategy whose Flower class the ServerApp runs (default: %(default)s)",
+    )
     strategies.add_parameter_options(parser)
-    parser.add_argument("--epochs", "-E", type=int, default=defaults.ROUND_EPOCHS,
-                        help="E, local epochs per round (default: %(default)s)")
+    parser.add_argument(
+        "--epochs",
+        "-E",
+        type=int,
+        default=defaults.ROUND_EPOCHS,
+        help="E, local epochs per round (default: %(default)s)",
+    )
     parser.add_argument("--batch-size", "-B", type=int, default=defaults.BATCH_SIZE, help="B (default: %(default)s)")
-    parser.add_argument("--fraction", "-C", type=float, default=defaults.FRACTION,
-                        help="C, fraction of clients per round (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.SEED,
-                        help="seed of the split and of local training (default: %(default)s)")
-    parser.add_argument("--data", type=Path, help="a split_data.py output folder for K clients "
-                        "(default: data/escenarios/iid_<K>, split with --seed if missing)")
+    parser.add_argument(
+        "--fraction",
+        "-C",
+        type=float,
+        default=defaults.FRACTION,
+        help="C, fraction of clients per round (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults.SEED, help="seed of the split and of local training (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="a split_data.py output folder for K clients "
+        "(default: data/escenarios/iid_<K>, split with --seed if missing)",
+    )
     parser.add_argument("--out", type=Path, help="results folder (default: results/flower/<mode>)")
-    parser.add_argument("--timeout", type=float, default=1800,
-                        help="seconds the run may take once the SuperLink is up; then every process is stopped "
-                             "(default: %(default)s)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=1800,
+        help="seconds the run may take once the SuperLink is up; then every process is stopped (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     args.out = (args.out or defaults.RESULTS_DIR / "flower" / args.mode).resolve()
     return args
@@ -209,16 +279,19 @@ def prepared_data(args):
     data = args.data.resolve()
     manifest = read_manifest(data)
     if manifest["num_clients"] != args.clients:
-        raise PartitionError(f"{data}: holds a partition for K = {manifest['num_clients']} clients, "
-                             f"not --clients {args.clients}")
+        raise PartitionError(
+            f"{data}: holds a partition for K = {manifest['num_clients']} clients, not --clients {args.clients}"
+        )
     return data
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.clients < 2 or args.rounds < 1:
-        sys.exit(f"flower_local.py: error: --clients {args.clients} --rounds {args.rounds}: need at least 2 clients "
-                 "and 1 round")
+        sys.exit(
+            f"flower_local.py: error: --clients {args.clients} --rounds {args.rounds}: need at least 2 clients "
+            "and 1 round"
+        )
     if not (BIN_DIR / "flower-superlink").is_file():
         sys.exit(f"flower_local.py: error: Flower is not installed beside {sys.executable}; run make flower")
     try:
@@ -231,15 +304,19 @@ def main(argv=None):
     link_port = free_port()
     (flwr_home / "config.toml").write_text(
         f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\naddress = "127.0.0.1:{link_port}"\n'
-        f'insecure = true\n')
+        f"insecure = true\n"
+    )
     log_dir = args.out.parent / f"{args.mode}_logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     processes = Processes(child_environment(flwr_home), log_dir)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda number, frame: sys.exit(f"flower_local.py: stopped by signal {number}"))
 
-    print(f"flower_local: {args.mode}, K={args.clients}, R={args.rounds}, strategy={args.strategy}, "
-          f"data={args.data}, out={args.out}, SuperLink 127.0.0.1:{link_port}, logs in {log_dir}", flush=True)
+    print(
+        f"flower_local: {args.mode}, K={args.clients}, R={args.rounds}, strategy={args.strategy}, "
+        f"data={args.data}, out={args.out}, SuperLink 127.0.0.1:{link_port}, logs in {log_dir}",
+        flush=True,
+    )
     started_at, started = time.time(), time.perf_counter()
     try:
         start_federation(args, processes, link_port)
@@ -252,9 +329,11 @@ def main(argv=None):
         shutil.rmtree(flwr_home, ignore_errors=True)
 
     name, summary = next(iter(results["summary"].items()))
-    print(f"flower_local: {args.mode} finished: {name} final test accuracy {100 * summary['final_accuracy']:.2f}% "
-          f"after {args.rounds} rounds, {time.perf_counter() - started:.0f} s wall time (start to stop, processes "
-          f"included); every process stopped")
+    print(
+        f"flower_local: {args.mode} finished: {name} final test accuracy {100 * summary['final_accuracy']:.2f}% "
+        f"after {args.rounds} rounds, {time.perf_counter() - started:.0f} s wall time (start to stop, processes "
+        f"included); every process stopped"
+    )
 
 
 if __name__ == "__main__":

@@ -29,13 +29,23 @@ RUN_FILE, RUN_FIGURE = "robustez.json", "robustez.png"
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(defaults.STUDY_SEEDS),
-                        help="the seeds (default: %(default)s)")
-    parser.add_argument("--clients", "-K", type=int, default=defaults.NUM_CLIENTS,
-                        help="K, the number of clients (default: %(default)s)")
-    parser.add_argument("--data", type=Path, default=defaults.DATA_DIR / "semillas", help="where each seed's split goes")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=list(defaults.STUDY_SEEDS), help="the seeds (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--clients",
+        "-K",
+        type=int,
+        default=defaults.NUM_CLIENTS,
+        help="K, the number of clients (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--data", type=Path, default=defaults.DATA_DIR / "semillas", help="where each seed's split goes"
+    )
     parser.add_argument("--out", type=Path, default=defaults.RESULTS_DIR, help="output folder (default: results/)")
-    parser.add_argument("--epochs", "-E", type=int, default=defaults.EPOCHS, help="E, local epochs (default: %(default)s)")
+    parser.add_argument(
+        "--epochs", "-E", type=int, default=defaults.EPOCHS, help="E, local epochs (default: %(default)s)"
+    )
     strategies.add_parameter_options(parser)
     return parser.parse_args(argv)
 
@@ -49,8 +59,9 @@ def write_json_and_figure(json_path, data, figure_path, figure):
 def main(argv=None):
     args = parse_args(argv)
     if len(set(args.seeds)) < 2 or len(set(args.seeds)) != len(args.seeds):
-        sys.exit(f"seeds.py: error: --seeds {' '.join(map(str, args.seeds))}: give at least two different seeds, "
-                 "each once")
+        sys.exit(
+            f"seeds.py: error: --seeds {' '.join(map(str, args.seeds))}: give at least two different seeds, each once"
+        )
     try:
         values = strategies.parameters_from_options(args)
         check_writable(args.out)

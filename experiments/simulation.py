@@ -19,8 +19,16 @@ from fedmnist import defaults, scenarios, strategies
 from fedmnist.attacks import ATTACKS
 from fedmnist.comparison import project_relative
 from fedmnist.data import PARTITION_FIGURE, ensure_split, read_manifest
-from fedmnist.history import (FIGURE_FILE, RESULTS_FILE, check_fresh_start, load_state, new_history, run_config,
-                              save_state, write_results)
+from fedmnist.history import (
+    FIGURE_FILE,
+    RESULTS_FILE,
+    check_fresh_start,
+    load_state,
+    new_history,
+    run_config,
+    save_state,
+    write_results,
+)
 from fedmnist.partition import PartitionError
 from fedmnist.simulation import Federation, RoundSettings, run_rounds
 
@@ -29,30 +37,51 @@ SETTING_OPTIONS = ("rounds", "fraction", "epochs", "batch_size", "learning_rate"
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scenario", choices=scenarios.names(),
-                        help="a named scenario: splits its data if needed and sets the defaults below")
-    parser.add_argument("--data", type=Path,
-                        help="split_data.py's output folder (default: data/, or data/escenarios/<scenario>)")
+    parser.add_argument(
+        "--scenario",
+        choices=scenarios.names(),
+        help="a named scenario: splits its data if needed and sets the defaults below",
+    )
+    parser.add_argument(
+        "--data", type=Path, help="split_data.py's output folder (default: data/, or data/escenarios/<scenario>)"
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: results/simulacion/<scenario or 'run'>)")
     parser.add_argument("--rounds", "-R", type=int, help=f"R, communication rounds (default: {defaults.ROUNDS})")
-    parser.add_argument("--fraction", "-C", type=float,
-                        help=f"C, fraction of clients sampled per round (default: {defaults.FRACTION})")
-    parser.add_argument("--epochs", "-E", type=int, help=f"E, local epochs per round (default: {defaults.ROUND_EPOCHS})")
+    parser.add_argument(
+        "--fraction", "-C", type=float, help=f"C, fraction of clients sampled per round (default: {defaults.FRACTION})"
+    )
+    parser.add_argument(
+        "--epochs", "-E", type=int, help=f"E, local epochs per round (default: {defaults.ROUND_EPOCHS})"
+    )
     parser.add_argument("--batch-size", "-B", type=int, help=f"B, local batch size (default: {defaults.BATCH_SIZE})")
-    parser.add_argument("--learning-rate", "--lr", type=float,
-                        help=f"local Adam learning rate (default: {defaults.LEARNING_RATE})")
-    parser.add_argument("--strategies", nargs="+",
-                        help=f"any of {', '.join(strategies.REGISTRY)}, each optionally with its first parameter "
-                             f"(fedprox:0.01) (default: {' '.join(defaults.ROUND_STRATEGIES)})")
+    parser.add_argument(
+        "--learning-rate", "--lr", type=float, help=f"local Adam learning rate (default: {defaults.LEARNING_RATE})"
+    )
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        help=f"any of {', '.join(strategies.REGISTRY)}, each optionally with its first parameter "
+        f"(fedprox:0.01) (default: {' '.join(defaults.ROUND_STRATEGIES)})",
+    )
     strategies.add_parameter_options(parser)
     parser.add_argument("--attack", choices=ATTACKS, help="simulate M malicious clients with this attack")
     parser.add_argument("--malicious", "-M", type=int, help="M, malicious clients: the lowest ids (default: 0)")
-    parser.add_argument("--seed", type=int, default=defaults.SEED,
-                        help="seed of the scenario's split, client sampling and local training (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue an interrupted run in --out, or extend finished results to more --rounds")
-    parser.add_argument("--force", action="store_true",
-                        help="start over in an --out that holds results (they stay until the new run finishes)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.SEED,
+        help="seed of the scenario's split, client sampling and local training (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --out, or extend finished results to more --rounds",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="start over in an --out that holds results (they stay until the new run finishes)",
+    )
     return parser.parse_args(argv)
 
 
@@ -90,12 +119,21 @@ def main(argv=None):
         scenario, settings, configured, data, out, manifest = resolve(args)
     except (ValueError, PartitionError) as err:
         sys.exit(f"simulation.py: error: {err}")
-    config = run_config(runtime="simulation", scenario=scenario.name if scenario else None,
-                        data=project_relative(data), manifest=manifest, fraction=settings.fraction,
-                        epochs=settings.epochs, batch_size=settings.batch_size,
-                        learning_rate=settings.learning_rate, strategies=[c.name for c in configured],
-                        seed=settings.seed, attack=settings.attack, malicious=settings.malicious,
-                        parameters={c.name: c.values for c in configured if c.values})
+    config = run_config(
+        runtime="simulation",
+        scenario=scenario.name if scenario else None,
+        data=project_relative(data),
+        manifest=manifest,
+        fraction=settings.fraction,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        strategies=[c.name for c in configured],
+        seed=settings.seed,
+        attack=settings.attack,
+        malicious=settings.malicious,
+        parameters={c.name: c.values for c in configured if c.values},
+    )
     print("simulation: " + ", ".join(f"{k}={v}" for k, v in config.items()) + f", rounds={settings.rounds}")
     try:
         federation = Federation.load(data, manifest)
@@ -108,10 +146,18 @@ def main(argv=None):
     except (PartitionError, OSError) as err:
         sys.exit(f"simulation.py: error: {err}")
 
-    results, _ = run_rounds(federation, configured, settings, results, global_weights,
-                            on_round=lambda state, weights: save_state(out, state, weights))
-    title = (f"{scenario.name if scenario else 'Simulación'}: K = {manifest['num_clients']}, C = {settings.fraction}, "
-             f"E = {settings.epochs}, B = {settings.batch_size}, partición {manifest['partition']}")
+    results, _ = run_rounds(
+        federation,
+        configured,
+        settings,
+        results,
+        global_weights,
+        on_round=lambda state, weights: save_state(out, state, weights),
+    )
+    title = (
+        f"{scenario.name if scenario else 'Simulación'}: K = {manifest['num_clients']}, C = {settings.fraction}, "
+        f"E = {settings.epochs}, B = {settings.batch_size}, partición {manifest['partition']}"
+    )
     figure = data / PARTITION_FIGURE
     write_results(out, results, title, [(PARTITION_FIGURE, figure.read_bytes())] if figure.is_file() else [])
     print_summary(results["summary"])
@@ -121,8 +167,10 @@ def main(argv=None):
 def print_summary(summary):
     print(f"\n{'strategy':<16} {'final acc':>9} {'rounds to 97%':>14} {'rounds to 99%':>14} {'seconds':>8}")
     for name, row in summary.items():
-        print(f"{name:<16} {100 * row['final_accuracy']:>8.2f}% {str(row['rounds_to_97'] or '-'):>14} "
-              f"{str(row['rounds_to_99'] or '-'):>14} {row['seconds']:>8.0f}")
+        print(
+            f"{name:<16} {100 * row['final_accuracy']:>8.2f}% {str(row['rounds_to_97'] or '-'):>14} "
+            f"{str(row['rounds_to_99'] or '-'):>14} {row['seconds']:>8.0f}"
+        )
 
 
 if __name__ == "__main__":

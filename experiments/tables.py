@@ -31,8 +31,10 @@ def main(argv=None):
                 write_text_atomically(path, render_document(text, path))
                 print(f"{path}: {len(MARKED.findall(text))} tables rendered from results/")
             elif stale := stale_tables(text, path):
-                print(f"{path}: tables {', '.join(stale)} differ from results/; "
-                      f"run python experiments/tables.py --write {path}")
+                print(
+                    f"{path}: tables {', '.join(stale)} differ from results/; "
+                    f"run python experiments/tables.py --write {path}"
+                )
                 failed = True
         except (OSError, KeyError, json.JSONDecodeError) as err:
             sys.exit(f"tables.py: error: {err}")

@@ -38,11 +38,11 @@ def fedavg(weighted_updates):
         for acc, w in zip(total, weights):
             acc_flat, w_flat = acc.reshape(-1), np.ravel(w)
             for start in range(0, w_flat.size, SCRATCH_ELEMENTS):
-                part = w_flat[start: start + SCRATCH_ELEMENTS]
+                part = w_flat[start : start + SCRATCH_ELEMENTS]
                 term = scratch[: part.size]
                 term[:] = part  # widen first: float32 products of large weights and counts overflow
                 term *= factor
-                acc_flat[start: start + part.size] += term
+                acc_flat[start : start + part.size] += term
         count += factor
     if total is None:
         raise ValueError("fedavg needs at least one update")
@@ -94,12 +94,13 @@ def fedmed(pairs):
     Selection is exact in float32, and the mean of the two middle values for even
     K rounds the same in float32 as in float64, so no float64 copy is needed.
     """
-    return coordinate_wise(weights_only(pairs), lambda block: np.median(block, axis=1, overwrite_input=True),
-                           dtype=np.float32)
+    return coordinate_wise(
+        weights_only(pairs), lambda block: np.median(block, axis=1, overwrite_input=True), dtype=np.float32
+    )
 
 
 def trimmed_mean(pairs, beta):
-    """Coordinate-wise β-trimmed mean: drop the ⌊βK⌋ largest and smallest values per coordinate (Yin et al., 2018)."""
+    """Coordinate-wise β-trimmed mean (Yin et al., 2018): drop the ⌊βK⌋ largest and smallest values per coordinate."""
     weight_lists = weights_only(pairs)
     if not 0 <= beta < 0.5:
         raise ValueError(f"trim fraction beta must be in [0, 0.5), got {beta}")
@@ -107,7 +108,7 @@ def trimmed_mean(pairs, beta):
     cut = int(beta * k)
 
     def trim(block):
-        kept = np.partition(block, (cut, k - cut - 1), axis=1)[:, cut: k - cut] if cut else block
+        kept = np.partition(block, (cut, k - cut - 1), axis=1)[:, cut : k - cut] if cut else block
         return kept.mean(axis=1)
 
     return coordinate_wise(weight_lists, trim)

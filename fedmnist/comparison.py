@@ -61,8 +61,10 @@ def load_kind(paths, expected, log):
         log(f"REJECTED {reason}")
     for update in accepted:
         if update.metadata.get("legacy"):
-            log(f"note: {update.path.name} is a bare list of arrays (older format, --allow-legacy): weighted by "
-                f"the manifest's count; nothing shows which weights it started from")
+            log(
+                f"note: {update.path.name} is a bare list of arrays (older format, --allow-legacy): weighted by "
+                f"the manifest's count; nothing shows which weights it started from"
+            )
     return accepted, rejected
 
 
@@ -71,8 +73,10 @@ def load_client_updates(weights_dir, data_dir, expected, attack, min_clients, lo
     every rejection, and the attackers."""
     folder = scan_update_folder(weights_dir, expected.num_clients)
     if not folder.plain:
-        raise ComparisonError(f"{weights_dir}: no pesos_cliente_<id>.pkl for clients 1..{expected.num_clients}; "
-                              f"run local_training.ipynb for each client first, or point --weights-dir at their pickles")
+        raise ComparisonError(
+            f"{weights_dir}: no pesos_cliente_<id>.pkl for clients 1..{expected.num_clients}; "
+            f"run local_training.ipynb for each client first, or point --weights-dir at their pickles"
+        )
     for _, reason in folder.rejected:
         log(f"REJECTED {reason}")
     plain, rejected = load_kind(folder.plain, expected, log)
@@ -87,23 +91,33 @@ def load_client_updates(weights_dir, data_dir, expected, attack, min_clients, lo
         initial_weights, _ = load_initial_weights(data_dir)
         log(f"SIMULATED ATTACK: {attack.kind} on clients {attackers}")
         for kind in ("plain", "prox"):
-            kept, attacked_out = attack_updates(plain if kind == "plain" else prox, initial_weights, attack.kind,
-                                                attackers, attack.strength, attack.seed)
+            kept, attacked_out = attack_updates(
+                plain if kind == "plain" else prox,
+                initial_weights,
+                attack.kind,
+                attackers,
+                attack.strength,
+                attack.seed,
+            )
             plain, prox = (kept, prox) if kind == "plain" else (plain, kept)
             for _, reason in attacked_out:
                 log(f"REJECTED {reason}")
             rejected += attacked_out
     if len(plain) < min_clients:
-        raise ComparisonError(f"only {len(plain)} valid client update(s) in {weights_dir}, "
-                              f"need at least --min-clients {min_clients}")
+        raise ComparisonError(
+            f"only {len(plain)} valid client update(s) in {weights_dir}, need at least --min-clients {min_clients}"
+        )
     return plain, prox, bool(folder.fedprox), rejected, attackers
 
 
 def not_computed(strategy, updates, any_prox_files, min_clients):
     """Why `strategy` cannot run on `updates`, or None."""
     if strategy.fedprox_updates and not updates:
-        return ("not computed: every _fedprox update was rejected" if any_prox_files
-                else "not computed: no valid pesos_cliente_*_fedprox.pkl (run the notebook with MU > 0)")
+        return (
+            "not computed: every _fedprox update was rejected"
+            if any_prox_files
+            else "not computed: no valid pesos_cliente_*_fedprox.pkl (run the notebook with MU > 0)"
+        )
     if strategy.fedprox_updates and len(updates) < min_clients:
         return f"not computed: {len(updates)} valid _fedprox update(s), need --min-clients {min_clients}"
     return None
@@ -144,7 +158,8 @@ def compare(weights_dir, data_dir, values=None, min_clients=MIN_CLIENTS, allow_l
     model = build_model()
     expected = Expected.from_manifest(manifest, [tuple(w.shape) for w in model.weights], allow_legacy)
     plain, prox, any_prox_files, rejected, attackers = load_client_updates(
-        weights_dir, data_dir, expected, attack, min_clients, log)
+        weights_dir, data_dir, expected, attack, min_clients, log
+    )
     test_set = load_test_data(data_dir)
     methods, global_weights = aggregate_all(model, plain, prox, any_prox_files, values, min_clients, test_set)
     local_models = {}
@@ -152,19 +167,27 @@ def compare(weights_dir, data_dir, values=None, min_clients=MIN_CLIENTS, allow_l
         metrics, _ = evaluate_weights(model, update.weights, *test_set)
         local_models[str(update.client_id)] = {"file": update.path.name, "num_samples": update.num_samples, **metrics}
     computed = {k: v for k, v in methods.items() if v["status"] == "ok"}
-    parameters = {row.key: {**row.server_parameters({**row.defaults(), **values.get(row.key, {})})}
-                  for row in strategies.REGISTRY.values() if row.server_parameters(row.defaults())}
+    parameters = {
+        row.key: {**row.server_parameters({**row.defaults(), **values.get(row.key, {})})}
+        for row in strategies.REGISTRY.values()
+        if row.server_parameters(row.defaults())
+    }
     results = {
         "methods": methods,
         "local_models": local_models,
         "rejected": [{"file": display(path.name), "reason": reason} for path, reason in rejected],
         "best_method": max(computed, key=lambda k: computed[k]["accuracy"]),
         "config": {
-            "weights_dir": project_relative(weights_dir), "data": project_relative(data_dir),
-            "test_samples": int(len(test_set[1])), "seed": manifest.get("seed"),
-            "num_clients_in_partition": manifest["num_clients"], "parameters": parameters,
-            "initial_weights_sha256": expected.initial_weights_sha256, "allow_legacy": allow_legacy,
-            "attack": attack.kind if attack else None, "malicious_clients": attackers,
+            "weights_dir": project_relative(weights_dir),
+            "data": project_relative(data_dir),
+            "test_samples": int(len(test_set[1])),
+            "seed": manifest.get("seed"),
+            "num_clients_in_partition": manifest["num_clients"],
+            "parameters": parameters,
+            "initial_weights_sha256": expected.initial_weights_sha256,
+            "allow_legacy": allow_legacy,
+            "attack": attack.kind if attack else None,
+            "malicious_clients": attackers,
             "attack_strength": attack.strength if attack else None,
         },
     }
@@ -183,8 +206,10 @@ def write_outputs(out_dir, comparison):
             save_model(model, outputs.stage(out_dir / model_file(key)))
         methods = {v["label"]: v["accuracy"] for v in results["methods"].values() if v["status"] == "ok"}
         local = {cid: v["accuracy"] for cid, v in results["local_models"].items()}
-        title = (f"Métodos de agregación sobre {len(local)} clientes "
-                 f"({results['config']['test_samples']} imágenes de test)")
+        title = (
+            f"Métodos de agregación sobre {len(local)} clientes "
+            f"({results['config']['test_samples']} imágenes de test)"
+        )
         save_figure(plot_method_comparison(methods, local, title), outputs.stage(out_dir / FIGURE_FILE))
         outputs.write_text(out_dir / RESULTS_FILE, json.dumps(results, indent=2, allow_nan=False) + "\n")
     return [model_file(key) for key in comparison.global_weights] + [FIGURE_FILE, RESULTS_FILE]
@@ -197,13 +222,16 @@ def format_table(results):
         name = strategies.REGISTRY[key].name if key in strategies.REGISTRY else key
         if v["status"] == "ok":
             note = f"   ({v['note']})" if v.get("note") else ""
-            lines.append(f"{name:<14} {len(v['clients']):>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} "
-                         f"{v['macro_f1']:>9.4f}{note}")
+            lines.append(
+                f"{name:<14} {len(v['clients']):>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} "
+                f"{v['macro_f1']:>9.4f}{note}"
+            )
         else:
             lines.append(f"{name:<14} {'-':>7}   {v['status']}")
     for cid, v in results["local_models"].items():
-        lines.append(f"{'local ' + cid:<14} {'':>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} "
-                     f"{v['macro_f1']:>9.4f}")
+        lines.append(
+            f"{'local ' + cid:<14} {'':>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} {v['macro_f1']:>9.4f}"
+        )
     best = results["methods"][results["best_method"]]
     best_name = strategies.REGISTRY[results["best_method"]].name
     lines.append(f"\nBest method: {best_name} ({100 * best['accuracy']:.2f}% test accuracy)")

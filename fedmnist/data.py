@@ -52,8 +52,12 @@ class SplitSpec:
 
     def manifest_fields(self, train_samples, test_samples):
         """The fields of the manifest that record this spec."""
-        fields = {"seed": self.seed, "partition": self.partition, "train_samples": train_samples,
-                  "test_samples": test_samples}
+        fields = {
+            "seed": self.seed,
+            "partition": self.partition,
+            "train_samples": train_samples,
+            "test_samples": test_samples,
+        }
         if self.partition == "dirichlet":
             fields["alpha"] = self.alpha
         if self.partition == "shards":
@@ -65,12 +69,15 @@ class SplitSpec:
         wanted = self.manifest_fields(self.train_samples or FULL_TRAIN_SAMPLES, self.test_samples)
         wanted = {key: value for key, value in wanted.items() if value is not None}
         return manifest.get("num_clients") == self.num_clients and all(
-            manifest.get(key) == value for key, value in wanted.items())
+            manifest.get(key) == value for key, value in wanted.items()
+        )
 
     def describe(self):
         detail = {"dirichlet": f" alpha={self.alpha}", "shards": f" shards-per-client={self.shards_per_client}"}
-        return (f"K={self.num_clients} clients, seed={self.seed}, partition={self.partition}"
-                f"{detail.get(self.partition, '')}")
+        return (
+            f"K={self.num_clients} clients, seed={self.seed}, partition={self.partition}"
+            f"{detail.get(self.partition, '')}"
+        )
 
     def as_dict(self):
         return asdict(self)
@@ -108,8 +115,11 @@ def split(out_dir, spec, mnist_path=None, log=print):
     PartitionError (or MnistError) for a spec or source that cannot work, OSError
     if the folder cannot be written; either way the previous split is unchanged.
     """
-    for name, value in (("clients", spec.num_clients), ("train-samples", spec.train_samples),
-                        ("test-samples", spec.test_samples)):
+    for name, value in (
+        ("clients", spec.num_clients),
+        ("train-samples", spec.train_samples),
+        ("test-samples", spec.test_samples),
+    ):
         if value is not None and value < 1:
             raise PartitionError(f"--{name}={value}: must be at least 1")
     if not 0 <= spec.seed < 2**32:
@@ -117,11 +127,20 @@ def split(out_dir, spec, mnist_path=None, log=print):
     x_train, y_train, x_test, y_test = load_mnist_uint8(mnist_path, log=log)
     train_idx = stratified_subset(y_train, spec.train_samples, spec.seed)
     test_idx = stratified_subset(y_test, spec.test_samples, spec.seed)
-    parts = make_partition(y_train[train_idx], spec.num_clients, spec.seed, spec.partition, spec.alpha,
-                           spec.shards_per_client)
+    parts = make_partition(
+        y_train[train_idx], spec.num_clients, spec.seed, spec.partition, spec.alpha, spec.shards_per_client
+    )
     initial_weights = build_model(seed=spec.seed).get_weights()
-    return write_partitions(out_dir, x_train[train_idx], y_train[train_idx], x_test[test_idx], y_test[test_idx],
-                            parts, initial_weights, spec.manifest_fields(len(train_idx), len(test_idx)))
+    return write_partitions(
+        out_dir,
+        x_train[train_idx],
+        y_train[train_idx],
+        x_test[test_idx],
+        y_test[test_idx],
+        parts,
+        initial_weights,
+        spec.manifest_fields(len(train_idx), len(test_idx)),
+    )
 
 
 def ensure_split(data_dir, spec, log=print):
@@ -144,8 +163,11 @@ def write_partitions(out_dir, x_train, y_train, x_test, y_test, parts, initial_w
     Returns the manifest.
     """
     out_dir = Path(out_dir)
-    contents = {client_file(client_id): npz_bytes(x=x_train[indices], y=y_train[indices])
-                for client_id, indices in enumerate(parts, start=1)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    contents = {
+        client_file(client_id): npz_bytes(x=x_train[indices], y=y_train[indices])
+        for client_id, indices in enumerate(parts, start=1)
+    }
     contents[TEST_FILE] = npz_bytes(x=x_test, y=y_test)
     contents[INITIAL_WEIGHTS_FILE] = weights_archive_bytes(initial_weights)
     manifest = {
@@ -176,7 +198,9 @@ def read_manifest(data_dir):
     """The organizer's manifest.json, checked: it is the truth about clients, counts and file hashes."""
     path = Path(data_dir) / MANIFEST
     if not path.is_file():
-        raise PartitionError(f"{path}: no partition found; run split_data.py first (python split_data.py --clients 5 --seed 42)")
+        raise PartitionError(
+            f"{path}: no partition found; run split_data.py first (python split_data.py --clients 5 --seed 42)"
+        )
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -189,6 +213,7 @@ def read_manifest(data_dir):
 
 def manifest_problem(manifest):
     """What makes `manifest` unusable, or None."""
+
     def positive_int(value):
         return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
@@ -204,7 +229,9 @@ def manifest_problem(manifest):
         return "a client without a positive num_samples"
     if not (isinstance(manifest.get("test"), dict) and positive_int(manifest["test"].get("num_samples"))):
         return "test.num_samples is not a positive integer"
-    sha = manifest.get("initial_weights", {}).get("sha256") if isinstance(manifest.get("initial_weights"), dict) else None
+    sha = (
+        manifest.get("initial_weights", {}).get("sha256") if isinstance(manifest.get("initial_weights"), dict) else None
+    )
     if not (isinstance(sha, str) and SHA256_HEX.fullmatch(sha)):
         return "initial_weights.sha256 is not a SHA-256"
     hashes = manifest.get("sha256")
@@ -220,7 +247,9 @@ def load_verified_npz(data_dir, name, manifest):
         raise PartitionError(f"{path}: missing partition file; run split_data.py first")
     expected = manifest["sha256"].get(name)
     if expected is None or sha256_file(path) != expected:
-        raise PartitionError(f"{path}: SHA-256 does not match {MANIFEST}; the file is corrupted, run split_data.py again")
+        raise PartitionError(
+            f"{path}: SHA-256 does not match {MANIFEST}; the file is corrupted, run split_data.py again"
+        )
     with np.load(path, allow_pickle=False) as npz:
         return {key: npz[key] for key in npz.files}
 
@@ -233,7 +262,9 @@ def check_client_id(client_id, manifest):
         raise PartitionError(f"CLIENT_ID={ascii(client_id)[:40]} is not an integer; choose one of 1..{num_clients}")
     client_id = int(client_id)
     if not 1 <= client_id <= num_clients:
-        raise PartitionError(f"CLIENT_ID={client_id} is outside 1..{num_clients} (the partition has {num_clients} clients)")
+        raise PartitionError(
+            f"CLIENT_ID={client_id} is outside 1..{num_clients} (the partition has {num_clients} clients)"
+        )
     return client_id
 
 

@@ -22,7 +22,8 @@ def evaluate_weights(model, weights, x, y):
         compile_model(model)
     probabilities = model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0)
     predictions = probabilities.argmax(axis=1)
-    # A NaN output (finite but huge weights overflow the logits) counts as the least probable answer, so the loss stays finite.
+    # A NaN output (finite but huge weights overflow the logits) counts as the least probable answer,
+    # so the loss stays finite.
     picked = np.clip(np.nan_to_num(probabilities[np.arange(len(y)), y], nan=0.0), 1e-7, 1.0)
     metrics = {
         "accuracy": float(np.mean(predictions == y)),
@@ -98,10 +99,13 @@ def plot_partition(manifest):
         bottom += histograms[:, digit]
     ax.set_xlabel("cliente")
     ax.set_ylabel("ejemplos")
-    detail = {"dirichlet": f", α = {manifest.get('alpha')}", "shards": f", {manifest.get('shards_per_client')} fragmentos por cliente"}
+    detail = {
+        "dirichlet": f", α = {manifest.get('alpha')}",
+        "shards": f", {manifest.get('shards_per_client')} fragmentos por cliente",
+    }
     ax.set_title(f"Partición {manifest['partition']}{detail.get(manifest['partition'], '')}: clases por cliente")
     ax.legend(title="dígito", ncol=10, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18))
     if len(clients) > 20:
-        ax.set_xticks(clients[::max(1, len(clients) // 20)])
+        ax.set_xticks(clients[:: max(1, len(clients) // 20)])
     fig.tight_layout()
     return fig

@@ -41,13 +41,40 @@ class HistoryError(PartitionError):
     """Results or a state in an output folder that cannot be used as asked; the message says what to do."""
 
 
-def run_config(*, runtime, data, manifest, fraction, epochs, batch_size, learning_rate, strategies, seed,
-               scenario=None, attack=None, malicious=0, parameters=None):
+def run_config(
+    *,
+    runtime,
+    data,
+    manifest,
+    fraction,
+    epochs,
+    batch_size,
+    learning_rate,
+    strategies,
+    seed,
+    scenario=None,
+    attack=None,
+    malicious=0,
+    parameters=None,
+):
     """The config block of a history: the same keys for every runtime."""
-    return {"runtime": runtime, "scenario": scenario, "data": data, "partition": manifest["partition"],
-            "num_clients": manifest["num_clients"], "fraction": fraction, "epochs": epochs, "batch_size": batch_size,
-            "learning_rate": learning_rate, "strategies": list(strategies), "parameters": parameters or {},
-            "attack": attack, "malicious": malicious, "seed": seed, "partition_seed": manifest["seed"]}
+    return {
+        "runtime": runtime,
+        "scenario": scenario,
+        "data": data,
+        "partition": manifest["partition"],
+        "num_clients": manifest["num_clients"],
+        "fraction": fraction,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "strategies": list(strategies),
+        "parameters": parameters or {},
+        "attack": attack,
+        "malicious": malicious,
+        "seed": seed,
+        "partition_seed": manifest["seed"],
+    }
 
 
 def new_history(config):
@@ -56,10 +83,18 @@ def new_history(config):
 
 def round_row(round_number, metrics, seconds, clients, rejected, model_bytes, rejected_unknown=0):
     """One round of one strategy, as every runtime records it."""
-    return {"round": round_number, "accuracy": metrics["accuracy"], "loss": metrics["loss"],
-            "macro_f1": metrics["macro_f1"], "seconds": round(seconds, 2), "clients": sorted(clients),
-            "rejected": sorted(rejected), "rejected_unknown": rejected_unknown,
-            "bytes_received_per_client": model_bytes, "bytes_sent_per_client": model_bytes}
+    return {
+        "round": round_number,
+        "accuracy": metrics["accuracy"],
+        "loss": metrics["loss"],
+        "macro_f1": metrics["macro_f1"],
+        "seconds": round(seconds, 2),
+        "clients": sorted(clients),
+        "rejected": sorted(rejected),
+        "rejected_unknown": rejected_unknown,
+        "bytes_received_per_client": model_bytes,
+        "bytes_sent_per_client": model_bytes,
+    }
 
 
 def rounds_to(rows, target):
@@ -69,9 +104,11 @@ def rounds_to(rows, target):
 def summarize(history):
     """Final accuracy, rounds to each target and total seconds, per strategy."""
     return {
-        name: {"final_accuracy": rows[-1]["accuracy"],
-               **{f"rounds_to_{int(100 * t)}": rounds_to(rows, t) for t in ACCURACY_TARGETS},
-               "seconds": round(sum(row["seconds"] for row in rows), 1)}
+        name: {
+            "final_accuracy": rows[-1]["accuracy"],
+            **{f"rounds_to_{int(100 * t)}": rounds_to(rows, t) for t in ACCURACY_TARGETS},
+            "seconds": round(sum(row["seconds"] for row in rows), 1),
+        }
         for name, rows in history.items()
     }
 
@@ -100,8 +137,10 @@ def check_fresh_start(out_dir, force):
     """A new run may not replace finished or interrupted results unless told to (--force)."""
     for name, what in ((RESULTS_FILE, "finished results"), (PARTIAL_FILE, "an interrupted run")):
         if (out_dir / name).exists() and not force:
-            raise HistoryError(f"{out_dir / name} holds {what}; pass --resume to continue them, --force to start "
-                               f"over (they stay until the new run finishes), or choose another --out")
+            raise HistoryError(
+                f"{out_dir / name} holds {what}; pass --resume to continue them, --force to start "
+                f"over (they stay until the new run finishes), or choose another --out"
+            )
 
 
 def load_state(out_dir, config):
@@ -118,16 +157,18 @@ def load_state(out_dir, config):
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
         raise HistoryError(f"{path}: not a simulation state this project wrote; run again with --force") from None
     if not same_config:
-        raise HistoryError(f"{path}: was written with another configuration; resume with the same options "
-                           f"or use another --out")
+        raise HistoryError(
+            f"{path}: was written with another configuration; resume with the same options or use another --out"
+        )
     global_weights = {}
     for name in history:
         checkpoint = checkpoint_path(out_dir, config, name, rounds)
         try:
             global_weights[name] = read_weights_archive(checkpoint)
         except (OSError, ValueError) as err:
-            raise HistoryError(f"{checkpoint}: cannot resume from this checkpoint ({type(err).__name__}); "
-                               f"run again with --force") from None
+            raise HistoryError(
+                f"{checkpoint}: cannot resume from this checkpoint ({type(err).__name__}); run again with --force"
+            ) from None
     results.pop("summary", None)
     return results, global_weights
 

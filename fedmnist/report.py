@@ -18,9 +18,11 @@ from fedmnist import scenarios, strategies
 from fedmnist.defaults import RESULTS_DIR
 from fedmnist.strategies import label_of
 
-FLOWER_RUNS = {"propia": "simulación propia (`experiments/simulation.py`)",
-               "flower_simulacion": "Flower, simulación (`flwr run`)",
-               "flower_despliegue": "Flower, despliegue (SuperLink + 5 SuperNodes)"}
+FLOWER_RUNS = {
+    "propia": "simulación propia (`experiments/simulation.py`)",
+    "flower_simulacion": "Flower, simulación (`flwr run`)",
+    "flower_despliegue": "Flower, despliegue (SuperLink + 5 SuperNodes)",
+}
 MARKED = re.compile(r"(<!-- tabla:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /tabla -->)", re.DOTALL)
 
 
@@ -47,8 +49,11 @@ def one_shot_table():
     summary = load("semillas.json")
     seeds = summary["config"]["seeds"]
     names = {**rule_labels(), "local_mean": "modelo local (media de los 5)", "local_best": "modelo local (el mejor)"}
-    rows = [[name, mean_std(summary["one_shot"][key]), *(f"{v:.2f}" for v in summary["one_shot"][key]["values"])]
-            for key, name in names.items() if summary["one_shot"].get(key)]
+    rows = [
+        [name, mean_std(summary["one_shot"][key]), *(f"{v:.2f}" for v in summary["one_shot"][key]["values"])]
+        for key, name in names.items()
+        if summary["one_shot"].get(key)
+    ]
     return markdown(["método", "exactitud (%)", *(f"semilla {s}" for s in seeds)], rows, "lr" + "r" * len(seeds))
 
 
@@ -56,8 +61,12 @@ def robustness_table():
     """Every rule under every attack, M = 1 and 2 of K: mean ± std over the seeds."""
     summary = load("semillas.json")
     labels = rule_labels()
-    rows = [[attack, m, *(mean_std(row.get(key)) for key in labels)]
-            for attack, by_m in summary["attacks"].items() for m, row in by_m.items() if m != "0"]
+    rows = [
+        [attack, m, *(mean_std(row.get(key)) for key in labels)]
+        for attack, by_m in summary["attacks"].items()
+        for m, row in by_m.items()
+        if m != "0"
+    ]
     return markdown(["ataque", "M", *labels.values()], rows, "lr" + "r" * len(labels))
 
 
@@ -70,32 +79,193 @@ def rounds_table():
         config = results["config"]
         for strategy, row in results["summary"].items():
             settings = f"{config['num_clients']} / {config['fraction']} / {config['epochs']} / {config['batch_size']}"
-            rows.append([f"`{scenario.name}`", scenario.label, settings, label_of(strategy),
-                         f"{100 * row['final_accuracy']:.2f}", str(row["rounds_to_97"] or "—"),
-                         str(row["rounds_to_99"] or "—")])
-    return markdown(["escenario", "partición", "K / C / E / B", "estrategia", "exactitud final (%)", "rondas hasta 97 %",
-                     "rondas hasta 99 %"], rows, "llllrrr")
+            rows.append(
+                [
+                    f"`{scenario.name}`",
+                    scenario.label,
+                    settings,
+                    label_of(strategy),
+                    f"{100 * row['final_accuracy']:.2f}",
+                    str(row["rounds_to_97"] or "—"),
+                    str(row["rounds_to_99"] or "—"),
+                ]
+            )
+    return markdown(
+        [
+            "escenario",
+            "partición",
+            "K / C / E / B",
+            "estrategia",
+            "exactitud final (%)",
+            "rondas hasta 97 %",
+            "rondas hasta 99 %",
+        ],
+        rows,
+        "llllrrr",
+    )
 
 
 def flower_table():
     """The same federation on the project's simulation and on Flower: final accuracy and wall time."""
     comparison = load("flower/comparacion.json")
-    rows = [[FLOWER_RUNS[name], f"{100 * run['final_accuracy']:.2f}", f"{run['wall_seconds']:.0f}"]
-            for name, run in comparison["runs"].items()]
-    return markdown(["ejecución", f"exactitud tras {comparison['config']['rounds']} rondas (%)", "tiempo total (s)"], rows, "lrr")
+    rows = [
+        [FLOWER_RUNS[name], f"{100 * run['final_accuracy']:.2f}", f"{run['wall_seconds']:.0f}"]
+        for name, run in comparison["runs"].items()
+    ]
+    header = ["ejecución", f"exactitud tras {comparison['config']['rounds']} rondas (%)", "tiempo total (s)"]
+    return markdown(header, rows, "lrr")
 
 
 def hostile_table():
     """What loading each crafted update costs, next to honest ones (python -m benchmarks.hostile_updates)."""
     bench = load("benchmarks.json")["hostile_updates"]
-    rows = [[row["file"], f"{row['bytes'] / 1e6:.2f}", f"{1000 * row['seconds']:.1f}", f"{row['peak_bytes'] / 1e6:.1f}",
-             "aceptado" if row["outcome"] == "accepted" else row["outcome"].replace("rejected: ", "rechazado: ", 1)[:70].replace("|", "\\|")]
-            for row in bench["files"]]
+    rows = []
+    for row in bench["files"]:
+        outcome = (
+            "aceptado"
+            if row["outcome"] == "accepted"
+            else row["outcome"].replace("rejected: ", "rechazado: ", 1)[:70].replace("|", "\\|")
+        )
+        rows.append(
+            [
+                row["file"],
+                f"{row['bytes'] / 1e6:.2f}",
+                f"{1000 * row['seconds']:.1f}",
+                f"{row['peak_bytes'] / 1e6:.1f}",
+                outcome,
+            ]
+        )
     return markdown(["archivo", "tamaño (MB)", "tiempo (ms)", "memoria pico (MB)", "resultado"], rows, "lrrrl")
 
 
-TABLES = {"una_ronda": one_shot_table, "robustez": robustness_table, "rondas": rounds_table, "flower": flower_table,
-          "hostiles": hostile_table}
+def demo_table():
+    """What `make demo` prints at the end: every strategy and every local model on the common test set."""
+    results = load("resultados.json")
+    rows = []
+    for key, entry in results["methods"].items():
+        name = f"**{entry['label']}**" if key == results["best_method"] else entry["label"]
+        if entry["status"] != "ok":
+            rows.append([name, "—", "—", "—", entry["status"]])
+            continue
+        rows.append(
+            [
+                name,
+                f"{100 * entry['accuracy']:.2f}",
+                f"{entry['loss']:.4f}",
+                f"{entry['macro_f1']:.4f}",
+                entry.get("note") or "",
+            ]
+        )
+    for cid, entry in results["local_models"].items():
+        rows.append(
+            [
+                f"modelo local {cid}",
+                f"{100 * entry['accuracy']:.2f}",
+                f"{entry['loss']:.4f}",
+                f"{entry['macro_f1']:.4f}",
+                f"{entry['num_samples']} imágenes",
+            ]
+        )
+    return markdown(["modelo", "exactitud (%)", "pérdida", "F1 macro", "nota"], rows, "lrrrl")
+
+
+STAGES = {"split_data": "reparto de los datos", "global_aggregation": "agregación y comparación", "total": "total"}
+
+
+def stages_table():
+    """Wall time of each stage of the course workflow (python -m benchmarks.end_to_end)."""
+    bench = load("benchmarks.json")["end_to_end"]
+    rows = [
+        [STAGES.get(stage, stage.replace("client_", "cuaderno del cliente ")), f"{seconds:.0f}"]
+        for stage, seconds in bench["seconds"].items()
+    ]
+    return markdown(["etapa", "segundos"], rows, "lr")
+
+
+def training_table():
+    """Local-training throughput per batch size against the machine's GEMM ceiling (python -m benchmarks.training)."""
+    bench = load("benchmarks.json")["training"]
+    rows = [
+        [
+            str(row["batch_size"]),
+            f"{row['images_per_second']:.0f}",
+            " / ".join(f"{r:.0f}" for r in row["all_runs_images_per_second"]),
+            f"{100 * row['fraction_of_ceiling']:.1f}",
+            f"{100 * row['test_accuracy_after_1_epoch']:.2f}",
+        ]
+        for row in bench["rows"]
+    ]
+    header = [
+        "lote B",
+        "imágenes/s (mejor)",
+        "cada ejecución",
+        f"% del techo ({bench['ceiling_images_per_second']:.0f} imágenes/s)",
+        "exactitud tras 1 época (%)",
+    ]
+    return markdown(header, rows, "rrrrr")
+
+
+def compile_settings_table():
+    """A plain Keras fit under each compile setting the project chose between (python -m benchmarks.training)."""
+    bench = load("benchmarks.json")["training"]
+    rows = [
+        ["sí" if row["jit_compile"] else "no", str(row["steps_per_execution"]), f"{row['images_per_second']:.0f}"]
+        for row in bench["settings_comparison"]
+    ]
+    return markdown(["jit_compile", "steps_per_execution", "imágenes/s (B = 64)"], rows, "lrr")
+
+
+def aggregation_table():
+    """Every rule at K = 10, 100, 1000 beside Flower's own functions (python -m benchmarks.aggregation)."""
+    bench = load("benchmarks.json")["aggregation"]
+    labels = rule_labels()
+    rows = []
+    for row in bench["rows"]:
+        flower = row.get("flower_seconds")
+        same = (
+            "bit a bit"
+            if row.get("bitwise_equal")
+            else f"Δ ≤ {row['max_abs_difference']:.1e}"
+            if "max_abs_difference" in row
+            else ""
+        )
+        rows.append(
+            [
+                str(row["clients"]),
+                labels.get(row["rule"], row["rule"]),
+                f"{row['seconds']:.3f}",
+                f"{row['peak_extra_models']:.1f}",
+                "no medido" if flower is None else f"{flower:.3f}",
+                "" if flower is None else f"{row['flower_peak_extra_models']:.1f}",
+                "" if flower is None else f"{row['speedup']:.1f}×",
+                same if flower is not None else "",
+            ]
+        )
+    header = [
+        "K",
+        "regla",
+        "nuestra (s)",
+        "memoria extra (modelos)",
+        "Flower (s)",
+        "memoria Flower (modelos)",
+        "aceleración",
+        "mismo resultado",
+    ]
+    return markdown(header, rows, "rlrrrrrl")
+
+
+TABLES = {
+    "una_ronda": one_shot_table,
+    "robustez": robustness_table,
+    "rondas": rounds_table,
+    "flower": flower_table,
+    "hostiles": hostile_table,
+    "demo": demo_table,
+    "etapas": stages_table,
+    "entrenamiento": training_table,
+    "compilacion": compile_settings_table,
+    "agregacion": aggregation_table,
+}
 
 
 def rendered(name, source):

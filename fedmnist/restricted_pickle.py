@@ -44,13 +44,35 @@ GLOBALS = {
     ("_codecs", "encode"): "encode",  # protocols 0-2 write bytes as encode(str, "latin1")
 }
 
-PUSH_ARGUMENT = frozenset({
-    "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
-    "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8",
-    "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8",
-})
-PUSH_CONSTANT = {"NONE": lambda: None, "NEWTRUE": lambda: True, "NEWFALSE": lambda: False,
-                 "EMPTY_LIST": list, "EMPTY_DICT": dict, "EMPTY_TUPLE": tuple}
+PUSH_ARGUMENT = frozenset(
+    {
+        "INT",
+        "BININT",
+        "BININT1",
+        "BININT2",
+        "LONG",
+        "LONG1",
+        "LONG4",
+        "FLOAT",
+        "BINFLOAT",
+        "UNICODE",
+        "BINUNICODE",
+        "SHORT_BINUNICODE",
+        "BINUNICODE8",
+        "BINBYTES",
+        "SHORT_BINBYTES",
+        "BINBYTES8",
+        "BYTEARRAY8",
+    }
+)
+PUSH_CONSTANT = {
+    "NONE": lambda: None,
+    "NEWTRUE": lambda: True,
+    "NEWFALSE": lambda: False,
+    "EMPTY_LIST": list,
+    "EMPTY_DICT": dict,
+    "EMPTY_TUPLE": tuple,
+}
 
 
 class PickleRefused(ValueError):
@@ -92,6 +114,7 @@ def is_flag(value, expected):
 # Stand-ins for the NumPy globals
 # ---------------------------------------------------------------------------
 
+
 class Global:
     """A reference to one allowed global; REDUCE on it calls the matching stand-in."""
 
@@ -118,7 +141,8 @@ class Machine:
 
     def __init__(self, data, max_array_bytes=None):
         self.data = data
-        # Honest protocol 0-2 files materialise each array's bytes twice (the encoded bytes, then the array), never more.
+        # Honest protocol 0-2 files materialise each array's bytes twice (the encoded bytes, then the array),
+        # never more.
         self.byte_budget = 2 * len(data) if max_array_bytes is None else min(2 * len(data), max_array_bytes)
         self.stack, self.marks, self.memo = [], [], {}
 
@@ -195,7 +219,9 @@ class Machine:
             self.stack.append(items)
         elif name in ("TUPLE", "LIST", "DICT"):
             items = self.pop_mark()  # first: it replaces self.stack
-            self.stack.append(tuple(items) if name == "TUPLE" else items if name == "LIST" else self.fill_dict({}, items))
+            self.stack.append(
+                tuple(items) if name == "TUPLE" else items if name == "LIST" else self.fill_dict({}, items)
+            )
         elif name == "APPEND":
             value = self.pop()
             self.list_on_top().append(value)
@@ -252,19 +278,33 @@ class Machine:
     @staticmethod
     def resolve_global(module, attribute):
         if (module, attribute) not in GLOBALS:
-            raise PickleRefused(f"refused global {printable(module)}.{printable(attribute)}: an update may contain only NumPy arrays")
+            raise PickleRefused(
+                f"refused global {printable(module)}.{printable(attribute)}: an update may contain only NumPy arrays"
+            )
         return Global(GLOBALS[(module, attribute)])
 
     # -- the stand-ins ------------------------------------------------------
 
     def call(self, function, args):
         if function == "_reconstruct":
-            if (len(args) == 3 and isinstance(args[0], Global) and args[0].name == "ndarray"
-                    and args[1] == (0,) and is_int(args[1][0]) and args[2] == b"b"):
+            if (
+                len(args) == 3
+                and isinstance(args[0], Global)
+                and args[0].name == "ndarray"
+                and args[1] == (0,)
+                and is_int(args[1][0])
+                and args[2] == b"b"
+            ):
                 return PendingArray()
             raise PickleRefused("_reconstruct called with other arguments than NumPy's for an array")
         if function == "dtype":
-            if len(args) == 3 and isinstance(args[0], str) and args[0] in FLOAT_CODES and is_flag(args[1], 0) and is_flag(args[2], 1):
+            if (
+                len(args) == 3
+                and isinstance(args[0], str)
+                and args[0] in FLOAT_CODES
+                and is_flag(args[1], 0)
+                and is_flag(args[2], 1)
+            ):
                 return PendingDtype(args[0])
             raise PickleRefused("numpy.dtype is accepted only as float32 or float64")
         if function == "_frombuffer":
@@ -273,7 +313,12 @@ class Machine:
             buffer, dtype, shape, order = args
             return PendingArray(self.make_array(buffer, dtype, shape, fortran=self.order_is_fortran(order)))
         if function == "encode":
-            if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], str) and args[1] in ("latin1", "latin-1"):
+            if (
+                len(args) == 2
+                and isinstance(args[0], str)
+                and isinstance(args[1], str)
+                and args[1] in ("latin1", "latin-1")
+            ):
                 self.spend(len(args[0]))
                 return args[0].encode("latin1")
             raise PickleRefused("_codecs.encode is accepted only as encode(str, 'latin1')")
@@ -281,15 +326,30 @@ class Machine:
 
     def build(self, target, state):
         if isinstance(target, PendingDtype) and target.dtype is None:
-            if (type(state) is tuple and len(state) == 8 and state[0] == 3 and is_int(state[0])
-                    and isinstance(state[1], str) and state[1] in ("<", ">")
-                    and state[2] is None and state[3] is None and state[4] is None
-                    and all(is_int(v) for v in state[5:]) and state[5:] == (-1, -1, 0)):
+            if (
+                type(state) is tuple
+                and len(state) == 8
+                and state[0] == 3
+                and is_int(state[0])
+                and isinstance(state[1], str)
+                and state[1] in ("<", ">")
+                and state[2] is None
+                and state[3] is None
+                and state[4] is None
+                and all(is_int(v) for v in state[5:])
+                and state[5:] == (-1, -1, 0)
+            ):
                 target.dtype = np.dtype(FLOAT_CODES[target.code]).newbyteorder(state[1])
                 return
             raise PickleRefused("a dtype state other than NumPy's for a float32 or float64 dtype")
         if isinstance(target, PendingArray) and target.array is None:
-            if type(state) is tuple and len(state) == 5 and state[0] == 1 and is_int(state[0]) and isinstance(state[3], bool):
+            if (
+                type(state) is tuple
+                and len(state) == 5
+                and state[0] == 1
+                and is_int(state[0])
+                and isinstance(state[3], bool)
+            ):
                 _, shape, dtype, fortran, raw = state
                 if isinstance(raw, (bytes, bytearray)):
                     target.array = self.make_array(raw, dtype, shape, fortran)

@@ -42,21 +42,36 @@ def train_variants(data_dir, manifest, initial_weights, malicious_pool, settings
     trainer = LocalTrainer(model)
     mu = settings.chosen(strategies.get("fedprox"))["mu"]
     client_ids = [int(c) for c in manifest["clients"]]
-    jobs = [(cid, flipped, m) for flipped in (False, True) for cid in client_ids
-            if not flipped or cid in malicious_pool for m in (0.0, mu)]
+    jobs = [
+        (cid, flipped, m)
+        for flipped in (False, True)
+        for cid in client_ids
+        if not flipped or cid in malicious_pool
+        for m in (0.0, mu)
+    ]
     trained = {}
     for cid, flipped, m in tqdm(jobs, desc="local training (once per client and variant)", unit="model"):
         x, y = load_client_data(data_dir, cid)
-        trainer.train(x, flip_labels(y) if flipped else y, initial_weights=initial_weights, epochs=settings.epochs,
-                      batch_size=settings.batch_size, seed=settings.seed + cid, mu=m, verbose=0)
+        trainer.train(
+            x,
+            flip_labels(y) if flipped else y,
+            initial_weights=initial_weights,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            seed=settings.seed + cid,
+            mu=m,
+            verbose=0,
+        )
         variant = ("fedprox" if m > 0 else "plain") + ("_flipped" if flipped else "")
         trained.setdefault(variant, {})[cid] = model.get_weights()
     return model, trained
 
 
 def as_updates(weights_by_client, manifest, label):
-    return [ClientUpdate(f"cliente_{cid}_{label}", cid, w, manifest["clients"][str(cid)]["num_samples"], None)
-            for cid, w in sorted(weights_by_client.items())]
+    return [
+        ClientUpdate(f"cliente_{cid}_{label}", cid, w, manifest["clients"][str(cid)]["num_samples"], None)
+        for cid, w in sorted(weights_by_client.items())
+    ]
 
 
 def scenario_updates(trained, manifest, initial_weights, attack, attackers, seed):
@@ -66,8 +81,12 @@ def scenario_updates(trained, manifest, initial_weights, attack, attackers, seed
         honest = as_updates(trained[kind], manifest, kind)
         if attack == "label_flip":
             flipped = trained[f"{kind}_flipped"]
-            updates[kind] = [ClientUpdate(u.path, u.client_id, flipped[u.client_id], u.num_samples, None)
-                             if u.client_id in attackers else u for u in honest]
+            updates[kind] = [
+                ClientUpdate(u.path, u.client_id, flipped[u.client_id], u.num_samples, None)
+                if u.client_id in attackers
+                else u
+                for u in honest
+            ]
         elif attackers:
             updates[kind], _ = attack_updates(honest, initial_weights, attack, attackers, None, seed)
         else:
@@ -95,15 +114,18 @@ def run_study(data_dir, settings=StudySettings()):
     manifest = read_manifest(data_dir)
     num_clients = manifest["num_clients"]
     if not all(0 < m < num_clients for m in settings.malicious_counts):
-        raise PartitionError(f"--malicious {list(settings.malicious_counts)}: each M must be between 1 and "
-                             f"K - 1 = {num_clients - 1}")
+        raise PartitionError(
+            f"--malicious {list(settings.malicious_counts)}: each M must be between 1 and K - 1 = {num_clients - 1}"
+        )
     initial_weights, _ = load_initial_weights(data_dir)
     test_set = load_test_data(data_dir)
     malicious_pool = list(range(1, max(settings.malicious_counts) + 1))
     model, trained = train_variants(data_dir, manifest, initial_weights, malicious_pool, settings)
     training_seconds = time.perf_counter() - started
-    local_accuracy = {str(cid): evaluate_weights(model, weights, *test_set)[0]["accuracy"]
-                      for cid, weights in sorted(trained["plain"].items())}
+    local_accuracy = {
+        str(cid): evaluate_weights(model, weights, *test_set)[0]["accuracy"]
+        for cid, weights in sorted(trained["plain"].items())
+    }
     counts = [0] + sorted(set(settings.malicious_counts))
     baseline = None
     results = {"attacks": {}, "local_accuracy": local_accuracy}
@@ -116,17 +138,28 @@ def run_study(data_dir, settings=StudySettings()):
             baseline = baseline or row
         results["attacks"].setdefault(attack, {})[str(m)] = row
     results["points_lost"] = {
-        attack: {str(m): {k: None if rows[str(m)][k] is None else round(100 * (baseline[k] - rows[str(m)][k]), 2)
-                          for k in strategies.REGISTRY}
-                 for m in counts if m}
+        attack: {
+            str(m): {
+                k: None if rows[str(m)][k] is None else round(100 * (baseline[k] - rows[str(m)][k]), 2)
+                for k in strategies.REGISTRY
+            }
+            for m in counts
+            if m
+        }
         for attack, rows in results["attacks"].items()
     }
     results["config"] = {
-        "num_clients": num_clients, "malicious_counts": counts, "malicious_clients": "the lowest ids: 1..M",
-        "epochs": settings.epochs, "batch_size": settings.batch_size,
+        "num_clients": num_clients,
+        "malicious_counts": counts,
+        "malicious_clients": "the lowest ids: 1..M",
+        "epochs": settings.epochs,
+        "batch_size": settings.batch_size,
         "parameters": {row.key: settings.chosen(row) for row in strategies.REGISTRY.values() if row.parameters},
-        "seed": settings.seed, "partition_seed": manifest.get("seed"), "test_samples": int(len(test_set[1])),
-        "training_seconds": round(training_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1),
+        "seed": settings.seed,
+        "partition_seed": manifest.get("seed"),
+        "test_samples": int(len(test_set[1])),
+        "training_seconds": round(training_seconds, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
     }
     return results
 
@@ -142,8 +175,9 @@ def plot_robustness(results):
     fig, axes = plt.subplots(2, (len(attacks) + 1) // 2, figsize=(4.2 * ((len(attacks) + 1) // 2), 7.5), sharey=True)
     for ax, attack in zip(axes.flat, attacks):
         for key, label in labels.items():
-            points = [(int(m), 100 * row[key]) for m, row in results["attacks"][attack].items()
-                      if row.get(key) is not None]
+            points = [
+                (int(m), 100 * row[key]) for m, row in results["attacks"][attack].items() if row.get(key) is not None
+            ]
             if points:
                 ax.plot(*zip(*points), "o-", label=label)
         ax.set_title(attack)
@@ -164,26 +198,40 @@ def spread(values):
     if any(v is None for v in values):
         return None
     percent = 100 * np.asarray(values, dtype=np.float64)
-    return {"mean": float(percent.mean()), "std": float(percent.std(ddof=1)) if len(percent) > 1 else 0.0,
-            "values": [float(v) for v in percent]}
+    return {
+        "mean": float(percent.mean()),
+        "std": float(percent.std(ddof=1)) if len(percent) > 1 else 0.0,
+        "values": [float(v) for v in percent],
+    }
 
 
 def summarize_seeds(runs, seeds, seconds):
     """Mean ± std over seeds of every strategy's accuracy (per attack and M), and of the mean and best local model."""
     first = runs[0]
     attacks = {
-        attack: {m: {rule: spread([run["attacks"][attack][m][rule] for run in runs]) for rule in row}
-                 for m, row in rows.items()}
+        attack: {
+            m: {rule: spread([run["attacks"][attack][m][rule] for run in runs]) for rule in row}
+            for m, row in rows.items()
+        }
         for attack, rows in first["attacks"].items()
     }
     baseline = next(iter(attacks.values()))["0"]
     local = [list(run["local_accuracy"].values()) for run in runs]
-    one_shot = {**baseline, "local_mean": spread([np.mean(acc) for acc in local]),
-                "local_best": spread([max(acc) for acc in local])}
-    config = {key: value for key, value in first["config"].items()
-              if key not in ("seed", "partition_seed", "training_seconds", "total_seconds")}
-    return {"config": {**config, "seeds": list(seeds), "seconds": round(seconds, 1)},
-            "one_shot": one_shot, "attacks": attacks}
+    one_shot = {
+        **baseline,
+        "local_mean": spread([np.mean(acc) for acc in local]),
+        "local_best": spread([max(acc) for acc in local]),
+    }
+    config = {
+        key: value
+        for key, value in first["config"].items()
+        if key not in ("seed", "partition_seed", "training_seconds", "total_seconds")
+    }
+    return {
+        "config": {**config, "seeds": list(seeds), "seconds": round(seconds, 1)},
+        "one_shot": one_shot,
+        "attacks": attacks,
+    }
 
 
 def plot_seed_summary(summary):
@@ -193,8 +241,13 @@ def plot_seed_summary(summary):
     one_shot = summary["one_shot"]
     names = {**labels, "local_mean": "local (media)", "local_best": "local (mejor)"}
     means = [one_shot[k]["mean"] for k in names]
-    bars = axes[0].bar(list(names.values()), means, yerr=[one_shot[k]["std"] for k in names], capsize=4,
-                       color=["tab:blue"] * len(labels) + ["tab:gray"] * 2)
+    bars = axes[0].bar(
+        list(names.values()),
+        means,
+        yerr=[one_shot[k]["std"] for k in names],
+        capsize=4,
+        color=["tab:blue"] * len(labels) + ["tab:gray"] * 2,
+    )
     axes[0].bar_label(bars, fmt="%.2f", fontsize=8, padding=6)
     axes[0].set_ylim(min(means) - 2, 100)
     axes[0].set_ylabel("exactitud en test (%)")
@@ -205,8 +258,14 @@ def plot_seed_summary(summary):
     width = 0.8 / len(labels)
     for i, (key, label) in enumerate(labels.items()):
         rows = [summary["attacks"][a]["1"].get(key) or {"mean": np.nan, "std": np.nan} for a in attacks]
-        axes[1].bar(np.arange(len(attacks)) + (i - (len(labels) - 1) / 2) * width, [r["mean"] for r in rows], width,
-                    yerr=[r["std"] for r in rows], capsize=2, label=label)
+        axes[1].bar(
+            np.arange(len(attacks)) + (i - (len(labels) - 1) / 2) * width,
+            [r["mean"] for r in rows],
+            width,
+            yerr=[r["std"] for r in rows],
+            capsize=2,
+            label=label,
+        )
     axes[1].set_xticks(np.arange(len(attacks)), attacks)
     axes[1].set_ylim(0, 100)
     axes[1].set_title("Con 1 cliente malicioso de 5")

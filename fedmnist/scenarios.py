@@ -48,6 +48,7 @@ def load(name, folder=SCENARIOS_DIR):
     strategies = tuple(run.pop("strategies", ROUND_STRATEGIES))
     for section, keys, allowed in (("split", split, SPLIT_KEYS), ("run", run, RUN_KEYS)):
         if unknown := set(keys) - allowed:
-            raise PartitionError(f"{path}: unknown [{section}] key(s) {', '.join(sorted(unknown))}; "
-                                 f"known: {', '.join(sorted(allowed))}")
+            raise PartitionError(
+                f"{path}: unknown [{section}] key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(allowed))}"
+            )
     return Scenario(name, str(table.get("label", name)), split, run, strategies)

@@ -38,8 +38,7 @@ class RoundSettings:
 
     def problems(self):
         """The first setting that cannot run, as a message naming its option, or None."""
-        for option, value in (("--rounds", self.rounds), ("--epochs", self.epochs),
-                              ("--batch-size", self.batch_size)):
+        for option, value in (("--rounds", self.rounds), ("--epochs", self.epochs), ("--batch-size", self.batch_size)):
             if value < 1:
                 return f"{option} {value}: must be at least 1"
         if not 0 < self.fraction <= 1:
@@ -80,9 +79,16 @@ def train_round(trainer, federation, sampled, global_weights, configured, settin
         x, y = federation.clients[client_id]
         attacking = client_id <= settings.malicious
         labels = flip_labels(y) if attacking and settings.attack == "label_flip" else y
-        trainer.train(x, labels, initial_weights=global_weights, epochs=settings.epochs,
-                      batch_size=settings.batch_size, seed=client_seed(settings.seed, round_number, client_id),
-                      mu=configured.mu, verbose=0)
+        trainer.train(
+            x,
+            labels,
+            initial_weights=global_weights,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            seed=client_seed(settings.seed, round_number, client_id),
+            mu=configured.mu,
+            verbose=0,
+        )
         try:
             weights = validate_weights(trainer.model.get_weights(), shapes, f"client {client_id}")
         except UpdateError:
@@ -90,8 +96,14 @@ def train_round(trainer, federation, sampled, global_weights, configured, settin
             continue
         update = [ClientUpdate(f"client_{client_id}", client_id, weights, len(x), None)]
         if attacking and settings.attack in MODEL_POISONING:
-            update, attacked_out = attack_updates(update, global_weights, settings.attack, {client_id}, None,
-                                                  seed=[settings.seed, round_number, client_id, 1])
+            update, attacked_out = attack_updates(
+                update,
+                global_weights,
+                settings.attack,
+                {client_id},
+                None,
+                seed=[settings.seed, round_number, client_id, 1],
+            )
             rejected += [client_id for _ in attacked_out]
         updates += update
     return updates, rejected
@@ -111,8 +123,7 @@ def play_round(trainer, federation, sampled, global_weights, configured, setting
     return global_weights, row
 
 
-def run_rounds(federation, configured, settings, results=None, global_weights=None, on_round=None,
-               log=tqdm.write):
+def run_rounds(federation, configured, settings, results=None, global_weights=None, on_round=None, log=tqdm.write):
     """Play the rounds after results["rounds_completed"] up to settings.rounds; returns (results, global weights).
 
     `results` and `global_weights` (from an interrupted run) are not modified; `on_round(results, weights)`
@@ -123,16 +134,20 @@ def run_rounds(federation, configured, settings, results=None, global_weights=No
     global_weights = dict(global_weights or {c.name: federation.initial_weights for c in configured})
     trainer = LocalTrainer(build_model(), settings.learning_rate)
     first = results["rounds_completed"] + 1
-    for round_number in tqdm(range(first, settings.rounds + 1), desc="rounds", unit="round", initial=first - 1,
-                             total=settings.rounds):
+    for round_number in tqdm(
+        range(first, settings.rounds + 1), desc="rounds", unit="round", initial=first - 1, total=settings.rounds
+    ):
         sampled = sample_clients(len(federation.clients), settings.fraction, settings.seed, round_number)
         for strategy in configured:
             global_weights[strategy.name], row = play_round(
-                trainer, federation, sampled, global_weights[strategy.name], strategy, settings, round_number, log)
+                trainer, federation, sampled, global_weights[strategy.name], strategy, settings, round_number, log
+            )
             results["history"][strategy.name].append(row)
         results["rounds_completed"] = round_number
         if on_round:
             on_round(results, global_weights)
-        log(f"round {round_number}: " + ", ".join(
-            f"{c.name} {100 * results['history'][c.name][-1]['accuracy']:.2f}%" for c in configured))
+        log(
+            f"round {round_number}: "
+            + ", ".join(f"{c.name} {100 * results['history'][c.name][-1]['accuracy']:.2f}%" for c in configured)
+        )
     return results, global_weights

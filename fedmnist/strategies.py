@@ -66,7 +66,8 @@ class Strategy:
     rule: Callable  # (pairs, **server-side parameters) -> weights
     reference: str
     parameters: tuple = ()
-    fedprox_updates: bool = False  # one-shot: aggregate the _fedprox updates (trained with mu) instead of the plain ones
+    # one-shot: aggregate the _fedprox updates (trained with mu) instead of the plain ones
+    fedprox_updates: bool = False
     flower: str | None = None  # the class in flwr.serverapp.strategy that runs it in the Flower app
     notes: Callable | None = field(default=None, compare=False)  # (num_updates, **parameters) -> a note for the results
 
@@ -112,16 +113,25 @@ def get(key):
 
 def all_parameters(client_side=None):
     """Every registered parameter as (strategy, parameter), optionally only the client- or server-side ones."""
-    return [(row, p) for row in REGISTRY.values() for p in row.parameters
-            if client_side is None or p.client_side == client_side]
+    return [
+        (row, p)
+        for row in REGISTRY.values()
+        for p in row.parameters
+        if client_side is None or p.client_side == client_side
+    ]
 
 
 def add_parameter_options(parser, client_side=None):
     """One argparse option per registered parameter, with the paper's symbol and the default in its help."""
     group = parser.add_argument_group("strategy parameters")
     for row, p in all_parameters(client_side):
-        group.add_argument(p.option, type=p.kind, default=p.default, dest=option_dest(p),
-                           help=f"{p.help}, for {row.name} (default: {p.default:g})")
+        group.add_argument(
+            p.option,
+            type=p.kind,
+            default=p.default,
+            dest=option_dest(p),
+            help=f"{p.help}, for {row.name} (default: {p.default:g})",
+        )
 
 
 def option_dest(parameter):
@@ -180,8 +190,9 @@ def parse_spec(spec, values=None):
         try:
             chosen[first.name] = first.check(text)
         except ValueError:
-            raise ValueError(f"strategy {spec!r}: {first.symbol} must be {first.allowed()}, "
-                             f"as in {key}:{first.default:g}") from None
+            raise ValueError(
+                f"strategy {spec!r}: {first.symbol} must be {first.allowed()}, as in {key}:{first.default:g}"
+            ) from None
     return Configured(row, chosen)
 
 
@@ -197,31 +208,77 @@ def label_of(name):
 # The rows
 # ---------------------------------------------------------------------------
 
-register(Strategy(
-    key="fedavg", name="FedAvg", label="FedAvg", rule=aggregation.fedavg, flower="FedAvg",
-    reference="McMahan et al., 2017: the mean of the updates weighted by their example counts",
-))
-register(Strategy(
-    key="fedprox", name="FedProx", label="FedProx", rule=aggregation.fedavg, flower="FedProx", fedprox_updates=True,
-    reference="Li et al., 2020: local loss + mu/2·‖w − w⁰‖², then FedAvg's weighted mean",
-    parameters=(Parameter("mu", "μ", MU, "mu, FedProx's proximal weight", "--mu", flower_kwarg="proximal_mu",
-                          client_side=True),),
-))
-register(Strategy(
-    key="fedmed", name="FedMed", label="FedMed", rule=aggregation.fedmed, flower="FedMedian",
-    reference="Yin et al., 2018: the coordinate-wise median",
-))
-register(Strategy(
-    key="trimmed_mean", name="Trimmed mean", label="Media recortada", rule=aggregation.trimmed_mean,
-    flower="FedTrimmedAvg", reference="Yin et al., 2018: the coordinate-wise β-trimmed mean",
-    parameters=(Parameter("beta", "β", 0.2, "beta, the fraction trimmed from each side", "--trim", below=0.5,
-                          flower_kwarg="beta"),),
-    notes=lambda k, beta: f"beta={beta:g}, {int(beta * k)} trimmed per side",
-))
-register(Strategy(
-    key="krum", name="Krum", label="Krum", rule=aggregation.krum, flower="Krum",
-    reference="Blanchard et al., 2017: the update closest to its K − f − 2 nearest neighbours",
-    parameters=(Parameter("f", "f", 1, "f, the Byzantine clients Krum tolerates", "--krum-f", kind=int,
-                          flower_kwarg="num_malicious_nodes"),),
-    notes=lambda k, f: f"f={f}",
-))
+register(
+    Strategy(
+        key="fedavg",
+        name="FedAvg",
+        label="FedAvg",
+        rule=aggregation.fedavg,
+        flower="FedAvg",
+        reference="McMahan et al., 2017: the mean of the updates weighted by their example counts",
+    )
+)
+register(
+    Strategy(
+        key="fedprox",
+        name="FedProx",
+        label="FedProx",
+        rule=aggregation.fedavg,
+        flower="FedProx",
+        fedprox_updates=True,
+        reference="Li et al., 2020: local loss + mu/2·‖w − w⁰‖², then FedAvg's weighted mean",
+        parameters=(
+            Parameter(
+                "mu", "μ", MU, "mu, FedProx's proximal weight", "--mu", flower_kwarg="proximal_mu", client_side=True
+            ),
+        ),
+    )
+)
+register(
+    Strategy(
+        key="fedmed",
+        name="FedMed",
+        label="FedMed",
+        rule=aggregation.fedmed,
+        flower="FedMedian",
+        reference="Yin et al., 2018: the coordinate-wise median",
+    )
+)
+register(
+    Strategy(
+        key="trimmed_mean",
+        name="Trimmed mean",
+        label="Media recortada",
+        rule=aggregation.trimmed_mean,
+        flower="FedTrimmedAvg",
+        reference="Yin et al., 2018: the coordinate-wise β-trimmed mean",
+        parameters=(
+            Parameter(
+                "beta", "β", 0.2, "beta, the fraction trimmed from each side", "--trim", below=0.5, flower_kwarg="beta"
+            ),
+        ),
+        notes=lambda k, beta: f"beta={beta:g}, {int(beta * k)} trimmed per side",
+    )
+)
+register(
+    Strategy(
+        key="krum",
+        name="Krum",
+        label="Krum",
+        rule=aggregation.krum,
+        flower="Krum",
+        reference="Blanchard et al., 2017: the update closest to its K − f − 2 nearest neighbours",
+        parameters=(
+            Parameter(
+                "f",
+                "f",
+                1,
+                "f, the Byzantine clients Krum tolerates",
+                "--krum-f",
+                kind=int,
+                flower_kwarg="num_malicious_nodes",
+            ),
+        ),
+        notes=lambda k, f: f"f={f}",
+    )
+)

@@ -25,8 +25,10 @@ class ProximalModel(keras.Model):
         super().__init__(name=f"{inner.name}_proximal")
         self.inner = inner
         self.mu = self.add_weight(shape=(), initializer="zeros", trainable=False, name="mu")
-        self.anchors = [self.add_weight(shape=w.shape, initializer="zeros", trainable=False, name=f"anchor_{i}")
-                        for i, w in enumerate(inner.trainable_weights)]
+        self.anchors = [
+            self.add_weight(shape=w.shape, initializer="zeros", trainable=False, name=f"anchor_{i}")
+            for i, w in enumerate(inner.trainable_weights)
+        ]
 
     def set_anchor(self, anchor_weights, mu):
         self.mu.assign(float(mu))
@@ -102,18 +104,39 @@ def reset_random_state(model, seed):
             generator.state.assign(np.array([seed, 0], dtype=generator.state.dtype))
 
 
-def train_local(model, x, y, *, initial_weights, epochs, batch_size, seed, mu=0.0,
-                learning_rate=LEARNING_RATE, validation_data=None, verbose=1):
+def train_local(
+    model,
+    x,
+    y,
+    *,
+    initial_weights,
+    epochs,
+    batch_size,
+    seed,
+    mu=0.0,
+    learning_rate=LEARNING_RATE,
+    validation_data=None,
+    verbose=1,
+):
     """One-off local training of `model` (see LocalTrainer.train); reuse a LocalTrainer when training many times."""
     return LocalTrainer(model, learning_rate).train(
-        x, y, initial_weights=initial_weights, epochs=epochs, batch_size=batch_size, seed=seed, mu=mu,
-        validation_data=validation_data, verbose=verbose,
+        x,
+        y,
+        initial_weights=initial_weights,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        mu=mu,
+        validation_data=validation_data,
+        verbose=verbose,
     )
 
 
 def squared_distance(weights_a, weights_b):
     """‖a − b‖² over all arrays, in float64."""
-    return float(sum(np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2) for a, b in zip(weights_a, weights_b)))
+    return float(
+        sum(np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2) for a, b in zip(weights_a, weights_b))
+    )
 
 
 def check_training_parameters(epochs, batch_size, mu):

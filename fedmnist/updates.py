@@ -3,8 +3,8 @@
 A pickle is a program, and NumPy's own reconstruction is not a safe boundary, so
 update files are read only through `restricted_pickle.load` (an interpreter of
 the pickle subset that a dict of float arrays needs, see there), from regular
-files, up to a size cap derived from the model (the largest honest encoding). What it returns is then checked against a schema and
-against the organizer's manifest, which is the truth about every client:
+files, up to a size cap derived from the model (the largest honest encoding). What it returns is then
+checked against a schema and against the organizer's manifest, which is the truth about every client:
 
 - the file name is canonical: pesos_cliente_<id>.pkl or pesos_cliente_<id>_fedprox.pkl,
   id in 1..K in ASCII digits without leading zeros;
@@ -147,6 +147,7 @@ def write_update(path, *, client_id, num_samples, weights, mu, epochs, batch_siz
 # The folder: canonical names only
 # ---------------------------------------------------------------------------
 
+
 @dataclass
 class UpdateFolder:
     plain: list  # paths of pesos_cliente_<id>.pkl, by id
@@ -163,10 +164,18 @@ def scan_update_folder(folder, num_clients):
         path = Path(folder) / name
         match = UPDATE_NAME.fullmatch(name)
         if not match:
-            found.rejected.append((path, f"{display(path)}: not an update file name; the notebook writes "
-                                         f"pesos_cliente_<id>.pkl or pesos_cliente_<id>_fedprox.pkl, id 1..{num_clients} without leading zeros"))
+            found.rejected.append(
+                (
+                    path,
+                    f"{display(path)}: not an update file name; the notebook writes "
+                    "pesos_cliente_<id>.pkl or pesos_cliente_<id>_fedprox.pkl, "
+                    f"id 1..{num_clients} without leading zeros",
+                )
+            )
         elif int(match.group(1)) > num_clients:
-            found.rejected.append((path, f"{display(path)}: client {match.group(1)} is not in the partition (clients 1..{num_clients})"))
+            found.rejected.append(
+                (path, f"{display(path)}: client {match.group(1)} is not in the partition (clients 1..{num_clients})")
+            )
         else:
             (found.fedprox if match.group(2) else found.plain).append(path)
     found.plain.sort(key=client_id_from_name)
@@ -183,8 +192,13 @@ def client_id_from_name(path):
 # Reading one file
 # ---------------------------------------------------------------------------
 
-FILE_KINDS = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe", stat.S_ISCHR: "a character device",
-              stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+FILE_KINDS = {
+    stat.S_ISDIR: "a folder",
+    stat.S_ISFIFO: "a named pipe",
+    stat.S_ISCHR: "a character device",
+    stat.S_ISBLK: "a block device",
+    stat.S_ISSOCK: "a socket",
+}
 
 
 def file_kind(mode):
@@ -206,7 +220,9 @@ def read_capped(path, max_bytes):
         with os.fdopen(fd, "rb") as file:
             mode = os.fstat(file.fileno()).st_mode
             if not stat.S_ISREG(mode):
-                raise UpdateError(f"{display(path)}: {file_kind(mode)}, not a regular file; an update is a plain .pkl file")
+                raise UpdateError(
+                    f"{display(path)}: {file_kind(mode)}, not a regular file; an update is a plain .pkl file"
+                )
             data = file.read(max_bytes + 1)
     except OSError as err:
         raise UpdateError(f"{display(path)}: cannot read ({err.strerror})") from None
@@ -231,8 +247,11 @@ def decode_update(data, source, expected, name_id):
         return check_payload(unpickle(data, source, expected.max_array_bytes), source, expected, name_id)
     except UpdateError as err:
         raise UpdateError(str(err)[:MAX_REASON_CHARS]) from None
-    except Exception as err:  # noqa: BLE001 - nothing one file holds may abort the run (MemoryError and RecursionError included)
-        raise UpdateError(f"{display(source)}: could not be checked ({type(err).__name__}); ask the client to send it again") from None
+    # Nothing one file holds may abort the run, MemoryError and RecursionError included.
+    except Exception as err:  # noqa: BLE001
+        raise UpdateError(
+            f"{display(source)}: could not be checked ({type(err).__name__}); ask the client to send it again"
+        ) from None
 
 
 def unpickle(data, source, max_array_bytes):
@@ -243,18 +262,28 @@ def unpickle(data, source, max_array_bytes):
     except restricted_pickle.PickleRefused as err:
         raise UpdateError(f"{display(source)}: {err}") from None
     except Exception as err:  # noqa: BLE001 - whatever pickletools raises on malformed bytes
-        raise UpdateError(f"{display(source)}: not a valid update pickle ({type(err).__name__}: {printable(err, 100)})") from None
+        raise UpdateError(
+            f"{display(source)}: not a valid update pickle ({type(err).__name__}: {printable(err, 100)})"
+        ) from None
 
 
 def check_payload(payload, source, expected, name_id):
     name = display(source)
     if type(payload) is list:
         if not expected.allow_legacy:
-            raise UpdateError(f"{name}: a bare list of arrays (older format) carries no client id, count or initial-weights hash; "
-                              f"re-run the notebook, or pass --allow-legacy to weigh it by the manifest's count")
+            raise UpdateError(
+                f"{name}: a bare list of arrays (older format) carries no client id, count or initial-weights hash; "
+                f"re-run the notebook, or pass --allow-legacy to weigh it by the manifest's count"
+            )
         client_id = check_client_id(name_id, name, expected)
-        return ClientUpdate(Path(source), client_id, check_arrays(payload, expected.shapes, name),
-                            expected.num_samples[client_id], None, {"legacy": True})
+        return ClientUpdate(
+            Path(source),
+            client_id,
+            check_arrays(payload, expected.shapes, name),
+            expected.num_samples[client_id],
+            None,
+            {"legacy": True},
+        )
     if type(payload) is not dict:
         raise UpdateError(f"{name}: expected a dict of the update's fields, got {describe(payload)}")
 
@@ -269,22 +298,35 @@ def check_payload(payload, source, expected, name_id):
     client_id = check_client_id(client_id, name, expected)
     num_samples, truth = payload["num_samples"], expected.num_samples[client_id]
     if not is_int(num_samples) or num_samples != truth:
-        raise UpdateError(f"{name}: num_samples is {describe(num_samples)}, but the manifest gives client {client_id} "
-                          f"{truth} examples; FedAvg weights each client by its partition's size")
+        raise UpdateError(
+            f"{name}: num_samples is {describe(num_samples)}, but the manifest gives client {client_id} "
+            f"{truth} examples; FedAvg weights each client by its partition's size"
+        )
     sha = payload["initial_weights_sha256"]
     if not (isinstance(sha, str) and SHA256_HEX.fullmatch(sha)):
         raise UpdateError(f"{name}: initial_weights_sha256 must be 64 hexadecimal digits, got {describe(sha)}")
     if sha != expected.initial_weights_sha256:
-        raise UpdateError(f"{name}: started from other initial weights (SHA-256 {sha[:12]}…, expected "
-                          f"{expected.initial_weights_sha256[:12]}…); every client must start from split_data.py's pesos_iniciales.npz")
-    metadata = {"client_id": client_id, "num_samples": num_samples, "initial_weights_sha256": sha,
-                **check_optional_fields(payload, name)}
-    return ClientUpdate(Path(source), client_id, check_arrays(payload["weights"], expected.shapes, name), truth, sha, metadata)
+        raise UpdateError(
+            f"{name}: started from other initial weights (SHA-256 {sha[:12]}…, expected "
+            f"{expected.initial_weights_sha256[:12]}…); "
+            "every client must start from split_data.py's pesos_iniciales.npz"
+        )
+    metadata = {
+        "client_id": client_id,
+        "num_samples": num_samples,
+        "initial_weights_sha256": sha,
+        **check_optional_fields(payload, name),
+    }
+    return ClientUpdate(
+        Path(source), client_id, check_arrays(payload["weights"], expected.shapes, name), truth, sha, metadata
+    )
 
 
 def check_client_id(client_id, name, expected):
     if client_id is None or client_id not in expected.num_samples:
-        raise UpdateError(f"{name}: client {describe(client_id)} is not in the partition (clients 1..{expected.num_clients})")
+        raise UpdateError(
+            f"{name}: client {describe(client_id)} is not in the partition (clients 1..{expected.num_clients})"
+        )
     return client_id
 
 
@@ -300,22 +342,38 @@ def check_optional_fields(payload, name):
 
 
 def _is_versions(value):
-    return (type(value) is dict and len(value) <= MAX_VERSION_ENTRIES
-            and all(len(k) <= MAX_VERSION_CHARS and type(v) is str and len(v) <= MAX_VERSION_CHARS and v.isprintable()
-                    and k.isprintable() for k, v in value.items()))
+    return (
+        type(value) is dict
+        and len(value) <= MAX_VERSION_ENTRIES
+        and all(
+            len(k) <= MAX_VERSION_CHARS
+            and type(v) is str
+            and len(v) <= MAX_VERSION_CHARS
+            and v.isprintable()
+            and k.isprintable()
+            for k, v in value.items()
+        )
+    )
 
 
 OPTIONAL_FIELDS = (
-    ("mu", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    (
+        "mu",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0,
+        "a finite number >= 0",
+    ),
     ("epochs", lambda v: is_int(v) and 1 <= v <= 10**6, "an integer in 1..10^6"),
     ("batch_size", lambda v: is_int(v) and 1 <= v <= 10**9, "an integer in 1..10^9"),
-    ("seed", lambda v: is_int(v) and -2**63 <= v < 2**64, "a 64-bit integer"),
+    ("seed", lambda v: is_int(v) and -(2**63) <= v < 2**64, "a 64-bit integer"),
     ("versions", _is_versions, f"a dict of at most {MAX_VERSION_ENTRIES} short strings"),
 )
 
 
 def check_arrays(items, shapes, name):
-    """The arrays of a decoded update: each must have been rebuilt completely; then validate_weights (count, dtype, shape, finiteness)."""
+    """The arrays of a decoded update: each must have been rebuilt completely.
+
+    Then validate_weights checks their count, dtype, shapes and finiteness.
+    """
     if type(items) is not list:
         raise UpdateError(f"{name}: 'weights' must be a list of arrays, got {describe(items)}")
     arrays = []
@@ -335,19 +393,29 @@ def validate_weights(weights, expected_shapes, source):
     if not isinstance(weights, list):
         raise UpdateError(f"{source}: 'weights' must be a list of arrays, got {type(weights).__name__}")
     if len(weights) != len(expected_shapes):
-        raise UpdateError(f"{source}: {len(weights)} weight arrays, the model has {len(expected_shapes)}; was it trained with model.py's build_model()?")
+        raise UpdateError(
+            f"{source}: {len(weights)} weight arrays, the model has {len(expected_shapes)}; "
+            "was it trained with model.py's build_model()?"
+        )
     checked = []
     for i, (w, shape) in enumerate(zip(weights, expected_shapes)):
         if not isinstance(w, np.ndarray):
             raise UpdateError(f"{source}: weight {i} is a {type(w).__name__}, not a NumPy array")
         if not (w.dtype.kind == "f" and w.dtype.itemsize in (4, 8)):  # either byte order
-            raise UpdateError(f"{source}: weight {i} has dtype {w.dtype}; only float32 (or float64) arrays are accepted")
+            raise UpdateError(
+                f"{source}: weight {i} has dtype {w.dtype}; only float32 (or float64) arrays are accepted"
+            )
         if w.shape != tuple(shape):
-            raise UpdateError(f"{source}: weight {i} has shape {w.shape}, the model expects {tuple(shape)}; was it trained with model.py's build_model()?")
+            raise UpdateError(
+                f"{source}: weight {i} has shape {w.shape}, the model expects {tuple(shape)}; "
+                "was it trained with model.py's build_model()?"
+            )
         with np.errstate(over="ignore"):
             w = w.astype(np.float32, copy=False)
         if not np.isfinite(w).all():
-            raise UpdateError(f"{source}: weight {i} contains NaN or Inf in float32; the client's training diverged or crashed")
+            raise UpdateError(
+                f"{source}: weight {i} contains NaN or Inf in float32; the client's training diverged or crashed"
+            )
         checked.append(w)
     return checked
 
@@ -355,6 +423,7 @@ def validate_weights(weights, expected_shapes, source):
 # ---------------------------------------------------------------------------
 # Many files
 # ---------------------------------------------------------------------------
+
 
 def iter_valid_updates(paths, expected, rejected):
     """Yield each valid update in turn, reading its file only when it is needed; append (path, reason) to `rejected`.
@@ -367,7 +436,9 @@ def iter_valid_updates(paths, expected, rejected):
         try:
             update = read_update(path, expected)
             if update.client_id in seen_ids:
-                raise UpdateError(f"{display(path)}: a second update for client {update.client_id}; each client may send one")
+                raise UpdateError(
+                    f"{display(path)}: a second update for client {update.client_id}; each client may send one"
+                )
         except UpdateError as err:
             rejected.append((Path(path), str(err)))
             continue

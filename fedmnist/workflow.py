@@ -29,13 +29,13 @@ NOTEBOOK = defaults.PROJECT_DIR / "local_training.ipynb"
 def run_notebook(client_id, seed, data_dir, out_dir, overrides):
     """Execute local_training.ipynb for one client; the executed copy stays in `out_dir`."""
     executed = out_dir / f"local_training_cliente_{client_id}.ipynb"
-    parameters = {"CLIENT_ID": client_id, "SEED": seed, "DATA_DIR": str(data_dir), "OUT_DIR": str(out_dir),
-                  **overrides}
+    parameters = {"CLIENT_ID": client_id, "SEED": seed, "DATA_DIR": str(data_dir), "OUT_DIR": str(out_dir), **overrides}
     try:
         papermill.execute_notebook(NOTEBOOK, executed, parameters=parameters, cwd=str(defaults.PROJECT_DIR))
     except papermill.PapermillExecutionError as err:
-        raise WorkflowError(f"local_training.ipynb failed for CLIENT_ID {client_id}: {err.ename}: "
-                            f"{err.evalue} (see {executed})") from None
+        raise WorkflowError(
+            f"local_training.ipynb failed for CLIENT_ID {client_id}: {err.ename}: {err.evalue} (see {executed})"
+        ) from None
 
 
 def run_demo(clients, seed, data_dir, out_dir, notebook_overrides, results_dir=None):

@@ -21,8 +21,20 @@ def mnist():
 def tiny_partition(tmp_path_factory):
     """A real-MNIST partition for 3 clients: 600 training and 200 test images."""
     out = tmp_path_factory.mktemp("partition")
-    run_script("split_data.py", "--clients", "3", "--seed", "7", "--out", str(out),
-               "--train-samples", "600", "--test-samples", "200", check=True)
+    run_script(
+        "split_data.py",
+        "--clients",
+        "3",
+        "--seed",
+        "7",
+        "--out",
+        str(out),
+        "--train-samples",
+        "600",
+        "--test-samples",
+        "200",
+        check=True,
+    )
     return out
 
 
@@ -35,8 +47,14 @@ def model_shapes():
 
 def run_script(script, *args, check=False, cwd=REPO):
     """Run one of the project's CLIs as a user would; returns the CompletedProcess."""
-    done = subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True, text=True,
-                          cwd=cwd, stdin=subprocess.DEVNULL, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    done = subprocess.run(
+        [sys.executable, str(REPO / script), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     if check and done.returncode != 0:
         raise AssertionError(f"{script} failed:\n{done.stdout}\n{done.stderr}")
     return done

@@ -93,10 +93,18 @@ def random_updates():
 
 
 def test_small_blocks_give_the_same_answers(random_updates, monkeypatch):
-    whole = [fedmed(unweighted(random_updates)), trimmed_mean(unweighted(random_updates), 0.2), pairwise_squared_distances(random_updates)]
+    whole = [
+        fedmed(unweighted(random_updates)),
+        trimmed_mean(unweighted(random_updates), 0.2),
+        pairwise_squared_distances(random_updates),
+    ]
     monkeypatch.setattr(aggregation, "CHUNK_BYTES", 8 * 6 * 3)  # three coordinates per block
     assert len(list(aggregation.coordinate_blocks(random_updates))) == 7 + 3  # ceil(20 / 3) + ceil(7 / 3)
-    chunked = [fedmed(unweighted(random_updates)), trimmed_mean(unweighted(random_updates), 0.2), pairwise_squared_distances(random_updates)]
+    chunked = [
+        fedmed(unweighted(random_updates)),
+        trimmed_mean(unweighted(random_updates), 0.2),
+        pairwise_squared_distances(random_updates),
+    ]
     assert all(np.array_equal(a, b) for a, b in zip(whole[0], chunked[0]))
     assert all(np.array_equal(a, b) for a, b in zip(whole[1], chunked[1]))
     assert np.allclose(whole[2], chunked[2])

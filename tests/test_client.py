@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from fedmnist.training import LocalTrainer, ProximalModel, make_dataset, reset_random_state, squared_distance, train_local
+from fedmnist.training import (
+    LocalTrainer,
+    ProximalModel,
+    make_dataset,
+    reset_random_state,
+    squared_distance,
+    train_local,
+)
 from model import build_model, compile_model
 
 
@@ -75,18 +82,31 @@ def test_large_mu_keeps_weights_close_to_the_start(small_client, initial_weights
 
 def test_negative_mu_is_refused(small_client, initial_weights):
     with pytest.raises(ValueError, match="mu"):
-        train_local(build_model(), *small_client, initial_weights=initial_weights, epochs=1, batch_size=32, seed=1, mu=-1)
+        train_local(
+            build_model(), *small_client, initial_weights=initial_weights, epochs=1, batch_size=32, seed=1, mu=-1
+        )
 
 
 def test_a_reused_trainer_gives_the_same_result_as_a_fresh_one(small_client, initial_weights):
     x, y = small_client
     trainer = LocalTrainer(build_model())
-    trainer.train(x[:256], y[:256], initial_weights=build_model(seed=9).get_weights(), epochs=1, batch_size=32, seed=3, mu=1.0, verbose=0)
+    trainer.train(
+        x[:256],
+        y[:256],
+        initial_weights=build_model(seed=9).get_weights(),
+        epochs=1,
+        batch_size=32,
+        seed=3,
+        mu=1.0,
+        verbose=0,
+    )
     trainer.train(x, y, initial_weights=initial_weights, epochs=1, batch_size=32, seed=11, mu=0.0, verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(trainer.model.get_weights(), trained(x, y, initial_weights, 0.0)))
 
 
-@pytest.mark.parametrize("epochs, batch_size, mu", [(0, 64, 0.0), (3, 0, 0.0), (3, 64, -1.0), (3, 64, float("inf")), (3, 64, float("nan"))])
+@pytest.mark.parametrize(
+    "epochs, batch_size, mu", [(0, 64, 0.0), (3, 0, 0.0), (3, 64, -1.0), (3, 64, float("inf")), (3, 64, float("nan"))]
+)
 def test_notebook_parameters_that_cannot_train_are_refused(epochs, batch_size, mu):
     from fedmnist.training import check_training_parameters
 

@@ -1,4 +1,4 @@
-"""The essay: its tables are the ones rendered from results/, its figures exist, its numbers have a source."""
+"""The essay, the README and docs/: tables rendered from results/, figures that exist, numbers with a source."""
 
 import json
 import re
@@ -9,6 +9,7 @@ from conftest import REPO
 from fedmnist import report
 
 ESSAY = REPO / "ensayo_aprendizaje_federado.md"
+DOCUMENTS = [ESSAY, REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
 @pytest.fixture(scope="module")
@@ -17,11 +18,12 @@ def essay():
 
 
 def prose(text):
-    """The essay without its headings, tables, code, formulas and link targets."""
+    """A document without its headings, tables, code (blocks and spans), formulas and link targets."""
     text = report.MARKED.sub("", text)
     text = re.sub(r"^#.*$", "", text, flags=re.MULTILINE)
     text = re.sub(r"```.*?```|\$\$.*?\$\$|\$[^$\n]+\$|\]\([^)]*\)", "", text, flags=re.DOTALL)
-    return text
+    text = re.sub(r"^\|.*\|$", "", text, flags=re.MULTILINE)
+    return re.sub(r"`[^`\n]+`", "", text)
 
 
 def json_numbers():
@@ -46,28 +48,42 @@ def json_numbers():
     return found
 
 
-def test_essay_tables_are_the_ones_rendered_from_results(essay):
+def test_essay_has_its_tables(essay):
     names = [m.group("name") for m in report.MARKED.finditer(essay)]
     assert {"una_ronda", "robustez", "rondas"} <= set(names)
-    assert report.stale_tables(essay, ESSAY) == []
 
 
-def test_readme_tables_are_the_ones_rendered_from_results():
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
+def test_every_table_is_the_one_rendered_from_results(document):
+    assert report.stale_tables(document.read_text(), document) == []
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
+def test_every_decimal_number_in_the_prose_comes_from_results(document):
+    known = json_numbers()
+    numbers = re.findall(r"(?<![\w.])\d+[.,]\d+(?![\w.])", prose(document.read_text()))
+    unsourced = sorted({n for n in numbers if n.replace(",", ".") not in known})
+    assert unsourced == [], f"numbers with no source in results/*.json: {unsourced}"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
+def test_every_figure_and_local_link_exists(document):
+    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", document.read_text())
+    for target in (t for t in targets if not t.startswith("http")):
+        assert (document.parent / target).exists(), target
+
+
+def test_readme_is_a_map_with_the_commands_first_and_the_code_map_near_the_top():
     readme = (REPO / "README.md").read_text()
-    assert "flower" in [m.group("name") for m in report.MARKED.finditer(readme)]
-    assert report.stale_tables(readme, "README.md") == []
+    headings = re.findall(r"^## (.*)$", readme, flags=re.MULTILINE)
+    assert len(readme.splitlines()) <= 250
+    assert headings[:2] == ["Dos comandos", "Mapa del código"]
+    assert {"demo", "rondas", "flower"} <= {m.group("name") for m in report.MARKED.finditer(readme)}
 
 
 def test_a_table_edited_by_hand_is_caught(essay):
     edited = re.sub(r"(<!-- tabla:una_ronda -->\n(?:.*\n){2}\| FedAvg \| )\d", r"\g<1>0", essay, count=1)
     assert edited != essay and report.stale_tables(edited, ESSAY) == ["una_ronda"]
-
-
-def test_every_decimal_number_in_the_prose_comes_from_results(essay):
-    known = json_numbers()
-    numbers = re.findall(r"(?<![\w.])\d+[.,]\d+(?![\w.])", prose(essay))
-    unsourced = sorted({n for n in numbers if n.replace(",", ".") not in known})
-    assert unsourced == [], f"numbers with no source in results/*.json: {unsourced}"
 
 
 def test_figures_are_pngs_in_results(essay):

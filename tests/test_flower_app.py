@@ -31,7 +31,12 @@ def test_empty_run_config_values_are_the_projects_defaults():
     strategy, configured = make_strategy({"strategy": "", "fraction-train": "", "trim": ""}, num_clients=5)
     assert configured.name == "fedavg" and strategy.fraction_train == 1.0
     assert training_config({"local-epochs": "", "batch-size": 32}, "data").to_record() == {
-        "data-dir": "data", "local-epochs": 1, "batch-size": 32, "learning-rate": 0.001, "seed": 42}
+        "data-dir": "data",
+        "local-epochs": 1,
+        "batch-size": 32,
+        "learning-rate": 0.001,
+        "seed": 42,
+    }
 
 
 def test_unknown_strategy_is_one_clear_error():
@@ -57,9 +62,13 @@ def test_partition_id_maps_to_client_id_and_k_must_match():
 
 class Reply:
     def __init__(self, node, weights, num_examples, cid):
-        self.content = RecordDict({"arrays": ArrayRecord([np.asarray(w) for w in weights]),
-                                   "metrics": MetricRecord({"num-examples": num_examples}),
-                                   "client": ConfigRecord({"client-id": cid})})
+        self.content = RecordDict(
+            {
+                "arrays": ArrayRecord([np.asarray(w) for w in weights]),
+                "metrics": MetricRecord({"num-examples": num_examples}),
+                "client": ConfigRecord({"client-id": cid}),
+            }
+        )
         self.metadata = type("Metadata", (), {"src_node_id": node})()
 
     def has_error(self):
@@ -77,12 +86,15 @@ def test_replies_that_fail_the_update_checks_are_dropped_before_flower_aggregate
     shapes = [(2, 2), (3,)]
     strategy = checked_strategy("fedavg", {1: 1, 2: 2, 3: 5, 4: 5}, shapes)
     honest = [[np.full(s, v, np.float32) for s in shapes] for v in (1.0, 4.0)]
-    replies = [Reply(10, honest[0], 1, 1), Reply(11, honest[1], 2, 2),
-               Reply(12, [np.full(s, np.nan, np.float32) for s in shapes], 5, 3),  # diverged
-               Reply(13, [np.zeros((2, 3), np.float32), np.zeros(3, np.float32)], 5, 4),  # another model
-               Reply(14, honest[1], 10**9, 4),  # claims more examples than its partition holds
-               Reply(15, honest[1], 5, 99),  # not a client of the partition
-               Reply(16, honest[1], 2, 2)]  # a second reply for client 2
+    replies = [
+        Reply(10, honest[0], 1, 1),
+        Reply(11, honest[1], 2, 2),
+        Reply(12, [np.full(s, np.nan, np.float32) for s in shapes], 5, 3),  # diverged
+        Reply(13, [np.zeros((2, 3), np.float32), np.zeros(3, np.float32)], 5, 4),  # another model
+        Reply(14, honest[1], 10**9, 4),  # claims more examples than its partition holds
+        Reply(15, honest[1], 5, 99),  # not a client of the partition
+        Reply(16, honest[1], 2, 2),
+    ]  # a second reply for client 2
     arrays, _ = strategy.aggregate_train(1, replies)
     assert all(np.allclose(w, 3.0) for w in arrays.to_numpy_ndarrays())  # (1·1 + 2·4) / 3
     assert strategy.last_round == {"clients": [1, 2, 3, 4], "rejected": [3, 4], "rejected_unknown": 3}
@@ -101,12 +113,25 @@ def test_the_serverapps_flower_strategies_agree_with_the_registrys_rules(key):
 
 # --- real runs on loopback ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def flower_partition(tmp_path_factory):
     """2 clients of 2,000 real training images each, and 1,000 test images."""
     out = tmp_path_factory.mktemp("flower") / "data"
-    run_script("split_data.py", "--clients", "2", "--seed", "11", "--out", str(out),
-               "--train-samples", "4000", "--test-samples", "1000", check=True)
+    run_script(
+        "split_data.py",
+        "--clients",
+        "2",
+        "--seed",
+        "11",
+        "--out",
+        str(out),
+        "--train-samples",
+        "4000",
+        "--test-samples",
+        "1000",
+        check=True,
+    )
     return out
 
 
@@ -128,8 +153,19 @@ def flower_local(*args):
 
 @pytest.mark.slow
 def test_deployment_two_supernodes_two_rounds_on_loopback(flower_partition, tmp_path):
-    done = flower_local("deployment", "--clients", "2", "--rounds", "2", "--data", str(flower_partition),
-                        "--out", str(tmp_path / "deployment"), "--timeout", "600")
+    done = flower_local(
+        "deployment",
+        "--clients",
+        "2",
+        "--rounds",
+        "2",
+        "--data",
+        str(flower_partition),
+        "--out",
+        str(tmp_path / "deployment"),
+        "--timeout",
+        "600",
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     flower_run = json.loads((tmp_path / "deployment" / "simulacion.json").read_text())
     rows = flower_run["history"]["fedavg"]
@@ -140,20 +176,46 @@ def test_deployment_two_supernodes_two_rounds_on_loopback(flower_partition, tmp_
     # The same seeds through the project's own simulation give the same global model, hence the same accuracy,
     # and the same history format: the same config keys and the same fields in every row.
     own_out = tmp_path / "own"
-    run_script("experiments/simulation.py", "--data", str(flower_partition), "--out", str(own_out), "--rounds", "2",
-               "--strategies", "fedavg", "--seed", "42", check=True)
+    run_script(
+        "experiments/simulation.py",
+        "--data",
+        str(flower_partition),
+        "--out",
+        str(own_out),
+        "--rounds",
+        "2",
+        "--strategies",
+        "fedavg",
+        "--seed",
+        "42",
+        check=True,
+    )
     own_run = json.loads((own_out / "simulacion.json").read_text())
     own = own_run["history"]["fedavg"]
     assert [row["accuracy"] for row in own] == pytest.approx([row["accuracy"] for row in rows], abs=0.005)
     assert set(own_run["config"]) == set(flower_run["config"]) and set(own[0]) == set(rows[0])
     assert {k: v for k, v in own_run["config"].items() if k != "runtime"} == {
-        k: v for k, v in flower_run["config"].items() if k != "runtime"}
+        k: v for k, v in flower_run["config"].items() if k != "runtime"
+    }
 
 
 @pytest.mark.slow
 def test_simulation_with_flwr_run_on_loopback(flower_partition, tmp_path):
-    done = flower_local("simulation", "--clients", "2", "--rounds", "1", "--strategy", "fedprox",
-                        "--data", str(flower_partition), "--out", str(tmp_path / "simulation"), "--timeout", "600")
+    done = flower_local(
+        "simulation",
+        "--clients",
+        "2",
+        "--rounds",
+        "1",
+        "--strategy",
+        "fedprox",
+        "--data",
+        str(flower_partition),
+        "--out",
+        str(tmp_path / "simulation"),
+        "--timeout",
+        "600",
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "simulation" / "simulacion.json").read_text())
     assert results["config"]["runtime"] == "flower" and results["config"]["strategies"] == ["fedprox:0.01"]
@@ -164,11 +226,23 @@ def test_simulation_with_flwr_run_on_loopback(flower_partition, tmp_path):
 
 @pytest.mark.slow
 def test_a_run_that_times_out_stops_every_process(flower_partition, tmp_path):
-    done = flower_local("deployment", "--clients", "2", "--rounds", "5", "--data", str(flower_partition),
-                        "--out", str(tmp_path / "late"), "--timeout", "3")
+    done = flower_local(
+        "deployment",
+        "--clients",
+        "2",
+        "--rounds",
+        "5",
+        "--data",
+        str(flower_partition),
+        "--out",
+        str(tmp_path / "late"),
+        "--timeout",
+        "3",
+    )
     assert done.returncode != 0
-    assert last_line(done.stderr) == ("flower_local.py: error: the run took longer than --timeout 3.0 s; "
-                                      "stopped every process")
+    assert last_line(done.stderr) == (
+        "flower_local.py: error: the run took longer than --timeout 3.0 s; stopped every process"
+    )
     assert not (tmp_path / "late" / "simulacion.json").exists()
     assert leftover_processes() == []
 
@@ -177,7 +251,8 @@ def test_wrong_client_count_for_the_data_is_one_line(flower_partition, tmp_path)
     done = flower_local("deployment", "--clients", "3", "--data", str(flower_partition), "--out", str(tmp_path / "x"))
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert last_line(done.stderr).startswith(
-        f"flower_local.py: error: {flower_partition}: holds a partition for K = 2 clients")
+        f"flower_local.py: error: {flower_partition}: holds a partition for K = 2 clients"
+    )
 
 
 def test_unknown_strategy_on_the_command_line_is_refused_before_anything_starts(tmp_path):

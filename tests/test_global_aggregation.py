@@ -22,16 +22,37 @@ from model import weight_shapes
 
 
 def write_client(folder, client_id, weights, sha, num_samples, fedprox=False):
-    write_update(folder / update_filename(client_id, fedprox), client_id=client_id, num_samples=num_samples,
-                 weights=weights, mu=0.01 if fedprox else 0.0, epochs=1, batch_size=32, seed=1,
-                 initial_weights_sha256=sha)
+    write_update(
+        folder / update_filename(client_id, fedprox),
+        client_id=client_id,
+        num_samples=num_samples,
+        weights=weights,
+        mu=0.01 if fedprox else 0.0,
+        epochs=1,
+        batch_size=32,
+        seed=1,
+        initial_weights_sha256=sha,
+    )
 
 
 @pytest.fixture(scope="module")
 def partition(tmp_path_factory):
     """A real-MNIST partition for 5 clients (Krum with f = 1 needs more than 3)."""
     out = tmp_path_factory.mktemp("partition5")
-    run_script("split_data.py", "--clients", "5", "--seed", "7", "--out", str(out), "--train-samples", "500", "--test-samples", "200", check=True)
+    run_script(
+        "split_data.py",
+        "--clients",
+        "5",
+        "--seed",
+        "7",
+        "--out",
+        str(out),
+        "--train-samples",
+        "500",
+        "--test-samples",
+        "200",
+        check=True,
+    )
     return out
 
 
@@ -49,15 +70,27 @@ def client_dir(partition, tmp_path_factory):
         write_client(folder, cid, perturbed(w0, 1e-3, 10 + cid), sha, num_samples=count(partition, cid), fedprox=True)
     bad = perturbed(w0, 1e-3, 5)
     bad[6] = bad[6][:100]  # wrong Dense kernel shape
-    (folder / update_filename(5)).write_bytes(pickle.dumps({"client_id": 5, "num_samples": count(partition, 5), "weights": bad,
-                                                            "initial_weights_sha256": sha}))
+    (folder / update_filename(5)).write_bytes(
+        pickle.dumps(
+            {"client_id": 5, "num_samples": count(partition, 5), "weights": bad, "initial_weights_sha256": sha}
+        )
+    )
     return folder
 
 
 @pytest.fixture(scope="module")
 def aggregated(client_dir, partition, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    done = run_script("global_aggregation.py", "--weights-dir", str(client_dir), "--data", str(partition), "--out", str(out), check=True)
+    done = run_script(
+        "global_aggregation.py",
+        "--weights-dir",
+        str(client_dir),
+        "--data",
+        str(partition),
+        "--out",
+        str(out),
+        check=True,
+    )
     return out, done.stdout
 
 
@@ -91,14 +124,26 @@ def test_saved_fedavg_model_is_the_weighted_mean(aggregated, client_dir, partiti
 
 
 def test_empty_weights_folder_is_one_clear_line(tmp_path, partition):
-    done = run_script("global_aggregation.py", "--weights-dir", str(tmp_path), "--data", str(partition), "--out", str(tmp_path))
+    done = run_script(
+        "global_aggregation.py", "--weights-dir", str(tmp_path), "--data", str(partition), "--out", str(tmp_path)
+    )
     assert done.returncode != 0
     assert "no pesos_cliente_<id>.pkl for clients 1..5" in last_line(done.stderr) and "Traceback" not in done.stderr
 
 
 def test_missing_partition_says_run_split_data_first(client_dir, tmp_path):
-    done = run_script("global_aggregation.py", "--weights-dir", str(client_dir), "--data", str(tmp_path / "none"), "--out", str(tmp_path))
-    assert done.returncode != 0 and "run split_data.py first" in last_line(done.stderr) and "Traceback" not in done.stderr
+    done = run_script(
+        "global_aggregation.py",
+        "--weights-dir",
+        str(client_dir),
+        "--data",
+        str(tmp_path / "none"),
+        "--out",
+        str(tmp_path),
+    )
+    assert (
+        done.returncode != 0 and "run split_data.py first" in last_line(done.stderr) and "Traceback" not in done.stderr
+    )
 
 
 def test_too_few_valid_clients_leaves_earlier_outputs_untouched(tmp_path, partition):
@@ -107,7 +152,9 @@ def test_too_few_valid_clients_leaves_earlier_outputs_untouched(tmp_path, partit
     write_client(tmp_path, 2, [np.full_like(w, np.nan) for w in w0], sha, count(partition, 2))
     earlier = tmp_path / "resultados.json"
     earlier.write_text('{"earlier": true}')
-    done = run_script("global_aggregation.py", "--weights-dir", str(tmp_path), "--data", str(partition), "--out", str(tmp_path))
+    done = run_script(
+        "global_aggregation.py", "--weights-dir", str(tmp_path), "--data", str(partition), "--out", str(tmp_path)
+    )
     assert done.returncode != 0
     assert "only 1 valid client update(s)" in last_line(done.stderr) and "NaN" in done.stdout
     assert earlier.read_text() == '{"earlier": true}'
@@ -115,8 +162,20 @@ def test_too_few_valid_clients_leaves_earlier_outputs_untouched(tmp_path, partit
 
 
 def test_simulated_nan_attack_is_caught_by_validation(client_dir, partition, tmp_path):
-    done = run_script("global_aggregation.py", "--weights-dir", str(client_dir), "--data", str(partition),
-                      "--out", str(tmp_path), "--attack", "nan", "--malicious", "1", check=True)
+    done = run_script(
+        "global_aggregation.py",
+        "--weights-dir",
+        str(client_dir),
+        "--data",
+        str(partition),
+        "--out",
+        str(tmp_path),
+        "--attack",
+        "nan",
+        "--malicious",
+        "1",
+        check=True,
+    )
     results = json.loads((tmp_path / "resultados.json").read_text())
     assert results["config"]["malicious_clients"] == [1]
     rejected = {r["file"]: r["reason"] for r in results["rejected"]}
@@ -126,12 +185,24 @@ def test_simulated_nan_attack_is_caught_by_validation(client_dir, partition, tmp
 
 
 def test_more_attackers_than_clients_is_one_clear_line(client_dir, partition, tmp_path):
-    done = run_script("global_aggregation.py", "--weights-dir", str(client_dir), "--data", str(partition),
-                      "--out", str(tmp_path), "--attack", "scale", "--malicious", "9")
+    done = run_script(
+        "global_aggregation.py",
+        "--weights-dir",
+        str(client_dir),
+        "--data",
+        str(partition),
+        "--out",
+        str(tmp_path),
+        "--attack",
+        "scale",
+        "--malicious",
+        "9",
+    )
     assert done.returncode != 0 and "--malicious 9" in last_line(done.stderr) and "Traceback" not in done.stderr
 
 
 # --- hostile folders ----------------------------------------------------------------------------------
+
 
 def snapshot(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
@@ -147,7 +218,8 @@ def hostile_run(partition, tmp_path_factory):
     crafted = crafted_files(weight_shapes(), count(partition, 1))
     names = {}
     for i, (label, data) in enumerate(crafted.items()):
-        name = f"pesos_cliente_{'1' if i == 0 else '0' * i + '1'}.pkl"  # only the first is canonical; the rest are rejected by name
+        # only the first name is canonical; the rest are rejected by their name
+        name = f"pesos_cliente_{'1' if i == 0 else '0' * i + '1'}.pkl"
         (folder / name).write_bytes(data)
         names[name] = label
     (folder / "pesos_cliente_5.pkl").symlink_to("/dev/zero")
@@ -155,7 +227,9 @@ def hostile_run(partition, tmp_path_factory):
     (folder / "pesos_cliente_\u0663.pkl").write_bytes(crafted["truncated"])
     (folder / "pesos_cliente_ 3.pkl").write_bytes(crafted["truncated"])
     (folder / "pesos_cliente_9.pkl").write_bytes(crafted["truncated"])
-    done = run_script("global_aggregation.py", "--weights-dir", str(folder), "--data", str(partition), "--out", str(out))
+    done = run_script(
+        "global_aggregation.py", "--weights-dir", str(folder), "--data", str(partition), "--out", str(out)
+    )
     return done, json.loads((out / "resultados.json").read_text()) if done.returncode == 0 else None
 
 
@@ -166,7 +240,10 @@ def test_hostile_folder_rejects_every_bad_entry_and_aggregates_the_honest(hostil
     rejected = {r["file"]: r["reason"] for r in results["rejected"]}
     assert "pesos_cliente_1.pkl" in rejected and "numpy.dtype is accepted only" in rejected["pesos_cliente_1.pkl"]
     assert "pesos_cliente_01.pkl" in rejected and "not an update file name" in rejected["pesos_cliente_01.pkl"]
-    assert "character device" in rejected["pesos_cliente_5.pkl"] and "named pipe" in rejected["pesos_cliente_1_fedprox.pkl"]
+    assert (
+        "character device" in rejected["pesos_cliente_5.pkl"]
+        and "named pipe" in rejected["pesos_cliente_1_fedprox.pkl"]
+    )
     assert "client 9 is not in the partition" in rejected["pesos_cliente_9.pkl"]
     assert "pesos_cliente_ 3.pkl" in rejected and "pesos_cliente_\\u0663.pkl" in rejected
     assert all(len(reason) <= 300 and reason.isprintable() for reason in rejected.values())
@@ -179,17 +256,38 @@ def test_a_failed_run_leaves_every_earlier_output_byte_for_byte(aggregated, part
     folder.mkdir()
     w0, sha = load_initial_weights(partition)
     write_client(folder, 1, perturbed(w0, 1e-3, 1), sha, count(partition, 1))
-    done = run_script("global_aggregation.py", "--weights-dir", str(folder), "--data", str(partition), "--out", str(out))
+    done = run_script(
+        "global_aggregation.py", "--weights-dir", str(folder), "--data", str(partition), "--out", str(out)
+    )
     assert done.returncode != 0 and "earlier outputs" in last_line(done.stderr)
     assert snapshot(out) == before and not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
 def test_a_method_not_computed_loses_its_old_model(client_dir, partition, tmp_path):
     out = tmp_path / "out"
-    run_script("global_aggregation.py", "--weights-dir", str(client_dir), "--data", str(partition), "--out", str(out), check=True)
+    run_script(
+        "global_aggregation.py",
+        "--weights-dir",
+        str(client_dir),
+        "--data",
+        str(partition),
+        "--out",
+        str(out),
+        check=True,
+    )
     assert (out / "modelo_global_krum.h5").exists()
-    run_script("global_aggregation.py", "--weights-dir", str(client_dir), "--data", str(partition), "--out", str(out),
-               "--krum-f", "3", check=True)
+    run_script(
+        "global_aggregation.py",
+        "--weights-dir",
+        str(client_dir),
+        "--data",
+        str(partition),
+        "--out",
+        str(out),
+        "--krum-f",
+        "3",
+        check=True,
+    )
     results = json.loads((out / "resultados.json").read_text())
     assert results["methods"]["krum"]["status"].startswith("not computed: Krum needs K > f + 2")
     assert not (out / "modelo_global_krum.h5").exists()
@@ -204,14 +302,41 @@ def current_umask():
 
 def test_sigterm_while_writing_leaves_earlier_outputs_and_no_temporary(aggregated, client_dir, partition, tmp_path):
     out = tmp_path / "out"
-    run_script("global_aggregation.py", "--weights-dir", str(client_dir), "--data", str(partition), "--out", str(out), check=True)
+    run_script(
+        "global_aggregation.py",
+        "--weights-dir",
+        str(client_dir),
+        "--data",
+        str(partition),
+        "--out",
+        str(out),
+        check=True,
+    )
     before = snapshot(out)
-    process = subprocess.Popen([sys.executable, str(REPO / "global_aggregation.py"), "--weights-dir", str(client_dir), "--data",
-                                str(partition), "--out", str(out), "--trim", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "global_aggregation.py"),
+            "--weights-dir",
+            str(client_dir),
+            "--data",
+            str(partition),
+            "--out",
+            str(out),
+            "--trim",
+            "0.1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     deadline = time.monotonic() + 300
     while not any(p.name.startswith(".") for p in out.iterdir()):  # the first staged temporary: writing has begun
-        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read() if process.poll() is not None else "timeout"
+        assert process.poll() is None and time.monotonic() < deadline, (
+            process.stdout.read() if process.poll() is not None else "timeout"
+        )
         time.sleep(0.005)
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)
@@ -223,11 +348,23 @@ def test_sigterm_while_writing_leaves_earlier_outputs_and_no_temporary(aggregate
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--krum-f", "-5"], "--krum-f -5: must be an integer at least 0"),
-    (["--trim", "nan"], "--trim nan: must be a number at least 0 and below 0.5"),
-    (["--min-clients", "0"], "--min-clients 0: must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--krum-f", "-5"], "--krum-f -5: must be an integer at least 0"),
+        (["--trim", "nan"], "--trim nan: must be a number at least 0 and below 0.5"),
+        (["--min-clients", "0"], "--min-clients 0: must be at least 1"),
+    ],
+)
 def test_bad_options_are_one_clear_line(client_dir, partition, tmp_path, options, message):
-    done = run_script("global_aggregation.py", "--weights-dir", str(client_dir), "--data", str(partition), "--out", str(tmp_path), *options)
+    done = run_script(
+        "global_aggregation.py",
+        "--weights-dir",
+        str(client_dir),
+        "--data",
+        str(partition),
+        "--out",
+        str(tmp_path),
+        *options,
+    )
     assert done.returncode != 0 and message in last_line(done.stderr) and "Traceback" not in done.stderr

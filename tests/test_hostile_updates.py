@@ -39,14 +39,19 @@ def test_the_escape_sequences_of_a_refused_global_are_shown_escaped():
 
 def test_numpy_state_never_reaches_numpy():
     """The dtype states that corrupt memory inside NumPy's __setstate__ are refused before any dtype exists."""
-    for name in ("dtype state with out-of-bounds field offsets (extra key)", "dtype state with a chosen reference-count address"):
+    for name in (
+        "dtype state with out-of-bounds field offsets (extra key)",
+        "dtype state with a chosen reference-count address",
+    ):
         with pytest.raises(UpdateError, match="numpy.dtype is accepted only as float32 or float64"):
             decode_update(CRAFTED[name], "pesos_cliente_1.pkl", EXPECTED, 1)
 
 
 def test_a_buffer_reused_through_the_memo_cannot_multiply_memory():
     with pytest.raises(UpdateError, match="larger than the file or the model could hold"):
-        decode_update(CRAFTED["one buffer rebuilt into 1,000 arrays through the memo"], "pesos_cliente_1.pkl", EXPECTED, 1)
+        decode_update(
+            CRAFTED["one buffer rebuilt into 1,000 arrays through the memo"], "pesos_cliente_1.pkl", EXPECTED, 1
+        )
 
 
 def test_opcode_count_is_bounded():
@@ -56,22 +61,69 @@ def test_opcode_count_is_bounded():
 
 # --- fuzzing inside the accepted subset: every sequence of its opcodes is an update or one UpdateError ------
 
+
 def short_text(value):
     data = value.encode()
     return b"\x8c" + bytes([len(data)]) + data
 
 
 FRAGMENTS = [
-    b"(", b"]", b"}", b")", b"N", b"\x88", b"\x89", b"a", b"e", b"s", b"u", b"t", b"l", b"d", b"\x85", b"\x86", b"\x87",
-    b"\x94", b"R", b"b", b"\x93",
-    b"K\x00", b"K\x01", b"K\x03", b"J\xff\xff\xff\xff", b"G" + struct.pack(">d", 1e300),
-    short_text("client_id"), short_text("num_samples"), short_text("weights"), short_text("initial_weights_sha256"),
-    short_text("a" * 64), short_text("f4"), short_text("f8"), short_text("<"), short_text(">"), short_text("C"),
-    short_text("numpy"), short_text("dtype"), short_text("ndarray"), short_text("numpy._core.multiarray"),
-    short_text("_reconstruct"), short_text("numpy._core.numeric"), short_text("_frombuffer"), short_text("b"),
-    b"C\x01b", b"C\x18" + b"\x00" * 24, b"C\x08" + b"\x00" * 8, b"\x96" + struct.pack("<Q", 8) + b"\x00" * 8,
-    b"h\x00", b"h\x01", b"h\x02", b"h\x05",
-    b"cnumpy\ndtype\n", b"cnumpy\nndarray\n", b"cnumpy._core.multiarray\n_reconstruct\n", b"c_codecs\nencode\n",
+    b"(",
+    b"]",
+    b"}",
+    b")",
+    b"N",
+    b"\x88",
+    b"\x89",
+    b"a",
+    b"e",
+    b"s",
+    b"u",
+    b"t",
+    b"l",
+    b"d",
+    b"\x85",
+    b"\x86",
+    b"\x87",
+    b"\x94",
+    b"R",
+    b"b",
+    b"\x93",
+    b"K\x00",
+    b"K\x01",
+    b"K\x03",
+    b"J\xff\xff\xff\xff",
+    b"G" + struct.pack(">d", 1e300),
+    short_text("client_id"),
+    short_text("num_samples"),
+    short_text("weights"),
+    short_text("initial_weights_sha256"),
+    short_text("a" * 64),
+    short_text("f4"),
+    short_text("f8"),
+    short_text("<"),
+    short_text(">"),
+    short_text("C"),
+    short_text("numpy"),
+    short_text("dtype"),
+    short_text("ndarray"),
+    short_text("numpy._core.multiarray"),
+    short_text("_reconstruct"),
+    short_text("numpy._core.numeric"),
+    short_text("_frombuffer"),
+    short_text("b"),
+    b"C\x01b",
+    b"C\x18" + b"\x00" * 24,
+    b"C\x08" + b"\x00" * 8,
+    b"\x96" + struct.pack("<Q", 8) + b"\x00" * 8,
+    b"h\x00",
+    b"h\x01",
+    b"h\x02",
+    b"h\x05",
+    b"cnumpy\ndtype\n",
+    b"cnumpy\nndarray\n",
+    b"cnumpy._core.multiarray\n_reconstruct\n",
+    b"c_codecs\nencode\n",
 ]
 
 
@@ -105,7 +157,9 @@ def test_the_readmes_loader_figures_are_the_codes(model_shapes):
     from fedmnist.restricted_pickle import MAX_MARK_DEPTH
 
     readme = (REPO / "README.md").read_text()
-    most_opcodes = max(sum(1 for _ in pickletools.genops(pickle.dumps(honest(1, model_shapes, 10), protocol=p))) for p in range(6))
+    most_opcodes = max(
+        sum(1 for _ in pickletools.genops(pickle.dumps(honest(1, model_shapes, 10), protocol=p))) for p in range(6)
+    )
     cap = Expected(tuple(model_shapes), {1: 10}, "a" * 64).max_file_bytes
     assert f"a lo sumo {MAX_OPCODES:,} códigos de operación".replace(",", " ") in readme
     assert f"una actualización honesta usa unos {round(most_opcodes, -1)})" in readme

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from fedmnist import mnist as mnist_data
-from fedmnist.mnist import IDX_SHA256, MnistError, encode_idx, ensure_mnist, read_idx_folder, read_user_path, sha256_bytes
+from fedmnist.mnist import (
+    IDX_SHA256,
+    MnistError,
+    encode_idx,
+    ensure_mnist,
+    read_idx_folder,
+    read_user_path,
+    sha256_bytes,
+)
 
 
 def test_loader_returns_verified_real_mnist(mnist):

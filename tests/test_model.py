@@ -8,14 +8,28 @@ def test_parameter_count_and_layer_shapes():
     assert model.count_params() == 390_410
     shapes = [tuple(layer.output.shape[1:]) for layer in model.layers]
     assert shapes == [
-        (28, 28, 32), (14, 14, 32),
-        (14, 14, 64), (7, 7, 64),
-        (7, 7, 128), (3, 3, 128),
-        (1152,), (256,), (256,), (10,),
+        (28, 28, 32),
+        (14, 14, 32),
+        (14, 14, 64),
+        (7, 7, 64),
+        (7, 7, 128),
+        (3, 3, 128),
+        (1152,),
+        (256,),
+        (256,),
+        (10,),
     ]
     assert [type(layer).__name__ for layer in model.layers] == [
-        "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D",
-        "Flatten", "Dense", "Dropout", "Dense",
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+        "Dropout",
+        "Dense",
     ]
     assert model.layers[-1].activation.__name__ == "softmax"
     assert model.layers[-2].rate == 0.5

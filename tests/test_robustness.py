@@ -13,8 +13,20 @@ pytestmark = pytest.mark.slow
 
 def test_study_writes_every_attack_strategy_and_m(tmp_path):
     data, out = tmp_path / "data", tmp_path / "results"
-    run_script("split_data.py", "--clients", "5", "--seed", "3", "--out", str(data),
-               "--train-samples", "1000", "--test-samples", "300", check=True)
+    run_script(
+        "split_data.py",
+        "--clients",
+        "5",
+        "--seed",
+        "3",
+        "--out",
+        str(data),
+        "--train-samples",
+        "1000",
+        "--test-samples",
+        "300",
+        check=True,
+    )
     run_script("experiments/robustness.py", "--data", str(data), "--out", str(out), "--epochs", "1", check=True)
     results = json.loads((out / "robustez.json").read_text())
     assert set(results["attacks"]) == set(ATTACKS)

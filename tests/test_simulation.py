@@ -52,8 +52,9 @@ def test_fedprox_with_mu_zero_reproduces_fedavg_exactly(first_run):
 
 def test_run_rounds_leaves_the_state_it_was_given_unchanged(federation):
     configured = [strategies.parse_spec("fedavg")]
-    one, weights = run_rounds(federation, configured, RoundSettings(rounds=1, epochs=1, batch_size=32, seed=5),
-                              log=lambda line: None)
+    one, weights = run_rounds(
+        federation, configured, RoundSettings(rounds=1, epochs=1, batch_size=32, seed=5), log=lambda line: None
+    )
     snapshot = json.dumps(one)
     run_rounds(federation, configured, SETTINGS, one, weights, log=lambda line: None)
     assert json.dumps(one) == snapshot
@@ -63,8 +64,16 @@ def test_cli_resume_reaches_the_same_result(first_run, tiny_partition, tmp_path)
     out = tmp_path / "c"
     one_round = ["--rounds", "1", *CLI_OPTIONS[2:]]
     run_script("experiments/simulation.py", "--data", str(tiny_partition), "--out", str(out), *one_round, check=True)
-    run_script("experiments/simulation.py", "--data", str(tiny_partition), "--out", str(out), *CLI_OPTIONS,
-               "--resume", check=True)
+    run_script(
+        "experiments/simulation.py",
+        "--data",
+        str(tiny_partition),
+        "--out",
+        str(out),
+        *CLI_OPTIONS,
+        "--resume",
+        check=True,
+    )
     resumed = json.loads((out / "simulacion.json").read_text())
     for name in SPECS:
         assert accuracies(resumed, name) == accuracies(first_run, name)
@@ -83,21 +92,25 @@ def test_cli_never_replaces_finished_results_unless_forced(tiny_partition, tmp_p
 @pytest.mark.parametrize("content", ["", "{}", '{"config": 1}', '{"rounds_com'])
 def test_cli_resume_over_a_broken_state_is_one_clear_line(tiny_partition, tmp_path, content):
     (tmp_path / "simulacion.json").write_text(content)
-    done = run_script("experiments/simulation.py", "--data", str(tiny_partition), "--out", str(tmp_path),
-                      *CLI_OPTIONS, "--resume")
+    done = run_script(
+        "experiments/simulation.py", "--data", str(tiny_partition), "--out", str(tmp_path), *CLI_OPTIONS, "--resume"
+    )
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "not a simulation state this project wrote" in last_line(done.stderr)
 
 
-@pytest.mark.parametrize("options, message", [
-    (["--strategies", "fedprox:abc"], "strategy 'fedprox:abc': μ must be a number at least 0"),
-    (["--strategies", "fedprox:nan"], "strategy 'fedprox:nan': μ must be a number at least 0"),
-    (["--strategies", "fedsgd"], "strategy 'fedsgd': choose from fedavg"),
-    (["--strategies", "fedmed:0.1"], "strategy 'fedmed:0.1': FedMed takes no parameter"),
-    (["--learning-rate", "nan"], "--learning-rate nan: must be a positive number"),
-    (["--trim", "0.7"], "--trim 0.7: must be a number at least 0 and below 0.5"),
-    (["--krum-f", "-1"], "--krum-f -1: must be an integer at least 0"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--strategies", "fedprox:abc"], "strategy 'fedprox:abc': μ must be a number at least 0"),
+        (["--strategies", "fedprox:nan"], "strategy 'fedprox:nan': μ must be a number at least 0"),
+        (["--strategies", "fedsgd"], "strategy 'fedsgd': choose from fedavg"),
+        (["--strategies", "fedmed:0.1"], "strategy 'fedmed:0.1': FedMed takes no parameter"),
+        (["--learning-rate", "nan"], "--learning-rate nan: must be a positive number"),
+        (["--trim", "0.7"], "--trim 0.7: must be a number at least 0 and below 0.5"),
+        (["--krum-f", "-1"], "--krum-f -1: must be an integer at least 0"),
+    ],
+)
 def test_cli_bad_options_stop_before_training(tiny_partition, tmp_path, options, message):
     done = run_script("experiments/simulation.py", "--data", str(tiny_partition), "--out", str(tmp_path), *options)
     assert done.returncode != 0 and "Traceback" not in done.stderr

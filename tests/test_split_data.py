@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 
 from conftest import last_line, run_script
-from fedmnist.data import (check_client_id, load_client_data, load_initial_weights, load_test_data, read_manifest,
-                           write_partitions)
+from fedmnist.data import (
+    check_client_id,
+    load_client_data,
+    load_initial_weights,
+    load_test_data,
+    read_manifest,
+    write_partitions,
+)
 from fedmnist.files import OutputSet
 from fedmnist.partition import PartitionError, iid_partition, make_partition, stratified_subset
 
@@ -62,8 +68,20 @@ def test_split_writes_verified_partition(tiny_partition):
 
 
 def test_split_is_reproducible(tiny_partition, tmp_path):
-    run_script("split_data.py", "--clients", "3", "--seed", "7", "--out", str(tmp_path),
-               "--train-samples", "600", "--test-samples", "200", check=True)
+    run_script(
+        "split_data.py",
+        "--clients",
+        "3",
+        "--seed",
+        "7",
+        "--out",
+        str(tmp_path),
+        "--train-samples",
+        "600",
+        "--test-samples",
+        "200",
+        check=True,
+    )
     assert json.loads((tmp_path / "manifest.json").read_text())["sha256"] == read_manifest(tiny_partition)["sha256"]
 
 
@@ -77,8 +95,14 @@ def test_client_id_with_spaces_becomes_the_canonical_int(tiny_partition):
     assert check_client_id(" 3", read_manifest(tiny_partition)) == 3
 
 
-@pytest.mark.parametrize("content, problem", [("{}", "num_clients is not a positive integer"), ("[]", "not a JSON object"),
-                                              ('{"num_clients": 2, "clients": {"1": {}}}', "one entry for each of 1..2")])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("{}", "num_clients is not a positive integer"),
+        ("[]", "not a JSON object"),
+        ('{"num_clients": 2, "clients": {"1": {}}}', "one entry for each of 1..2"),
+    ],
+)
 def test_a_manifest_that_split_data_did_not_write_is_one_clear_error(tmp_path, content, problem):
     (tmp_path / "manifest.json").write_text(content)
     with pytest.raises(PartitionError, match=problem):
@@ -102,7 +126,16 @@ def test_a_split_that_fails_while_writing_leaves_the_old_one_byte_for_byte(tiny_
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 255, (40, 28, 28), dtype=np.uint8), np.arange(40, dtype=np.uint8) % 10
     with pytest.raises(OSError, match="No space"):
-        write_partitions(copy, x, y, x[:10], y[:10], [np.arange(20), np.arange(20, 40)], load_initial_weights(copy)[0], {"seed": 1, "partition": "iid"})
+        write_partitions(
+            copy,
+            x,
+            y,
+            x[:10],
+            y[:10],
+            [np.arange(20), np.arange(20, 40)],
+            load_initial_weights(copy)[0],
+            {"seed": 1, "partition": "iid"},
+        )
     assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
 
 
@@ -110,7 +143,16 @@ def test_a_smaller_split_removes_the_client_files_of_the_larger_one(tiny_partiti
     copy = tmp_path / "p"
     shutil.copytree(tiny_partition, copy)
     x, y = np.zeros((40, 28, 28), np.uint8), np.arange(40, dtype=np.uint8) % 10
-    write_partitions(copy, x, y, x[:10], y[:10], [np.arange(20), np.arange(20, 40)], load_initial_weights(copy)[0], {"seed": 1, "partition": "iid"})
+    write_partitions(
+        copy,
+        x,
+        y,
+        x[:10],
+        y[:10],
+        [np.arange(20), np.arange(20, 40)],
+        load_initial_weights(copy)[0],
+        {"seed": 1, "partition": "iid"},
+    )
     assert sorted(p.name for p in copy.glob("cliente_*.npz")) == ["cliente_1.npz", "cliente_2.npz"]
     assert read_manifest(copy)["num_clients"] == 2
 
@@ -131,14 +173,17 @@ def test_corrupted_partition_file_is_refused(tiny_partition, tmp_path):
         load_client_data(copy, 1)
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--clients", "0"], "--clients=0"),
-    (["--clients", "70000"], "K=70000"),
-    (["--clients", "3", "--train-samples", "2"], "K=3"),
-    (["--seed", "-1"], "--seed -1: must be in 0..2^32-1"),
-    (["--partition", "dirichlet", "--alpha", "nan"], "--alpha nan: must be a positive number"),
-    (["--mnist", "/nonexistent"], "/nonexistent: no such file or folder"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--clients", "0"], "--clients=0"),
+        (["--clients", "70000"], "K=70000"),
+        (["--clients", "3", "--train-samples", "2"], "K=3"),
+        (["--seed", "-1"], "--seed -1: must be in 0..2^32-1"),
+        (["--partition", "dirichlet", "--alpha", "nan"], "--alpha nan: must be a positive number"),
+        (["--mnist", "/nonexistent"], "/nonexistent: no such file or folder"),
+    ],
+)
 def test_cli_bad_client_count_is_one_clear_line(tmp_path, args, expected):
     done = run_script("split_data.py", *args, "--out", str(tmp_path / "out"))
     assert done.returncode != 0
@@ -152,7 +197,10 @@ def test_cli_unwritable_output_folder(tmp_path):
     assert done.returncode != 0 and "not writable" in last_line(done.stderr) and "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("partition, options", [("dirichlet", {"alpha": 0.1}), ("dirichlet", {"alpha": 100.0}), ("shards", {"shards_per_client": 2})])
+@pytest.mark.parametrize(
+    "partition, options",
+    [("dirichlet", {"alpha": 0.1}), ("dirichlet", {"alpha": 100.0}), ("shards", {"shards_per_client": 2})],
+)
 def test_non_iid_partitions_are_disjoint_covering_and_reproducible(labels, partition, options):
     parts = make_partition(labels, 10, 42, partition, **options)
     everything = np.concatenate(parts)

@@ -19,10 +19,16 @@ def coordinate_max(pairs, scale):
 
 @pytest.fixture
 def toy_rule():
-    row = strategies.register(strategies.Strategy(
-        key="coordinate_max", name="Coordinate max", label="Máximo por coordenada", rule=coordinate_max,
-        reference="a toy rule for this test",
-        parameters=(strategies.Parameter("scale", "s", 1.0, "s, the factor applied", "--toy-scale"),)))
+    row = strategies.register(
+        strategies.Strategy(
+            key="coordinate_max",
+            name="Coordinate max",
+            label="Máximo por coordenada",
+            rule=coordinate_max,
+            reference="a toy rule for this test",
+            parameters=(strategies.Parameter("scale", "s", 1.0, "s, the factor applied", "--toy-scale"),),
+        )
+    )
     yield row
     del strategies.REGISTRY[row.key]
 
@@ -57,9 +63,17 @@ def test_a_registered_rule_runs_in_the_one_shot_comparison(toy_rule, tiny_partit
     w0, sha = load_initial_weights(tiny_partition)
     counts = read_manifest(tiny_partition)["clients"]
     for cid in (1, 2, 3):
-        write_update(weights_dir / update_filename(cid), client_id=cid, num_samples=counts[str(cid)]["num_samples"],
-                     weights=perturbed(w0, 1e-3, cid), mu=0.0, epochs=1, batch_size=32, seed=1,
-                     initial_weights_sha256=sha)
+        write_update(
+            weights_dir / update_filename(cid),
+            client_id=cid,
+            num_samples=counts[str(cid)]["num_samples"],
+            weights=perturbed(w0, 1e-3, cid),
+            mu=0.0,
+            epochs=1,
+            batch_size=32,
+            seed=1,
+            initial_weights_sha256=sha,
+        )
     comparison = compare(weights_dir, tiny_partition, log=lambda line: None)
     entry = comparison.results["methods"]["coordinate_max"]
     assert entry["status"] == "ok" and entry["label"] == "Máximo por coordenada" and entry["clients"] == [1, 2, 3]
@@ -71,8 +85,14 @@ def test_a_registered_rule_runs_in_the_one_shot_comparison(toy_rule, tiny_partit
 def test_a_key_or_an_option_already_taken_is_refused(toy_rule):
     with pytest.raises(ValueError, match="registered already"):
         strategies.register(toy_rule)
-    clash = strategies.Strategy(key="other", name="Other", label="Otra", rule=coordinate_max, reference="",
-                                parameters=(strategies.Parameter("s", "s", 1.0, "s", "--toy-scale"),))
+    clash = strategies.Strategy(
+        key="other",
+        name="Other",
+        label="Otra",
+        rule=coordinate_max,
+        reference="",
+        parameters=(strategies.Parameter("s", "s", 1.0, "s", "--toy-scale"),),
+    )
     with pytest.raises(ValueError, match="--toy-scale belongs to another strategy"):
         strategies.register(clash)
 
@@ -83,18 +103,27 @@ def test_every_row_is_complete_and_its_defaults_pass_its_own_checks(row):
     assert all(p.check(p.default) == p.default for p in row.parameters)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("fedsgd", "choose from fedavg"), ("fedmed:1", "FedMed takes no parameter"),
-    ("fedprox:-1", "μ must be a number at least 0"), ("krum:1.5", "f must be an integer at least 0"),
-    ("trimmed_mean:0.5", "β must be a number at least 0 and below 0.5"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("fedsgd", "choose from fedavg"),
+        ("fedmed:1", "FedMed takes no parameter"),
+        ("fedprox:-1", "μ must be a number at least 0"),
+        ("krum:1.5", "f must be an integer at least 0"),
+        ("trimmed_mean:0.5", "β must be a number at least 0 and below 0.5"),
+    ],
+)
 def test_a_bad_spec_names_what_is_wrong(spec, message):
     with pytest.raises(ValueError, match=message):
         strategies.parse_spec(spec)
 
 
 def test_the_one_shot_rules_give_the_hand_checked_answers():
-    pairs = [([np.array([1.0], np.float32)], 1), ([np.array([4.0], np.float32)], 2), ([np.array([100.0], np.float32)], 1)]
+    pairs = [
+        ([np.array([1.0], np.float32)], 1),
+        ([np.array([4.0], np.float32)], 2),
+        ([np.array([100.0], np.float32)], 1),
+    ]
     assert strategies.get("fedavg").aggregate(pairs)[0].tolist() == [27.25]  # (1 + 8 + 100) / 4
     assert strategies.get("fedmed").aggregate(pairs)[0].tolist() == [4.0]
     assert strategies.get("trimmed_mean").aggregate(pairs, {"beta": 0.34})[0].tolist() == [4.0]

@@ -9,8 +9,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fedmnist.updates import (Expected, UpdateError, decode_update, load_updates, read_update, scan_update_folder, update_filename,
-                     weights_sha256, write_update)
+from fedmnist.updates import (
+    Expected,
+    UpdateError,
+    decode_update,
+    load_updates,
+    read_update,
+    scan_update_folder,
+    update_filename,
+    weights_sha256,
+    write_update,
+)
 
 TINY_SHAPES = [(3, 2), (2,)]
 EXPECTED = Expected(tuple(TINY_SHAPES), {1: 10, 2: 10, 3: 10}, "a" * 64)
@@ -21,8 +30,16 @@ def tiny_weights(value=0.5):
 
 
 def tiny_update(client_id=1, weights=None, **overrides):
-    update = {"client_id": client_id, "num_samples": 10, "weights": weights or tiny_weights(),
-              "mu": 0.0, "epochs": 1, "batch_size": 32, "seed": 1, "initial_weights_sha256": "a" * 64}
+    update = {
+        "client_id": client_id,
+        "num_samples": 10,
+        "weights": weights or tiny_weights(),
+        "mu": 0.0,
+        "epochs": 1,
+        "batch_size": 32,
+        "seed": 1,
+        "initial_weights_sha256": "a" * 64,
+    }
     update.update(overrides)
     return update
 
@@ -35,13 +52,23 @@ def dump(folder, obj, client_id=1, protocol=4, fedprox=False):
 
 # --- round trip ---------------------------------------------------------------------------------
 
+
 def test_write_then_read_round_trip(tmp_path, model_shapes):
     from model import build_model
 
     weights = build_model(seed=3).get_weights()
     path = tmp_path / update_filename(4)
-    write_update(path, client_id=4, num_samples=123, weights=weights, mu=0.01, epochs=2, batch_size=32, seed=42,
-                 initial_weights_sha256=weights_sha256(weights))
+    write_update(
+        path,
+        client_id=4,
+        num_samples=123,
+        weights=weights,
+        mu=0.01,
+        epochs=2,
+        batch_size=32,
+        seed=42,
+        initial_weights_sha256=weights_sha256(weights),
+    )
     update = read_update(path, Expected(tuple(model_shapes), {4: 123}, weights_sha256(weights)))
     assert update.client_id == 4 and update.num_samples == 123
     assert update.initial_weights_sha256 == weights_sha256(weights)
@@ -84,25 +111,29 @@ def test_float64_is_cast_to_float32(tmp_path):
 
 # --- one specific error per bad input ------------------------------------------------------------
 
-@pytest.mark.parametrize("update, message", [
-    (tiny_update(weights=[np.full((3, 2), np.nan, np.float32), np.zeros(2, np.float32)]), "NaN or Inf"),
-    (tiny_update(weights=[np.zeros((3, 2), np.float32), np.array([np.inf, 0], np.float32)]), "NaN or Inf"),
-    (tiny_update(weights=[np.full((3, 2), 1e300), np.zeros(2)]), "NaN or Inf in float32"),
-    (tiny_update(weights=[np.zeros((2, 3), np.float32), np.zeros(2, np.float32)]), "shape (2, 3)"),
-    (tiny_update(weights=[np.zeros((3, 2), np.float32)]), "1 weight arrays, the model has 2"),
-    (tiny_update(weights=[np.zeros((3, 2), object), np.zeros(2, np.float32)]), "only as float32 or float64"),
-    (tiny_update(weights=[np.zeros((3, 2), np.int32), np.zeros(2, np.float32)]), "only as float32 or float64"),
-    (tiny_update(num_samples=11), "num_samples is 11, but the manifest gives client 1 10 examples"),
-    (tiny_update(num_samples=10**9), "num_samples is 1000000000"),
-    (tiny_update(num_samples=10.0), "num_samples is 10.0"),
-    (tiny_update(client_id=2), "disagrees with the file name"),
-    (tiny_update(initial_weights_sha256="b" * 64), "started from other initial weights"),
-    (tiny_update(initial_weights_sha256=None), "initial_weights_sha256 must be 64 hexadecimal digits"),
-    (tiny_update(mu=float("nan")), "mu must be a finite number"),
-    (tiny_update(epochs=0), "epochs must be an integer"),
-    ({"weights": tiny_weights()}, "missing field(s) client_id, num_samples, initial_weights_sha256"),
-    ("a string", "expected a dict"),
-])
+
+@pytest.mark.parametrize(
+    "update, message",
+    [
+        (tiny_update(weights=[np.full((3, 2), np.nan, np.float32), np.zeros(2, np.float32)]), "NaN or Inf"),
+        (tiny_update(weights=[np.zeros((3, 2), np.float32), np.array([np.inf, 0], np.float32)]), "NaN or Inf"),
+        (tiny_update(weights=[np.full((3, 2), 1e300), np.zeros(2)]), "NaN or Inf in float32"),
+        (tiny_update(weights=[np.zeros((2, 3), np.float32), np.zeros(2, np.float32)]), "shape (2, 3)"),
+        (tiny_update(weights=[np.zeros((3, 2), np.float32)]), "1 weight arrays, the model has 2"),
+        (tiny_update(weights=[np.zeros((3, 2), object), np.zeros(2, np.float32)]), "only as float32 or float64"),
+        (tiny_update(weights=[np.zeros((3, 2), np.int32), np.zeros(2, np.float32)]), "only as float32 or float64"),
+        (tiny_update(num_samples=11), "num_samples is 11, but the manifest gives client 1 10 examples"),
+        (tiny_update(num_samples=10**9), "num_samples is 1000000000"),
+        (tiny_update(num_samples=10.0), "num_samples is 10.0"),
+        (tiny_update(client_id=2), "disagrees with the file name"),
+        (tiny_update(initial_weights_sha256="b" * 64), "started from other initial weights"),
+        (tiny_update(initial_weights_sha256=None), "initial_weights_sha256 must be 64 hexadecimal digits"),
+        (tiny_update(mu=float("nan")), "mu must be a finite number"),
+        (tiny_update(epochs=0), "epochs must be an integer"),
+        ({"weights": tiny_weights()}, "missing field(s) client_id, num_samples, initial_weights_sha256"),
+        ("a string", "expected a dict"),
+    ],
+)
 def test_invalid_content_is_rejected_with_its_reason(tmp_path, update, message):
     with pytest.raises(UpdateError) as caught:
         read_update(dump(tmp_path, update), EXPECTED)
@@ -166,8 +197,15 @@ def test_scan_keeps_canonical_names_and_lists_every_other_entry(tmp_path):
     for cid in (3, 2, 1):
         dump(tmp_path, tiny_update(cid), client_id=cid)
     dump(tmp_path, tiny_update(2), client_id=2, fedprox=True)
-    for odd in ("pesos_cliente_x.pkl", "pesos_cliente_003.pkl", "pesos_cliente_\u0663.pkl", "pesos_cliente_ 3.pkl",
-                "pesos_cliente_4.pkl", "pesos_cliente_0.pkl", "pesos_cliente_\x1b[31m.pkl"):
+    for odd in (
+        "pesos_cliente_x.pkl",
+        "pesos_cliente_003.pkl",
+        "pesos_cliente_\u0663.pkl",
+        "pesos_cliente_ 3.pkl",
+        "pesos_cliente_4.pkl",
+        "pesos_cliente_0.pkl",
+        "pesos_cliente_\x1b[31m.pkl",
+    ):
         (tmp_path / odd).write_bytes(b"")
     found = scan_update_folder(tmp_path, num_clients=3)
     assert [p.name for p in found.plain] == ["pesos_cliente_1.pkl", "pesos_cliente_2.pkl", "pesos_cliente_3.pkl"]
@@ -180,6 +218,7 @@ def test_scan_keeps_canonical_names_and_lists_every_other_entry(tmp_path):
 
 
 # --- hostile pickles ----------------------------------------------------------------------------
+
 
 def hostile_payloads(marker):
     target = str(marker)
@@ -211,7 +250,9 @@ def hostile_payloads(marker):
 
 
 @pytest.mark.parametrize("protocol", range(0, pickle.HIGHEST_PROTOCOL + 1))
-@pytest.mark.parametrize("kind", ["os.system", "subprocess", "builtins.eval", "builtins.exec", "nested object", "inside the weights list"])
+@pytest.mark.parametrize(
+    "kind", ["os.system", "subprocess", "builtins.eval", "builtins.exec", "nested object", "inside the weights list"]
+)
 def test_hostile_pickles_are_refused_and_never_run(tmp_path, protocol, kind):
     marker = tmp_path / "pwned"
     path = dump(tmp_path, hostile_payloads(marker)[kind], protocol=protocol)
@@ -256,13 +297,17 @@ def test_fuzz_random_bytes_raise_only_update_error(data):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from([VALID, VALID_LIST]),
-       st.lists(st.tuples(st.integers(min_value=0, max_value=len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=8),
-       st.integers(min_value=0, max_value=len(VALID)))
+@given(
+    st.sampled_from([VALID, VALID_LIST]),
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=len(VALID) - 1), st.integers(0, 255)), min_size=1, max_size=8
+    ),
+    st.integers(min_value=0, max_value=len(VALID)),
+)
 def test_fuzz_mutated_valid_pickles_raise_only_update_error(valid, mutations, cut):
     data = bytearray(valid)
     for position, value in mutations:
         data[position % len(data)] = value
     before = set(os.listdir("."))
-    loads_or_update_error(bytes(data[:cut or None]))
+    loads_or_update_error(bytes(data[: cut or None]))
     assert set(os.listdir(".")) == before

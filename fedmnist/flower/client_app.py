@@ -33,13 +33,21 @@ def train(msg: Message, context: Context) -> Message:
     cid = client_id(context.node_config, read_manifest(data_dir)["num_clients"])
     x, y = load_client_data(data_dir, cid)
     trainer = local_trainer(settings.learning_rate)
-    history = trainer.train(x, y, initial_weights=msg.content["arrays"].to_numpy_ndarrays(),
-                            epochs=settings.epochs, batch_size=settings.batch_size,
-                            seed=client_seed(settings.seed, int(config["server-round"]), cid),
-                            mu=float(config.get("proximal-mu", 0.0)), verbose=0)
-    reply = RecordDict({
-        "arrays": ArrayRecord(trainer.model.get_weights()),
-        "metrics": MetricRecord({"num-examples": len(y), "train-loss": float(history.history["loss"][-1])}),
-        "client": ConfigRecord({"client-id": cid}),
-    })
+    history = trainer.train(
+        x,
+        y,
+        initial_weights=msg.content["arrays"].to_numpy_ndarrays(),
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        seed=client_seed(settings.seed, int(config["server-round"]), cid),
+        mu=float(config.get("proximal-mu", 0.0)),
+        verbose=0,
+    )
+    reply = RecordDict(
+        {
+            "arrays": ArrayRecord(trainer.model.get_weights()),
+            "metrics": MetricRecord({"num-examples": len(y), "train-loss": float(history.history["loss"][-1])}),
+            "client": ConfigRecord({"client-id": cid}),
+        }
+    )
     return Message(content=reply, reply_to=msg)

@@ -36,14 +36,16 @@ def checked_replies(strategy_class):
             """The reply's client id, if the reply passes the checks the instructor's loader applies to a file."""
             cid = msg.content["client"]["client-id"]
             if not isinstance(cid, int) or isinstance(cid, bool) or cid not in self.expected_counts:
-                raise UpdateError(f"{source}: client-id is not one of the partition's clients "
-                                  f"1..{len(self.expected_counts)}")
+                raise UpdateError(
+                    f"{source}: client-id is not one of the partition's clients 1..{len(self.expected_counts)}"
+                )
             if cid in seen:
                 raise UpdateError(f"{source}: a second reply for client {cid} in this round")
             examples = msg.content["metrics"]["num-examples"]
             if examples != self.expected_counts[cid]:
-                raise UpdateError(f"{source}: num-examples must equal the manifest's {self.expected_counts[cid]} "
-                                  f"for client {cid}")
+                raise UpdateError(
+                    f"{source}: num-examples must equal the manifest's {self.expected_counts[cid]} for client {cid}"
+                )
             arrays = msg.content["arrays"]
             if list(arrays.keys()) != list(self.expected_keys):
                 raise UpdateError(f"{source}: the arrays are not the model's")
@@ -69,8 +71,11 @@ def checked_replies(strategy_class):
             for claimed in claims:  # each client's one reply; the rest (bad ids, second replies) are unknown
                 if claimed in self.expected_counts and claimed not in clients and claimed not in rejected:
                     rejected.append(claimed)
-            self.last_round = {"clients": sorted(clients + rejected), "rejected": sorted(rejected),
-                               "rejected_unknown": len(claims) - len(rejected)}
+            self.last_round = {
+                "clients": sorted(clients + rejected),
+                "rejected": sorted(rejected),
+                "rejected_unknown": len(claims) - len(rejected),
+            }
             return super().aggregate_train(server_round, kept)
 
     Checked.__name__ = strategy_class.__name__
@@ -92,8 +97,12 @@ def make_strategy(config, num_clients):
     fraction = value(config, "fraction-train", defaults.FRACTION, float)
     if not 0 < fraction <= 1:
         raise ValueError(f"run config fraction-train={fraction}: must be in (0, 1]")
-    common = {"fraction_train": fraction, "fraction_evaluate": 0.0, "min_available_nodes": num_clients,
-              "min_train_nodes": max(1, round(fraction * num_clients))}
+    common = {
+        "fraction_train": fraction,
+        "fraction_evaluate": 0.0,
+        "min_available_nodes": num_clients,
+        "min_train_nodes": max(1, round(fraction * num_clients)),
+    }
     extra = {p.flower_kwarg: configured.values[p.name] for p in configured.strategy.parameters if p.flower_kwarg}
     strategy_class = checked_replies(getattr(flower, configured.strategy.flower))
     return strategy_class(**common, **extra), configured
@@ -111,8 +120,17 @@ class CentralEvaluation:
         now = time.perf_counter()
         if server_round > 0:
             last = self.strategy.last_round
-            self.rows.append(round_row(server_round, metrics, now - self.started, last["clients"], last["rejected"],
-                                       self.model_bytes, last["rejected_unknown"]))
+            self.rows.append(
+                round_row(
+                    server_round,
+                    metrics,
+                    now - self.started,
+                    last["clients"],
+                    last["rejected"],
+                    self.model_bytes,
+                    last["rejected_unknown"],
+                )
+            )
             print(f"round {server_round}: test accuracy {100 * metrics['accuracy']:.2f}%", flush=True)
         self.started = now
         return MetricRecord(metrics)
@@ -134,18 +152,34 @@ def main(grid: Grid, context: Context) -> None:
 
     model = build_model()
     evaluation = CentralEvaluation(model, load_test_data(data_dir), strategy, sum(w.nbytes for w in initial_weights))
-    result = strategy.start(grid=grid, initial_arrays=initial_arrays, num_rounds=rounds,
-                            train_config=ConfigRecord(training.to_record()), evaluate_fn=evaluation)
+    result = strategy.start(
+        grid=grid,
+        initial_arrays=initial_arrays,
+        num_rounds=rounds,
+        train_config=ConfigRecord(training.to_record()),
+        evaluate_fn=evaluation,
+    )
 
-    results = new_history(run_config(
-        runtime="flower", data=project_relative(data_dir), manifest=manifest, fraction=strategy.fraction_train,
-        epochs=training.epochs, batch_size=training.batch_size, learning_rate=training.learning_rate,
-        strategies=[configured.name], seed=training.seed,
-        parameters={configured.name: configured.values} if configured.values else {}))
+    results = new_history(
+        run_config(
+            runtime="flower",
+            data=project_relative(data_dir),
+            manifest=manifest,
+            fraction=strategy.fraction_train,
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            learning_rate=training.learning_rate,
+            strategies=[configured.name],
+            seed=training.seed,
+            parameters={configured.name: configured.values} if configured.values else {},
+        )
+    )
     results["history"][configured.name] = evaluation.rows
     results["rounds_completed"] = len(evaluation.rows)
-    title = (f"Flower, {configured.label()}: K = {num_clients}, C = {strategy.fraction_train}, "
-             f"E = {training.epochs}, B = {training.batch_size}")
+    title = (
+        f"Flower, {configured.label()}: K = {num_clients}, C = {strategy.fraction_train}, "
+        f"E = {training.epochs}, B = {training.batch_size}"
+    )
     write_results(out_dir, results, title)
     model.set_weights(result.arrays.to_numpy_ndarrays())
     save_model(model, out_dir / f"modelo_global_flower_{configured.strategy.key}.h5")

@@ -24,13 +24,23 @@ class TrainingConfig:
     seed: int
 
     def to_record(self):
-        return {"data-dir": self.data_dir, "local-epochs": self.epochs, "batch-size": self.batch_size,
-                "learning-rate": self.learning_rate, "seed": self.seed}
+        return {
+            "data-dir": self.data_dir,
+            "local-epochs": self.epochs,
+            "batch-size": self.batch_size,
+            "learning-rate": self.learning_rate,
+            "seed": self.seed,
+        }
 
     @classmethod
     def from_record(cls, record):
-        return cls(str(record["data-dir"]), int(record["local-epochs"]), int(record["batch-size"]),
-                   float(record["learning-rate"]), int(record["seed"]))
+        return cls(
+            str(record["data-dir"]),
+            int(record["local-epochs"]),
+            int(record["batch-size"]),
+            float(record["learning-rate"]),
+            int(record["seed"]),
+        )
 
 
 def value(config, key, default, kind):
@@ -53,12 +63,15 @@ def resolve_folder(raw, default):
 
 
 def training_config(config, data_dir):
-    epochs, batch_size = value(config, "local-epochs", defaults.ROUND_EPOCHS, int), value(
-        config, "batch-size", defaults.BATCH_SIZE, int)
+    epochs, batch_size = (
+        value(config, "local-epochs", defaults.ROUND_EPOCHS, int),
+        value(config, "batch-size", defaults.BATCH_SIZE, int),
+    )
     learning_rate = value(config, "learning-rate", defaults.LEARNING_RATE, float)
     if epochs < 1 or batch_size < 1 or not learning_rate > 0:
-        raise ValueError(f"run config local-epochs={epochs} batch-size={batch_size} learning-rate={learning_rate}: "
-                         f"must be positive")
+        raise ValueError(
+            f"run config local-epochs={epochs} batch-size={batch_size} learning-rate={learning_rate}: must be positive"
+        )
     return TrainingConfig(str(data_dir), epochs, batch_size, learning_rate, value(config, "seed", defaults.SEED, int))
 
 
@@ -66,8 +79,10 @@ def configured_strategy(config):
     """The registry row named by the run config's `strategy`, with its parameters (strategies.Configured)."""
     row = strategies.get(str(config.get("strategy", "")) or defaults.ROUND_STRATEGIES[0])
     if row.flower is None:
-        raise ValueError(f"run config strategy={row.key!r}: has no Flower counterpart; choose from "
-                         + ", ".join(key for key, r in strategies.REGISTRY.items() if r.flower))
+        raise ValueError(
+            f"run config strategy={row.key!r}: has no Flower counterpart; choose from "
+            + ", ".join(key for key, r in strategies.REGISTRY.items() if r.flower)
+        )
     values = {p.name: p.check(value(config, p.config_key, p.default, p.kind)) for p in row.parameters}
     return strategies.Configured(row, values)
 
@@ -82,7 +97,9 @@ def client_id(node_config, num_clients):
     partition_id = int(node_config["partition-id"])
     num_partitions = int(node_config.get("num-partitions", num_clients))
     if num_partitions != num_clients or not 0 <= partition_id < num_clients:
-        raise ValueError(f"node config partition-id={partition_id} num-partitions={num_partitions}: the partition in "
-                         f"data-dir has K = {num_clients} clients, so use num-partitions={num_clients} and "
-                         f"partition-id 0..{num_clients - 1}")
+        raise ValueError(
+            f"node config partition-id={partition_id} num-partitions={num_partitions}: the partition in "
+            f"data-dir has K = {num_clients} clients, so use num-partitions={num_clients} and "
+            f"partition-id 0..{num_clients - 1}"
+        )
     return partition_id + 1
