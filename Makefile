@@ -13,7 +13,7 @@ ROUNDS ?=
 STRATEGY ?=
 OUT ?=
 PYTEST_ARGS ?=
-FLOWER_TIMEOUT ?= 1800
+FLOWER_TIMEOUT ?=
 SCENARIOS := $(basename $(notdir $(wildcard experiments/scenarios/*.toml)))
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -67,7 +67,7 @@ results: seeds scenarios
 	$(PY) experiments/tables.py --write ensayo_aprendizaje_federado.md README.md
 
 FLOWER_OPTIONS = $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ROUNDS),--rounds $(ROUNDS)) \
-	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(SEED),--seed $(SEED)) --timeout $(FLOWER_TIMEOUT)
+	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(SEED),--seed $(SEED)) $(if $(FLOWER_TIMEOUT),--timeout $(FLOWER_TIMEOUT))
 
 flower-simulation: flower
 	$(PY) experiments/flower_local.py simulation $(FLOWER_OPTIONS)

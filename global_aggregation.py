@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from fedmnist import defaults, strategies
-from fedmnist.attacks import MODEL_POISONING
+from fedmnist.attacks import DEFAULT_STRENGTH, MODEL_POISONING
 from fedmnist.comparison import Attack, ComparisonError, compare, format_table, write_outputs
 from fedmnist.files import check_writable
 from fedmnist.partition import PartitionError
@@ -74,7 +74,7 @@ def parse_args(argv=None):
         "--attack-strength",
         type=float,
         default=None,
-        help="lambda for sign_flip (default 4), scale (default 10) and noise (default 10)",
+        help="lambda of the attack (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_STRENGTH.items()) + ")",
     )
     attack.add_argument("--seed", type=int, default=0, help="seed of the noise attack (default: 0)")
     return parser.parse_args(argv)

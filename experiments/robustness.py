@@ -10,18 +10,13 @@ the points each strategy loses.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from fedmnist import defaults, strategies
-from fedmnist.evaluation import save_figure
-from fedmnist.files import OutputSet, check_writable
+from fedmnist.files import check_writable
 from fedmnist.partition import PartitionError
-from fedmnist.robustness import StudySettings, plot_robustness, run_study
-
-RESULTS_FILE = "robustez.json"
-FIGURE_FILE = "robustez.png"
+from fedmnist.robustness import StudySettings, run_study, write_study
 
 
 def print_table(results):
@@ -76,13 +71,9 @@ def main(argv=None):
         results = run_study(args.data, settings)
     except (ValueError, PartitionError, OSError) as err:
         sys.exit(f"robustness.py: error: {err}")
-    with OutputSet() as outputs:
-        outputs.write_text(args.out / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
-        save_figure(plot_robustness(results), outputs.stage(args.out / FIGURE_FILE))
+    written = write_study(args.out, results)
     print_table(results)
-    print(
-        f"\nWrote {args.out / RESULTS_FILE} and {args.out / FIGURE_FILE} in {results['config']['total_seconds']:.0f} s"
-    )
+    print(f"\nWrote {' and '.join(map(str, written))} in {results['config']['total_seconds']:.0f} s")
 
 
 if __name__ == "__main__":

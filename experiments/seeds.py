@@ -10,21 +10,15 @@ results/semillas.png.
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from fedmnist import defaults, strategies
 from fedmnist.data import SplitSpec, ensure_split
-from fedmnist.evaluation import save_figure
-from fedmnist.files import OutputSet, check_writable
+from fedmnist.files import check_writable
 from fedmnist.partition import PartitionError
-from fedmnist.robustness import StudySettings, plot_robustness, plot_seed_summary, run_study, summarize_seeds
-
-SUMMARY_FILE = "semillas.json"
-FIGURE_FILE = "semillas.png"
-RUN_FILE, RUN_FIGURE = "robustez.json", "robustez.png"
+from fedmnist.robustness import StudySettings, run_study, summarize_seeds, write_study, write_summary
 
 
 def parse_args(argv=None):
@@ -50,12 +44,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def write_json_and_figure(json_path, data, figure_path, figure):
-    with OutputSet() as outputs:
-        outputs.write_text(json_path, json.dumps(data, indent=2) + "\n")
-        save_figure(figure, outputs.stage(figure_path))
-
-
 def main(argv=None):
     args = parse_args(argv)
     if len(set(args.seeds)) < 2 or len(set(args.seeds)) != len(args.seeds):
@@ -78,15 +66,15 @@ def main(argv=None):
             out.mkdir(parents=True, exist_ok=True)
         except (PartitionError, OSError) as err:
             sys.exit(f"seeds.py: error: {err}")
-        write_json_and_figure(out / RUN_FILE, run, out / RUN_FIGURE, plot_robustness(run))
+        write_study(out, run)
         runs.append(run)
 
     summary = summarize_seeds(runs, args.seeds, time.perf_counter() - started)
-    write_json_and_figure(args.out / SUMMARY_FILE, summary, args.out / FIGURE_FILE, plot_seed_summary(summary))
+    written = write_summary(args.out, summary)
     print(f"\n{'one shot, no attack':<22} mean ± std over seeds {args.seeds}")
     for key, row in summary["one_shot"].items():
         print(f"{key:<22} {row['mean']:6.2f} ± {row['std']:.2f}")
-    print(f"Wrote {args.out / SUMMARY_FILE} and {args.out / FIGURE_FILE} in {summary['config']['seconds']:.0f} s")
+    print(f"Wrote {' and '.join(map(str, written))} in {summary['config']['seconds']:.0f} s")
 
 
 if __name__ == "__main__":
