@@ -1,5 +1,6 @@
 """Hostile update files: each is one rejection line, never a crash, a hang, or a takeover."""
 
+import json
 import pickle
 import struct
 
@@ -149,19 +150,23 @@ def test_fuzz_mutated_honest_updates_at_every_protocol(protocol, mutations):
         assert len(str(err)) <= MAX_REASON_CHARS
 
 
-def test_the_readmes_loader_figures_are_the_codes(model_shapes):
-    """The README quotes the opcode bound, the MARK bound, an honest update's opcode count and the file cap."""
+def test_the_security_pages_loader_figures_are_the_codes(model_shapes):
+    """docs/seguridad.md quotes the opcode bound, the MARK bound and an honest update's opcode count;
+    its table's largest crafted file sits one byte under the file cap, as the page says."""
     import pickletools
 
     from conftest import REPO
     from fedmnist.restricted_pickle import MAX_MARK_DEPTH
 
-    readme = (REPO / "README.md").read_text()
+    page = (REPO / "docs" / "seguridad.md").read_text()
     most_opcodes = max(
         sum(1 for _ in pickletools.genops(pickle.dumps(honest(1, model_shapes, 10), protocol=p))) for p in range(6)
     )
     cap = Expected(tuple(model_shapes), {1: 10}, "a" * 64).max_file_bytes
-    assert f"a lo sumo {MAX_OPCODES:,} códigos de operación".replace(",", " ") in readme
-    assert f"una actualización honesta usa unos {round(most_opcodes, -1)})" in readme
-    assert f"{MAX_MARK_DEPTH}\n  MARK anidados" in readme
-    assert f"({cap / 1e6:.1f} MB".replace(".", ",") in readme
+    assert f"a lo sumo {MAX_OPCODES:,} códigos de operación".replace(",", " ") in page
+    assert f"una actualización honesta usa unos {round(most_opcodes, -1)})" in page
+    assert f"{MAX_MARK_DEPTH}\n  MARK anidados" in page
+    bench = json.loads((REPO / "results" / "benchmarks.json").read_text())["hostile_updates"]
+    assert bench["file_cap_bytes"] == cap
+    assert {row["file"]: row["bytes"] for row in bench["files"]}["EMPTY_SET up to the cap"] == cap - 1
+    assert "«EMPTY_SET up to the cap»" in page
