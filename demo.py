@@ -5,7 +5,8 @@
 1. the organizer's split (split_data.py's): verified MNIST among K clients;
 2. local_training.ipynb for CLIENT_ID 1..K through papermill (executed notebooks kept in --out);
 3. the instructor's comparison (global_aggregation.py's) of every strategy.
-Prints each stage's wall time and copies the comparison figure and table to results/.
+Everything lands in --out (outputs/, git-ignored); prints each stage's wall time. `make results` passes
+--results results to refresh the committed figure and table.
 """
 
 import argparse
@@ -42,8 +43,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--results",
         type=Path,
-        default=defaults.RESULTS_DIR,
-        help="where the figure and table are copied (default: results/)",
+        default=None,
+        help="also copy the figure and table here (make results uses results/; default: no copy)",
     )
     parser.add_argument("--epochs", "-E", type=int, default=None, help="E, local epochs (default: the notebook's)")
     parser.add_argument(
@@ -70,7 +71,7 @@ def main(argv=None):
         sys.exit(f"demo.py: error: {err}")
     print("\n" + format_table(results))
     print("\nWall time per stage: " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in timings.items()))
-    print(f"Figure and table copied to {args.results}")
+    print(f"Every artifact is in {args.out}" + (f"; figure and table copied to {args.results}" if args.results else ""))
 
 
 if __name__ == "__main__":

@@ -210,7 +210,10 @@ def write_outputs(out_dir, comparison):
             f"Métodos de agregación sobre {len(local)} clientes "
             f"({results['config']['test_samples']} imágenes de test)"
         )
-        save_figure(plot_method_comparison(methods, local, title), outputs.stage(out_dir / FIGURE_FILE))
+        save_figure(
+            plot_method_comparison(methods, local, title, results["config"]["test_samples"]),
+            outputs.stage(out_dir / FIGURE_FILE),
+        )
         outputs.write_text(out_dir / RESULTS_FILE, json.dumps(results, indent=2, allow_nan=False) + "\n")
     return [model_file(key) for key in comparison.global_weights] + [FIGURE_FILE, RESULTS_FILE]
 

@@ -69,20 +69,32 @@ def plot_confusion_matrix(y_true, y_pred, title):
     return fig
 
 
-def plot_method_comparison(method_accuracy, local_accuracy, title):
-    """Bar chart: each aggregation method's test accuracy, with the local models for reference."""
-    names = list(method_accuracy) + [f"local {cid}" for cid in local_accuracy]
-    values = [100 * v for v in method_accuracy.values()] + [100 * v for v in local_accuracy.values()]
+def binomial_half_width(accuracy, num_samples, z=1.96):
+    """Half-width of the normal-approximation 95 % interval of an accuracy measured on `num_samples` images."""
+    return z * np.sqrt(accuracy * (1 - accuracy) / num_samples)
+
+
+def plot_method_comparison(method_accuracy, local_accuracy, title, num_samples):
+    """Dot plot: each strategy's and each local model's test accuracy with its 95 % sampling interval.
+
+    Dots, not bars: the differences are fractions of a point, and a bar's length would have to start at zero
+    to be honest. The interval is the test set's binomial sampling error alone (one seed, one split).
+    """
+    names = list(method_accuracy) + [f"cliente {cid} (local)" for cid in local_accuracy]
+    values = np.array(list(method_accuracy.values()) + list(local_accuracy.values()), dtype=np.float64)
+    errors = binomial_half_width(values, num_samples)
     colors = ["tab:blue"] * len(method_accuracy) + ["tab:gray"] * len(local_accuracy)
-    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(names) + 2), 4.5))
-    bars = ax.bar(names, values, color=colors)
-    ax.bar_label(bars, fmt="%.2f", fontsize=9)
-    low = min(values) if values else 0
-    ax.set_ylim(max(0, low - 2), 100)
-    ax.set_ylabel("exactitud en test (%)")
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.6))
+    rows = np.arange(len(names))[::-1]
+    for row, value, error, color in zip(rows, values, errors, colors):
+        ax.errorbar(100 * value, row, xerr=100 * error, fmt="o", color=color, capsize=3)
+        ax.annotate(f"{100 * value:.2f}", (100 * value, row), textcoords="offset points", xytext=(0, 7),
+                    ha="center", fontsize=8)
+    ax.set_yticks(rows, names)
+    ax.set_xlabel(f"exactitud en test (%); barras: intervalo del 95 % por muestreo de {num_samples} imágenes")
+    ax.set_ylim(-0.7, len(names) - 0.3)
     ax.set_title(title)
-    ax.grid(axis="y", alpha=0.3)
-    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
 

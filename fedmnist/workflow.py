@@ -19,6 +19,10 @@ from fedmnist.partition import PartitionError
 from fedmnist.updates import UpdateError
 
 
+# The kernel's own log at ERROR: it would warn, for every client, that its local TCP sockets are unencrypted.
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+
+
 class WorkflowError(RuntimeError):
     """A stage of the workflow failed; the message says which and why."""
 
@@ -31,7 +35,13 @@ def run_notebook(client_id, seed, data_dir, out_dir, overrides):
     executed = out_dir / f"local_training_cliente_{client_id}.ipynb"
     parameters = {"CLIENT_ID": client_id, "SEED": seed, "DATA_DIR": str(data_dir), "OUT_DIR": str(out_dir), **overrides}
     try:
-        papermill.execute_notebook(NOTEBOOK, executed, parameters=parameters, cwd=str(defaults.PROJECT_DIR))
+        papermill.execute_notebook(
+            NOTEBOOK,
+            executed,
+            parameters=parameters,
+            cwd=str(defaults.PROJECT_DIR),
+            extra_arguments=QUIET_KERNEL,
+        )
     except papermill.PapermillExecutionError as err:
         raise WorkflowError(
             f"local_training.ipynb failed for CLIENT_ID {client_id}: {err.ename}: {err.evalue} (see {executed})"
