@@ -14,6 +14,7 @@ STRATEGY ?=
 OUT ?=
 PYTEST_ARGS ?=
 FLOWER_TIMEOUT ?=
+SECURE ?=
 SCENARIOS := $(basename $(notdir $(wildcard experiments/scenarios/*.toml)))
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -89,7 +90,8 @@ results: seeds scenarios
 	$(PY) experiments/tables.py --write ensayo_aprendizaje_federado.md README.md docs/*.md
 
 FLOWER_OPTIONS = $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ROUNDS),--rounds $(ROUNDS)) \
-	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(SEED),--seed $(SEED)) $(if $(FLOWER_TIMEOUT),--timeout $(FLOWER_TIMEOUT))
+	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(SEED),--seed $(SEED)) $(if $(FLOWER_TIMEOUT),--timeout $(FLOWER_TIMEOUT)) \
+	$(if $(SECURE),--secure)
 
 flower-simulation: flower
 	$(PY) experiments/flower_local.py simulation $(FLOWER_OPTIONS)

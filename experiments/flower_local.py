@@ -15,11 +15,14 @@ names the apps in fedmnist/flower/); the ServerApp writes simulacion.json/.png t
 """
 
 import argparse
+import datetime
+import ipaddress
 import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -27,6 +30,11 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from fedmnist import defaults, strategies
 from fedmnist.data import SplitSpec, ensure_split, read_manifest
@@ -102,12 +110,14 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def wait_until_healthy(port, processes, timeout=60.0):
+def wait_until_healthy(port, processes, credentials=None, timeout=60.0):
+    scheme = "https" if credentials else "http"
+    context = ssl.create_default_context(cafile=credentials.ca) if credentials else None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         processes.check_alive()
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+            with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/health", timeout=1, context=context) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -149,38 +159,129 @@ def child_environment(flwr_home):
     }
 
 
-def start_federation(args, processes, link_port):
-    """Start the SuperLink and, for a deployment, the K SuperNodes."""
-    link = [
-        str(BIN_DIR / "flower-superlink"),
-        "--insecure",
+class Credentials:
+    """TLS and SuperNode-authentication material for a --secure deployment, generated into `folder`.
+
+    A certificate authority, a SuperLink certificate it signs for 127.0.0.1 and localhost, and one
+    P-384 key pair per SuperNode in OpenSSH format (what flower-supernode and `flwr supernode register` read).
+    """
+
+    def __init__(self, folder, clients):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.ca, self.cert, self.key = folder / "ca.crt", folder / "server.pem", folder / "server.key"
+        ca_key = ec.generate_private_key(ec.SECP384R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fedmnist test CA")])
+        ca_cert = certificate(ca_name, ca_name, ca_key.public_key(), ca_key, is_ca=True)
+        server_key = ec.generate_private_key(ec.SECP384R1())
+        server_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+        server_cert = certificate(server_name, ca_name, server_key.public_key(), ca_key, is_ca=False)
+        self.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+        self.cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+        self.key.write_bytes(pem_private(server_key))
+        self.node_keys = []
+        for partition in range(clients):
+            private, public = folder / f"supernode_{partition}", folder / f"supernode_{partition}.pub"
+            node_key = ec.generate_private_key(ec.SECP384R1())
+            private.write_bytes(
+                node_key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+                )
+            )
+            public.write_bytes(
+                node_key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+            )
+            self.node_keys.append((private, public))
+
+
+def certificate(subject, issuer, public_key, signing_key, is_ca):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+    )
+    if not is_ca:
+        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(signing_key, hashes.SHA384())
+
+
+def pem_private(key):
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def superlink_command(args, link_port, credentials):
+    """flower-superlink as docs/flower.md gives it: with --secure, TLS, SuperNode authentication, all addresses."""
+    security = (
+        ["--ssl-ca-certfile", str(credentials.ca), "--ssl-certfile", str(credentials.cert)]
+        + ["--ssl-keyfile", str(credentials.key), "--enable-supernode-auth", "--host", "0.0.0.0"]
+        if credentials
+        else ["--insecure", "--host", "127.0.0.1"]
+    )
+    simulation = ["--simulation"] if args.mode == "simulation" else []
+    # the apps run in this environment: no run-time installation of their dependencies
+    return [str(BIN_DIR / "flower-superlink"), *security, "--isolation", "subprocess", "--port", str(link_port)] + [
+        "--disable-runtime-dependency-installation",
+        *simulation,
+    ]
+
+
+def supernode_command(args, partition, link_port, credentials):
+    security = (
+        [
+            "--root-certificates",
+            str(credentials.ca),
+            "--auth-supernode-private-key",
+            str(credentials.node_keys[partition][0]),
+        ]
+        if credentials
+        else ["--insecure"]
+    )
+    return [
+        str(BIN_DIR / "flower-supernode"),
+        *security,
+        "--superlink",
+        f"127.0.0.1:{link_port}",
         "--isolation",
         "subprocess",
-        "--host",
-        "127.0.0.1",
         "--port",
-        str(link_port),
-        "--disable-runtime-dependency-installation",
-    ]  # the apps run in this environment
-    processes.start("superlink", link + (["--simulation"] if args.mode == "simulation" else []))
-    wait_until_healthy(link_port, processes)
+        str(free_port()),
+        "--node-config",
+        f"partition-id={partition} num-partitions={args.clients}",
+    ]
+
+
+def register_supernodes(processes, credentials):
+    """`flwr supernode register` each SuperNode's public key, as an instructor would before the run."""
+    for _, public in credentials.node_keys:
+        done = subprocess.run(
+            [str(BIN_DIR / "flwr"), "supernode", "register", str(public), "loopback"],
+            env=processes.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"flwr supernode register {public.name} failed: {(done.stdout + done.stderr)[-300:]}")
+
+
+def start_federation(args, processes, link_port, credentials=None):
+    """Start the SuperLink and, for a deployment, register (with --secure) and start the K SuperNodes."""
+    processes.start("superlink", superlink_command(args, link_port, credentials))
+    wait_until_healthy(link_port, processes, credentials)
     if args.mode == "deployment":
+        if credentials:
+            register_supernodes(processes, credentials)
         for partition in range(args.clients):
-            processes.start(
-                f"supernode_{partition}",
-                [
-                    str(BIN_DIR / "flower-supernode"),
-                    "--insecure",
-                    "--superlink",
-                    f"127.0.0.1:{link_port}",
-                    "--isolation",
-                    "subprocess",
-                    "--port",
-                    str(free_port()),
-                    "--node-config",
-                    f"partition-id={partition} num-partitions={args.clients}",
-                ],
-            )
+            processes.start(f"supernode_{partition}", supernode_command(args, partition, link_port, credentials))
 
 
 def submit_and_stream(args, processes):
@@ -265,6 +366,13 @@ def parse_args(argv=None):
         default=1800,
         help="seconds the run may take once the SuperLink is up; then every process is stopped (default: %(default)s)",
     )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="deployment only: TLS with certificates made for this run, SuperNode authentication with keys "
+        "registered through `flwr supernode register`, and the SuperLink bound to every address (0.0.0.0), "
+        "as on separate machines",
+    )
     args = parser.parse_args(argv)
     args.out = (args.out or defaults.RESULTS_DIR / "flower" / args.mode).resolve()
     return args
@@ -292,6 +400,8 @@ def main(argv=None):
             f"flower_local.py: error: --clients {args.clients} --rounds {args.rounds}: need at least 2 clients "
             "and 1 round"
         )
+    if args.secure and args.mode != "deployment":
+        sys.exit("flower_local.py: error: --secure: only for deployment (the simulation runs on one SuperLink)")
     if not (BIN_DIR / "flower-superlink").is_file():
         sys.exit(f"flower_local.py: error: Flower is not installed beside {sys.executable}; run make flower")
     try:
@@ -302,9 +412,10 @@ def main(argv=None):
 
     flwr_home = Path(tempfile.mkdtemp(prefix="flwr_home_"))
     link_port = free_port()
+    credentials = Credentials(flwr_home / "credentials", args.clients) if args.secure else None
+    security = f'root-certificates = "{credentials.ca}"' if credentials else "insecure = true"
     (flwr_home / "config.toml").write_text(
-        f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\naddress = "127.0.0.1:{link_port}"\n'
-        f"insecure = true\n"
+        f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\naddress = "127.0.0.1:{link_port}"\n{security}\n'
     )
     log_dir = args.out.parent / f"{args.mode}_logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -313,13 +424,14 @@ def main(argv=None):
         signal.signal(sig, lambda number, frame: sys.exit(f"flower_local.py: stopped by signal {number}"))
 
     print(
-        f"flower_local: {args.mode}, K={args.clients}, R={args.rounds}, strategy={args.strategy}, "
+        f"flower_local: {args.mode}{' with TLS and SuperNode authentication' if args.secure else ''}, "
+        f"K={args.clients}, R={args.rounds}, strategy={args.strategy}, "
         f"data={args.data}, out={args.out}, SuperLink 127.0.0.1:{link_port}, logs in {log_dir}",
         flush=True,
     )
     started_at, started = time.time(), time.perf_counter()
     try:
-        start_federation(args, processes, link_port)
+        start_federation(args, processes, link_port, credentials)
         submit_and_stream(args, processes)
         results = check_finished(args.out / RESULTS_FILE, started_at, args.rounds)
     except (RuntimeError, TimeoutError) as err:

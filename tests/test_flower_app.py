@@ -200,6 +200,39 @@ def test_deployment_two_supernodes_two_rounds_on_loopback(flower_partition, tmp_
 
 
 @pytest.mark.slow
+def test_a_secure_deployment_completes_a_round(flower_partition, tmp_path):
+    """TLS with certificates made for the run, SuperNodes registered and authenticated, the SuperLink bound
+    to every address: the flags docs/flower.md gives for separate machines, here on one."""
+    done = flower_local(
+        "deployment",
+        "--secure",
+        "--clients",
+        "2",
+        "--rounds",
+        "1",
+        "--data",
+        str(flower_partition),
+        "--out",
+        str(tmp_path / "secure"),
+        "--timeout",
+        "600",
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "with TLS and SuperNode authentication" in done.stdout
+    rows = json.loads((tmp_path / "secure" / "simulacion.json").read_text())["history"]["fedavg"]
+    assert [row["round"] for row in rows] == [1] and rows[0]["clients"] == [1, 2]
+    assert leftover_processes() == []
+
+
+def test_secure_is_refused_for_a_simulation(tmp_path):
+    done = flower_local("simulation", "--secure", "--clients", "2", "--out", str(tmp_path / "x"))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert last_line(done.stderr) == (
+        "flower_local.py: error: --secure: only for deployment (the simulation runs on one SuperLink)"
+    )
+
+
+@pytest.mark.slow
 def test_simulation_with_flwr_run_on_loopback(flower_partition, tmp_path):
     done = flower_local(
         "simulation",

@@ -1,8 +1,17 @@
-"""The notebook's shape: a tagged parameters cell whose defaults match fedmnist/defaults.py."""
+"""The notebook: a tagged parameters cell whose defaults match fedmnist/defaults.py, served by make notebook."""
 
 import ast
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
 
 import nbformat
+import pytest
 
 from fedmnist import defaults
 from conftest import REPO
@@ -30,3 +39,45 @@ def test_notebook_defaults_match_client_defaults():
 def test_notebook_has_no_stored_outputs():
     notebook = nbformat.read(REPO / "local_training.ipynb", as_version=4)
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
+
+
+@pytest.mark.slow
+def test_make_notebook_serves_the_notebook_with_the_projects_kernel(tmp_path):
+    port, token = free_port(), secrets.token_hex(16)
+    args = f"--no-browser --port={port} --IdentityProvider.token={token} --ServerApp.runtime_dir={tmp_path}"
+    server = subprocess.Popen(
+        ["make", "--no-print-directory", "notebook", f"NOTEBOOK_ARGS={args}"],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        notebook = get_json(f"http://127.0.0.1:{port}/api/contents/local_training.ipynb?token={token}", server)
+        kernels = get_json(f"http://127.0.0.1:{port}/api/kernelspecs?token={token}", server)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    assert notebook["type"] == "notebook" and notebook["content"]["cells"][1]["metadata"]["tags"] == ["parameters"]
+    assert "fedmnist" in kernels["kernelspecs"]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url, server, timeout=120):
+    """GET `url` once the server answers; fail with its output if it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(server.stdout.read().decode()[-2000:])
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"no answer from {url.split('?')[0]} within {timeout} s")
