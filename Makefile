@@ -55,11 +55,12 @@ lock:
 	} > requirements.txt
 	rm -rf .lock-venv
 
-# JupyterLab on the teammate's notebook, with the project's kernel registered in the venv.
+# JupyterLab on the teammate's notebook, with the project's kernel registered in the venv (as root too,
+# as in containers, where JupyterLab refuses to start without --allow-root).
 NOTEBOOK_ARGS ?=
 notebook: venv
 	$(PY) -m ipykernel install --sys-prefix --name fedmnist --display-name "Python (fedmnist)" > /dev/null
-	$(VENV)/bin/jupyter lab local_training.ipynb $(NOTEBOOK_ARGS)
+	$(VENV)/bin/jupyter lab local_training.ipynb $(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOK_ARGS)
 
 demo: venv
 	$(PY) demo.py $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(SEED),--seed $(SEED)) $(if $(OUT),--out $(OUT)) \

@@ -1,6 +1,7 @@
 """The notebook: a tagged parameters cell whose defaults match fedmnist/defaults.py, served by make notebook."""
 
 import ast
+import contextlib
 import json
 import os
 import secrets
@@ -44,12 +45,14 @@ def test_notebook_has_no_stored_outputs():
 @pytest.mark.slow
 def test_make_notebook_serves_the_notebook_with_the_projects_kernel(tmp_path):
     port, token = free_port(), secrets.token_hex(16)
-    args = f"--no-browser --port={port} --IdentityProvider.token={token} --ServerApp.runtime_dir={tmp_path}"
+    args = f"--no-browser --port={port} --IdentityProvider.token={token}"
+    log = open(tmp_path / "jupyter.log", "wb")  # a file, not a pipe nobody reads while the server runs
     server = subprocess.Popen(
         ["make", "--no-print-directory", "notebook", f"NOTEBOOK_ARGS={args}"],
         cwd=REPO,
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path)},
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -57,8 +60,10 @@ def test_make_notebook_serves_the_notebook_with_the_projects_kernel(tmp_path):
         notebook = get_json(f"http://127.0.0.1:{port}/api/contents/local_training.ipynb?token={token}", server)
         kernels = get_json(f"http://127.0.0.1:{port}/api/kernelspecs?token={token}", server)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
+        log.close()
     assert notebook["type"] == "notebook" and notebook["content"]["cells"][1]["metadata"]["tags"] == ["parameters"]
     assert "fedmnist" in kernels["kernelspecs"]
 
@@ -74,7 +79,9 @@ def get_json(url, server, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise AssertionError(server.stdout.read().decode()[-2000:])
+            raise AssertionError(
+                f"make notebook exited with code {server.returncode} before answering; see jupyter.log"
+            )
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 return json.loads(response.read())
