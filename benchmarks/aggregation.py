@@ -125,7 +125,7 @@ def main(argv=None):
         f"model: {model_bytes / 1e6:.2f} MB float32; read bandwidth {bandwidth:.1f} GB/s; "
         "Flower found"
         if flower_available
-        else "Flower not installed: its columns are skipped (pip install -r requirements-flower.txt)"
+        else "Flower not installed: its columns are skipped (pip install -e ".[flower]", or make venv)"
     )
     print(
         f"\n{'K':>5} {'rule':<13} {'ours s':>8} {'extra mem':>10} {'bound s':>8} {'Flower s':>9} "
