@@ -403,7 +403,10 @@ def main(argv=None):
     if args.secure and args.mode != "deployment":
         sys.exit("flower_local.py: error: --secure: only for deployment (the simulation runs on one SuperLink)")
     if not (BIN_DIR / "flower-superlink").is_file():
-        sys.exit(f"flower_local.py: error: Flower is not installed beside {sys.executable}; run make venv (the lock includes Flower)")
+        sys.exit(
+            f"flower_local.py: error: Flower is not installed beside {sys.executable}; "
+            "run make venv (the lock includes Flower)"
+        )
     try:
         strategies.parameters_from_options(args)
         args.data = prepared_data(args)
