@@ -121,12 +121,12 @@ def main(argv=None):
     model_bytes = sum(int(np.prod(s)) for s in shapes) * 4
     bandwidth = memory_bandwidth_gb_s()
     flower_available = flower_rules(1) is not None
-    print(
-        f"model: {model_bytes / 1e6:.2f} MB float32; read bandwidth {bandwidth:.1f} GB/s; "
+    flower_note = (
         "Flower found"
         if flower_available
-        else "Flower not installed: its columns are skipped (pip install -e ".[flower]", or make venv)"
+        else "Flower not installed: its columns are skipped (make venv installs it, or pip install -e '.[flower]')"
     )
+    print(f"model: {model_bytes / 1e6:.2f} MB float32; read bandwidth {bandwidth:.1f} GB/s; {flower_note}")
     print(
         f"\n{'K':>5} {'rule':<13} {'ours s':>8} {'extra mem':>10} {'bound s':>8} {'Flower s':>9} "
         f"{'Flower mem':>11} {'speed-up':>9} {'same result':>14}"
