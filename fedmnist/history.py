@@ -7,11 +7,13 @@ ServerApp alike, so every field means the same in both:
     rounds_completed  R so far
     history           {strategy name: [row per round]}, rows made by `round_row`:
         round, accuracy, loss, macro_f1    the global model on the common test set after the round
-        seconds           wall time of the round for this strategy: local training, aggregation, evaluation
+        seconds           wall time of the round for this strategy: local training, aggregation, drift, evaluation
         clients           the client ids (1..K) sampled in the round
         rejected          the client ids whose update failed validation and was left out
         rejected_unknown  further replies left out that were no client's one reply: an invalid client id,
                           or a second reply (Flower only; always 0 in the simulation)
+        drift             the accepted updates' drift (fedmnist/drift.py): each client's distance to the
+                          round's global model, their mean pairwise cosine, the aggregate update's norm
         bytes_received_per_client, bytes_sent_per_client   the model's size, each way
     summary           per strategy: final accuracy, rounds to each target, total seconds (`summarize`)
 
@@ -81,8 +83,8 @@ def new_history(config):
     return {"config": config, "rounds_completed": 0, "history": {name: [] for name in config["strategies"]}}
 
 
-def round_row(round_number, metrics, seconds, clients, rejected, model_bytes, rejected_unknown=0):
-    """One round of one strategy, as every runtime records it."""
+def round_row(round_number, metrics, seconds, clients, rejected, model_bytes, rejected_unknown=0, drift=None):
+    """One round of one strategy, as every runtime records it (`drift` from fedmnist.drift.round_drift)."""
     return {
         "round": round_number,
         "accuracy": metrics["accuracy"],
@@ -94,6 +96,7 @@ def round_row(round_number, metrics, seconds, clients, rejected, model_bytes, re
         "rejected_unknown": rejected_unknown,
         "bytes_received_per_client": model_bytes,
         "bytes_sent_per_client": model_bytes,
+        "drift": drift,
     }
 
 
@@ -188,12 +191,15 @@ def write_results(out_dir, results, title, extra_files=()):
 
 
 def plot_history(results, title):
-    """Test accuracy and loss per round, one line per strategy."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    """Test accuracy, test loss and the clients' drift per round, one line per strategy."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for name, rows in results["history"].items():
         rounds = [row["round"] for row in rows]
         axes[0].plot(rounds, [100 * row["accuracy"] for row in rows], "o-", label=label_of(name), markersize=4)
         axes[1].plot(rounds, [row["loss"] for row in rows], "o-", label=label_of(name), markersize=4)
+        drifted = [(row["round"], row["drift"]["mean_client_distance"]) for row in rows if row.get("drift")]
+        if drifted:
+            axes[2].plot(*zip(*drifted), "o-", label=label_of(name), markersize=4)
     for target in ACCURACY_TARGETS:
         axes[0].axhline(100 * target, color="gray", linestyle=":", linewidth=1)
     lowest = min((row["accuracy"] for rows in results["history"].values() for row in rows), default=0.9)
@@ -201,10 +207,13 @@ def plot_history(results, title):
     axes[0].set_ylabel("exactitud en test (%)")
     axes[1].set_ylabel("pérdida en test")
     axes[1].set_yscale("log")
+    axes[2].set_ylabel("deriva: distancia media ‖w_k − w‖ de los clientes")
+    axes[2].set_ylim(bottom=0)
     for ax in axes:
         ax.set_xlabel("ronda")
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.has_data():
+            ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from fedmnist.attacks import MODEL_POISONING, attack_updates, flip_labels
 from fedmnist.data import load_client_data, load_initial_weights, load_test_data
 from fedmnist.defaults import BATCH_SIZE, FRACTION, LEARNING_RATE, ROUND_EPOCHS, ROUNDS, SEED
+from fedmnist.drift import round_drift
 from fedmnist.evaluation import evaluate_weights
 from fedmnist.history import new_history, round_row
 from fedmnist.training import LocalTrainer, client_seed
@@ -113,13 +114,16 @@ def play_round(trainer, federation, sampled, global_weights, configured, setting
     """One strategy's round: returns (new global weights, its history row)."""
     started = time.perf_counter()
     updates, rejected = train_round(trainer, federation, sampled, global_weights, configured, settings, round_number)
+    previous = global_weights
     try:
         global_weights = configured.aggregate([(u.weights, u.num_samples) for u in updates])
     except ValueError as err:
         log(f"round {round_number} {configured.name}: kept the previous global model ({err})")
     metrics, _ = evaluate_weights(trainer.model, global_weights, *federation.test_set)
+    drift = round_drift(previous, [u.weights for u in updates], global_weights)
+    seconds = time.perf_counter() - started  # as in Flower: training, aggregation, drift and evaluation
     model_bytes = sum(w.nbytes for w in global_weights)
-    row = round_row(round_number, metrics, time.perf_counter() - started, sampled, rejected, model_bytes)
+    row = round_row(round_number, metrics, seconds, sampled, rejected, model_bytes, drift=drift)
     return global_weights, row
 
 

@@ -97,7 +97,20 @@ def test_replies_that_fail_the_update_checks_are_dropped_before_flower_aggregate
     ]  # a second reply for client 2
     arrays, _ = strategy.aggregate_train(1, replies)
     assert all(np.allclose(w, 3.0) for w in arrays.to_numpy_ndarrays())  # (1·1 + 2·4) / 3
-    assert strategy.last_round == {"clients": [1, 2, 3, 4], "rejected": [3, 4], "rejected_unknown": 3}
+    assert strategy.last_round == {"clients": [1, 2, 3, 4], "rejected": [3, 4], "rejected_unknown": 3, "drift": None}
+
+
+def test_the_drift_of_the_accepted_replies_is_measured_from_the_rounds_global_model():
+    shapes = [(2,)]
+    strategy = checked_strategy("fedavg", {1: 1, 2: 1}, shapes)
+    strategy.current_global = [np.zeros(2, np.float32)]
+    strategy.aggregate_train(
+        1, [Reply(10, [np.array([3.0, 4.0], np.float32)], 1, 1), Reply(11, [np.array([0.0, 1.0], np.float32)], 1, 2)]
+    )
+    drift = strategy.last_round["drift"]
+    assert drift["client_distance"] == [5.0, 1.0] and drift["aggregate_update_norm"] == pytest.approx(
+        np.hypot(1.5, 2.5)
+    )
 
 
 @pytest.mark.parametrize("key", ["fedavg", "fedmed", "trimmed_mean"])

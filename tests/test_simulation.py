@@ -37,6 +37,9 @@ def test_two_rounds_record_every_round_of_every_strategy(first_run):
         assert [row["round"] for row in rows] == [1, 2]
         assert all(row["clients"] == [1, 2, 3] and row["bytes_sent_per_client"] == 390_410 * 4 for row in rows)
         assert rows[-1]["accuracy"] > 0.5
+        assert all(
+            len(row["drift"]["client_distance"]) == 3 and row["drift"]["aggregate_update_norm"] > 0 for row in rows
+        )
 
 
 def test_same_seed_gives_identical_accuracies(first_run, federation):

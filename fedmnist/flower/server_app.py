@@ -17,6 +17,7 @@ from flwr.serverapp import strategy as flower
 from fedmnist import defaults
 from fedmnist.comparison import project_relative
 from fedmnist.data import load_initial_weights, load_test_data, read_manifest
+from fedmnist.drift import round_drift
 from fedmnist.evaluation import evaluate_weights
 from fedmnist.flower.settings import configured_strategy, resolve_folder, training_config, value
 from fedmnist.history import RESULTS_FILE, new_history, round_row, run_config, write_results
@@ -31,6 +32,7 @@ def checked_replies(strategy_class):
 
     class Checked(strategy_class):
         expected_keys, expected_shapes, expected_counts, last_round = (), (), {}, {}
+        current_global = None  # the round's starting weights, kept by CentralEvaluation for the drift
 
         def check_reply(self, msg, source, seen):
             """The reply's client id, if the reply passes the checks the instructor's loader applies to a file."""
@@ -71,12 +73,16 @@ def checked_replies(strategy_class):
             for claimed in claims:  # each client's one reply; the rest (bad ids, second replies) are unknown
                 if claimed in self.expected_counts and claimed not in clients and claimed not in rejected:
                     rejected.append(claimed)
+            arrays, metrics = super().aggregate_train(server_round, kept)
+            client_weights = [m.content["arrays"].to_numpy_ndarrays() for m in kept if not m.has_error()]
+            new_global = arrays.to_numpy_ndarrays() if arrays is not None else self.current_global
             self.last_round = {
                 "clients": sorted(clients + rejected),
                 "rejected": sorted(rejected),
                 "rejected_unknown": len(claims) - len(rejected),
+                "drift": round_drift(self.current_global, client_weights, new_global) if self.current_global else None,
             }
-            return super().aggregate_train(server_round, kept)
+            return arrays, metrics
 
     Checked.__name__ = strategy_class.__name__
     return Checked
@@ -116,7 +122,8 @@ class CentralEvaluation:
         self.rows, self.started = [], time.perf_counter()
 
     def __call__(self, server_round, arrays):
-        metrics, _ = evaluate_weights(self.model, arrays.to_numpy_ndarrays(), *self.test_set)
+        weights = arrays.to_numpy_ndarrays()
+        metrics, _ = evaluate_weights(self.model, weights, *self.test_set)
         now = time.perf_counter()
         if server_round > 0:
             last = self.strategy.last_round
@@ -129,10 +136,12 @@ class CentralEvaluation:
                     last["rejected"],
                     self.model_bytes,
                     last["rejected_unknown"],
+                    drift=last["drift"],
                 )
             )
             print(f"round {server_round}: test accuracy {100 * metrics['accuracy']:.2f}%", flush=True)
-        self.started = now
+        self.strategy.current_global = weights  # the next round starts here
+        self.started = time.perf_counter()  # the drift and this evaluation's bookkeeping count for no round
         return MetricRecord(metrics)
 
 
