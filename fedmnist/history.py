@@ -26,6 +26,7 @@ import hashlib
 import json
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from fedmnist.data import read_weights_archive, weights_archive_bytes
 from fedmnist.defaults import ACCURACY_TARGETS
@@ -207,10 +208,11 @@ def plot_history(results, title):
     axes[0].set_ylabel("exactitud en test (%)")
     axes[1].set_ylabel("pérdida en test")
     axes[1].set_yscale("log")
-    axes[2].set_ylabel("deriva: distancia media ‖w_k − w‖ de los clientes")
+    axes[2].set_ylabel("deriva media de los clientes ‖w_k − w‖")
     axes[2].set_ylim(bottom=0)
     for ax in axes:
         ax.set_xlabel("ronda")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend()
