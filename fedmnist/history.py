@@ -192,8 +192,9 @@ def write_results(out_dir, results, title, extra_files=()):
 
 
 def plot_history(results, title):
-    """Test accuracy, test loss and the clients' drift per round, one line per strategy."""
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    """Test accuracy, test loss and (where recorded) the clients' drift per round, one line per strategy."""
+    has_drift = any(row.get("drift") for rows in results["history"].values() for row in rows)
+    fig, axes = plt.subplots(1, 3 if has_drift else 2, figsize=(16 if has_drift else 12, 4.5))
     for name, rows in results["history"].items():
         rounds = [row["round"] for row in rows]
         axes[0].plot(rounds, [100 * row["accuracy"] for row in rows], "o-", label=label_of(name), markersize=4)
@@ -208,8 +209,9 @@ def plot_history(results, title):
     axes[0].set_ylabel("exactitud en test (%)")
     axes[1].set_ylabel("pérdida en test")
     axes[1].set_yscale("log")
-    axes[2].set_ylabel("deriva media de los clientes ‖w_k − w‖")
-    axes[2].set_ylim(bottom=0)
+    if has_drift:
+        axes[2].set_ylabel("deriva media de los clientes ‖w_k − w‖")
+        axes[2].set_ylim(bottom=0)
     for ax in axes:
         ax.set_xlabel("ronda")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
