@@ -44,7 +44,7 @@ class Parameter:
         try:
             converted = self.kind(value)
             valid = (converted == value or isinstance(value, str)) and not isinstance(value, bool)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             valid = False
         if not valid or not (math.isfinite(converted) and self.low <= converted < self.below):
             raise ValueError(f"{self.option} {value}: must be {self.allowed()}")

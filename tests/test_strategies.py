@@ -127,3 +127,10 @@ def test_the_one_shot_rules_give_the_hand_checked_answers():
     assert strategies.get("fedavg").aggregate(pairs)[0].tolist() == [27.25]  # (1 + 8 + 100) / 4
     assert strategies.get("fedmed").aggregate(pairs)[0].tolist() == [4.0]
     assert strategies.get("trimmed_mean").aggregate(pairs, {"beta": 0.34})[0].tolist() == [4.0]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**400, True, "x", -1.0, 0.5])
+def test_a_parameter_refuses_what_is_no_value_of_it(value):
+    beta = strategies.get("trimmed_mean").parameters[0]
+    with pytest.raises(ValueError, match="--trim .*: must be a number at least 0 and below 0.5"):
+        beta.check(value)
