@@ -50,7 +50,7 @@ def value(config, key, default, kind):
         return default
     try:
         converted = kind(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         converted = None
     if converted is None or isinstance(raw, bool) or (kind is int and converted != raw):
         raise ValueError(f"run config {key}={raw!r}: must be {'an integer' if kind is int else 'a number'}")
