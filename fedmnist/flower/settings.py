@@ -53,7 +53,7 @@ def value(config, key, default, kind):
     except (TypeError, ValueError, OverflowError):
         converted = None
     if converted is None or isinstance(raw, bool) or (kind is int and converted != raw):
-        raise ValueError(f"run config {key}={raw!r}: must be {'an integer' if kind is int else 'a number'}")
+        raise ValueError(f"run config {key}={repr(raw)[:40]}: must be {'an integer' if kind is int else 'a number'}")
     return converted
 
 
