@@ -20,47 +20,27 @@ from fedmnist.files import write_text_atomically
 from fedmnist.history import RESULTS_FILE
 
 OUT_DIR = defaults.RESULTS_DIR / "flower"
-RUNS = {  # name -> the command after `python`, given the data folder, output folder and rounds
-    "propia": lambda data, out, r, seed: [
-        "experiments/simulation.py",
-        "--data",
-        data,
-        "--out",
-        out,
-        "--rounds",
-        r,
-        "--strategies",
-        "fedavg",
-        "--epochs",
-        "1",
-        "--seed",
-        seed,
-        "--force",
-    ],
-    "flower_simulacion": lambda data, out, r, seed: [
-        "experiments/flower_local.py",
-        "simulation",
-        "--data",
-        data,
-        "--out",
-        out,
-        "--rounds",
-        r,
-        "--seed",
-        seed,
-    ],
-    "flower_despliegue": lambda data, out, r, seed: [
-        "experiments/flower_local.py",
-        "deployment",
-        "--data",
-        data,
-        "--out",
-        out,
-        "--rounds",
-        r,
-        "--seed",
-        seed,
-    ],
+
+
+def own_simulation(data, out, rounds, seed):
+    options = ["--rounds", rounds, "--strategies", "fedavg", "--epochs", "1", "--seed", seed, "--force"]
+    return ["experiments/simulation.py", "--data", data, "--out", out, *options]
+
+
+def flower_local(mode):
+    """The command of experiments/flower_local.py in `mode`, as a function of the run's settings."""
+
+    def command(data, out, rounds, seed):
+        return ["experiments/flower_local.py", mode, "--data", data, "--out", out, "--rounds", rounds, "--seed", seed]
+
+    return command
+
+
+# name -> the command after `python`, given the data folder, output folder, rounds and seed
+RUNS = {
+    "propia": own_simulation,
+    "flower_simulacion": flower_local("simulation"),
+    "flower_despliegue": flower_local("deployment"),
 }
 
 

@@ -168,7 +168,7 @@ def compare(weights_dir, data_dir, values=None, min_clients=MIN_CLIENTS, allow_l
         local_models[str(update.client_id)] = {"file": update.path.name, "num_samples": update.num_samples, **metrics}
     computed = {k: v for k, v in methods.items() if v["status"] == "ok"}
     parameters = {
-        row.key: {**row.server_parameters({**row.defaults(), **values.get(row.key, {})})}
+        row.key: row.server_parameters({**row.defaults(), **values.get(row.key, {})})
         for row in strategies.REGISTRY.values()
         if row.server_parameters(row.defaults())
     }
@@ -207,8 +207,7 @@ def write_outputs(out_dir, comparison):
         methods = {v["label"]: v["accuracy"] for v in results["methods"].values() if v["status"] == "ok"}
         local = {cid: v["accuracy"] for cid, v in results["local_models"].items()}
         title = (
-            f"Métodos de agregación sobre {len(local)} clientes "
-            f"({results['config']['test_samples']} imágenes de test)"
+            f"Métodos de agregación sobre {len(local)} clientes ({results['config']['test_samples']} imágenes de test)"
         )
         save_figure(
             plot_method_comparison(methods, local, title, results["config"]["test_samples"]),

@@ -17,24 +17,15 @@ def mnist():
     return load_mnist_uint8(log=lambda message: None)
 
 
+# The tiny real-MNIST split: 3 clients, 600 training and 200 test images
+TINY_SPLIT = ("--clients", "3", "--seed", "7", "--train-samples", "600", "--test-samples", "200")
+
+
 @pytest.fixture(scope="session")
 def tiny_partition(tmp_path_factory):
     """A real-MNIST partition for 3 clients: 600 training and 200 test images."""
     out = tmp_path_factory.mktemp("partition")
-    run_script(
-        "split_data.py",
-        "--clients",
-        "3",
-        "--seed",
-        "7",
-        "--out",
-        str(out),
-        "--train-samples",
-        "600",
-        "--test-samples",
-        "200",
-        check=True,
-    )
+    run_script("split_data.py", *TINY_SPLIT, "--out", str(out), check=True)
     return out
 
 

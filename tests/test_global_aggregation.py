@@ -56,6 +56,12 @@ def partition(tmp_path_factory):
     return out
 
 
+def aggregate(weights_dir, data, out, *options, check=False):
+    """Run the instructor's CLI on one folder of updates, as the course does."""
+    options = ("--weights-dir", str(weights_dir), "--data", str(data), "--out", str(out), *options)
+    return run_script("global_aggregation.py", *options, check=check)
+
+
 def count(partition, client_id):
     return read_manifest(partition)["clients"][str(client_id)]["num_samples"]
 
@@ -81,16 +87,7 @@ def client_dir(partition, tmp_path_factory):
 @pytest.fixture(scope="module")
 def aggregated(client_dir, partition, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    done = run_script(
-        "global_aggregation.py",
-        "--weights-dir",
-        str(client_dir),
-        "--data",
-        str(partition),
-        "--out",
-        str(out),
-        check=True,
-    )
+    done = aggregate(client_dir, partition, out, check=True)
     return out, done.stdout
 
 
@@ -124,23 +121,13 @@ def test_saved_fedavg_model_is_the_weighted_mean(aggregated, client_dir, partiti
 
 
 def test_empty_weights_folder_is_one_clear_line(tmp_path, partition):
-    done = run_script(
-        "global_aggregation.py", "--weights-dir", str(tmp_path), "--data", str(partition), "--out", str(tmp_path)
-    )
+    done = aggregate(tmp_path, partition, tmp_path)
     assert done.returncode != 0
     assert "no pesos_cliente_<id>.pkl for clients 1..5" in last_line(done.stderr) and "Traceback" not in done.stderr
 
 
 def test_missing_partition_says_run_split_data_first(client_dir, tmp_path):
-    done = run_script(
-        "global_aggregation.py",
-        "--weights-dir",
-        str(client_dir),
-        "--data",
-        str(tmp_path / "none"),
-        "--out",
-        str(tmp_path),
-    )
+    done = aggregate(client_dir, tmp_path / "none", tmp_path)
     assert (
         done.returncode != 0 and "run split_data.py first" in last_line(done.stderr) and "Traceback" not in done.stderr
     )
@@ -152,9 +139,7 @@ def test_too_few_valid_clients_leaves_earlier_outputs_untouched(tmp_path, partit
     write_client(tmp_path, 2, [np.full_like(w, np.nan) for w in w0], sha, count(partition, 2))
     earlier = tmp_path / "resultados.json"
     earlier.write_text('{"earlier": true}')
-    done = run_script(
-        "global_aggregation.py", "--weights-dir", str(tmp_path), "--data", str(partition), "--out", str(tmp_path)
-    )
+    done = aggregate(tmp_path, partition, tmp_path)
     assert done.returncode != 0
     assert "only 1 valid client update(s)" in last_line(done.stderr) and "NaN" in done.stdout
     assert earlier.read_text() == '{"earlier": true}'
@@ -162,20 +147,7 @@ def test_too_few_valid_clients_leaves_earlier_outputs_untouched(tmp_path, partit
 
 
 def test_simulated_nan_attack_is_caught_by_validation(client_dir, partition, tmp_path):
-    done = run_script(
-        "global_aggregation.py",
-        "--weights-dir",
-        str(client_dir),
-        "--data",
-        str(partition),
-        "--out",
-        str(tmp_path),
-        "--attack",
-        "nan",
-        "--malicious",
-        "1",
-        check=True,
-    )
+    done = aggregate(client_dir, partition, tmp_path, "--attack", "nan", "--malicious", "1", check=True)
     results = json.loads((tmp_path / "resultados.json").read_text())
     assert results["config"]["malicious_clients"] == [1]
     rejected = {r["file"]: r["reason"] for r in results["rejected"]}
@@ -185,19 +157,7 @@ def test_simulated_nan_attack_is_caught_by_validation(client_dir, partition, tmp
 
 
 def test_more_attackers_than_clients_is_one_clear_line(client_dir, partition, tmp_path):
-    done = run_script(
-        "global_aggregation.py",
-        "--weights-dir",
-        str(client_dir),
-        "--data",
-        str(partition),
-        "--out",
-        str(tmp_path),
-        "--attack",
-        "scale",
-        "--malicious",
-        "9",
-    )
+    done = aggregate(client_dir, partition, tmp_path, "--attack", "scale", "--malicious", "9")
     assert done.returncode != 0 and "--malicious 9" in last_line(done.stderr) and "Traceback" not in done.stderr
 
 
@@ -227,9 +187,7 @@ def hostile_run(partition, tmp_path_factory):
     (folder / "pesos_cliente_\u0663.pkl").write_bytes(crafted["truncated"])
     (folder / "pesos_cliente_ 3.pkl").write_bytes(crafted["truncated"])
     (folder / "pesos_cliente_9.pkl").write_bytes(crafted["truncated"])
-    done = run_script(
-        "global_aggregation.py", "--weights-dir", str(folder), "--data", str(partition), "--out", str(out)
-    )
+    done = aggregate(folder, partition, out)
     return done, json.loads((out / "resultados.json").read_text()) if done.returncode == 0 else None
 
 
@@ -256,38 +214,16 @@ def test_a_failed_run_leaves_every_earlier_output_byte_for_byte(aggregated, part
     folder.mkdir()
     w0, sha = load_initial_weights(partition)
     write_client(folder, 1, perturbed(w0, 1e-3, 1), sha, count(partition, 1))
-    done = run_script(
-        "global_aggregation.py", "--weights-dir", str(folder), "--data", str(partition), "--out", str(out)
-    )
+    done = aggregate(folder, partition, out)
     assert done.returncode != 0 and "earlier outputs" in last_line(done.stderr)
     assert snapshot(out) == before and not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
 def test_a_method_not_computed_loses_its_old_model(client_dir, partition, tmp_path):
     out = tmp_path / "out"
-    run_script(
-        "global_aggregation.py",
-        "--weights-dir",
-        str(client_dir),
-        "--data",
-        str(partition),
-        "--out",
-        str(out),
-        check=True,
-    )
+    aggregate(client_dir, partition, out, check=True)
     assert (out / "modelo_global_krum.h5").exists()
-    run_script(
-        "global_aggregation.py",
-        "--weights-dir",
-        str(client_dir),
-        "--data",
-        str(partition),
-        "--out",
-        str(out),
-        "--krum-f",
-        "3",
-        check=True,
-    )
+    aggregate(client_dir, partition, out, "--krum-f", "3", check=True)
     results = json.loads((out / "resultados.json").read_text())
     assert results["methods"]["krum"]["status"].startswith("not computed: Krum needs K > f + 2")
     assert not (out / "modelo_global_krum.h5").exists()
@@ -302,16 +238,7 @@ def current_umask():
 
 def test_sigterm_while_writing_leaves_earlier_outputs_and_no_temporary(aggregated, client_dir, partition, tmp_path):
     out = tmp_path / "out"
-    run_script(
-        "global_aggregation.py",
-        "--weights-dir",
-        str(client_dir),
-        "--data",
-        str(partition),
-        "--out",
-        str(out),
-        check=True,
-    )
+    aggregate(client_dir, partition, out, check=True)
     before = snapshot(out)
     process = subprocess.Popen(
         [
@@ -357,14 +284,5 @@ def test_sigterm_while_writing_leaves_earlier_outputs_and_no_temporary(aggregate
     ],
 )
 def test_bad_options_are_one_clear_line(client_dir, partition, tmp_path, options, message):
-    done = run_script(
-        "global_aggregation.py",
-        "--weights-dir",
-        str(client_dir),
-        "--data",
-        str(partition),
-        "--out",
-        str(tmp_path),
-        *options,
-    )
+    done = aggregate(client_dir, partition, tmp_path, *options)
     assert done.returncode != 0 and message in last_line(done.stderr) and "Traceback" not in done.stderr

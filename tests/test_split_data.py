@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import last_line, run_script
+from conftest import TINY_SPLIT, last_line, run_script
 from fedmnist.data import (
     check_client_id,
     load_client_data,
@@ -68,20 +68,7 @@ def test_split_writes_verified_partition(tiny_partition):
 
 
 def test_split_is_reproducible(tiny_partition, tmp_path):
-    run_script(
-        "split_data.py",
-        "--clients",
-        "3",
-        "--seed",
-        "7",
-        "--out",
-        str(tmp_path),
-        "--train-samples",
-        "600",
-        "--test-samples",
-        "200",
-        check=True,
-    )
+    run_script("split_data.py", *TINY_SPLIT, "--out", str(tmp_path), check=True)
     assert json.loads((tmp_path / "manifest.json").read_text())["sha256"] == read_manifest(tiny_partition)["sha256"]
 
 
@@ -109,6 +96,14 @@ def test_a_manifest_that_split_data_did_not_write_is_one_clear_error(tmp_path, c
         read_manifest(tmp_path)
 
 
+def write_two_clients(folder, x, y):
+    """Split 40 images between 2 clients (the first 10 also the test set), keeping `folder`'s initial weights."""
+    parts = [np.arange(20), np.arange(20, 40)]
+    write_partitions(
+        folder, x, y, x[:10], y[:10], parts, load_initial_weights(folder)[0], {"seed": 1, "partition": "iid"}
+    )
+
+
 def test_a_split_that_fails_while_writing_leaves_the_old_one_byte_for_byte(tiny_partition, tmp_path, monkeypatch):
     copy = tmp_path / "p"
     shutil.copytree(tiny_partition, copy)
@@ -126,16 +121,7 @@ def test_a_split_that_fails_while_writing_leaves_the_old_one_byte_for_byte(tiny_
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 255, (40, 28, 28), dtype=np.uint8), np.arange(40, dtype=np.uint8) % 10
     with pytest.raises(OSError, match="No space"):
-        write_partitions(
-            copy,
-            x,
-            y,
-            x[:10],
-            y[:10],
-            [np.arange(20), np.arange(20, 40)],
-            load_initial_weights(copy)[0],
-            {"seed": 1, "partition": "iid"},
-        )
+        write_two_clients(copy, x, y)
     assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
 
 
@@ -143,16 +129,7 @@ def test_a_smaller_split_removes_the_client_files_of_the_larger_one(tiny_partiti
     copy = tmp_path / "p"
     shutil.copytree(tiny_partition, copy)
     x, y = np.zeros((40, 28, 28), np.uint8), np.arange(40, dtype=np.uint8) % 10
-    write_partitions(
-        copy,
-        x,
-        y,
-        x[:10],
-        y[:10],
-        [np.arange(20), np.arange(20, 40)],
-        load_initial_weights(copy)[0],
-        {"seed": 1, "partition": "iid"},
-    )
+    write_two_clients(copy, x, y)
     assert sorted(p.name for p in copy.glob("cliente_*.npz")) == ["cliente_1.npz", "cliente_2.npz"]
     assert read_manifest(copy)["num_clients"] == 2
 

@@ -35,9 +35,9 @@ def checked_replies(strategy_class):
         current_global = None  # the round's starting weights, kept by CentralEvaluation for the drift
 
         def check_reply(self, msg, source, seen):
-            """The reply's client id, if the reply passes the checks the instructor's loader applies to a file."""
-            cid = msg.content["client"]["client-id"]
-            if not isinstance(cid, int) or isinstance(cid, bool) or cid not in self.expected_counts:
+            """(client id, weights) of a reply that passes the checks the instructor's loader applies to a file."""
+            cid = reply_client_id(msg)
+            if cid not in self.expected_counts:
                 raise UpdateError(
                     f"{source}: client-id is not one of the partition's clients 1..{len(self.expected_counts)}"
                 )
@@ -51,30 +51,29 @@ def checked_replies(strategy_class):
             arrays = msg.content["arrays"]
             if list(arrays.keys()) != list(self.expected_keys):
                 raise UpdateError(f"{source}: the arrays are not the model's")
-            validate_weights(arrays.to_numpy_ndarrays(), self.expected_shapes, source)
-            return cid
+            return cid, validate_weights(arrays.to_numpy_ndarrays(), self.expected_shapes, source)
 
         def aggregate_train(self, server_round, replies):
-            kept, clients, claims = [], [], []
+            kept, clients, client_weights, claims = [], [], [], []
             for msg in replies:
                 if msg.has_error():  # Flower logs and drops it
                     kept.append(msg)
                     continue
                 source = f"round {server_round}, node {msg.metadata.src_node_id}"
                 try:
-                    cid = self.check_reply(msg, source, set(clients))
+                    cid, weights = self.check_reply(msg, source, set(clients))
                 except (UpdateError, KeyError, TypeError, ValueError) as err:
                     print(f"rejected: {err}", flush=True)
                     claims.append(reply_client_id(msg))
                     continue
                 kept.append(msg)
                 clients.append(cid)
+                client_weights.append(weights)
             rejected = []
             for claimed in claims:  # each client's one reply; the rest (bad ids, second replies) are unknown
                 if claimed in self.expected_counts and claimed not in clients and claimed not in rejected:
                     rejected.append(claimed)
             arrays, metrics = super().aggregate_train(server_round, kept)
-            client_weights = [m.content["arrays"].to_numpy_ndarrays() for m in kept if not m.has_error()]
             new_global = arrays.to_numpy_ndarrays() if arrays is not None else self.current_global
             self.last_round = {
                 "clients": sorted(clients + rejected),

@@ -63,10 +63,8 @@ def resolve_folder(raw, default):
 
 
 def training_config(config, data_dir):
-    epochs, batch_size = (
-        value(config, "local-epochs", defaults.ROUND_EPOCHS, int),
-        value(config, "batch-size", defaults.BATCH_SIZE, int),
-    )
+    epochs = value(config, "local-epochs", defaults.ROUND_EPOCHS, int)
+    batch_size = value(config, "batch-size", defaults.BATCH_SIZE, int)
     learning_rate = value(config, "learning-rate", defaults.LEARNING_RATE, float)
     if epochs < 1 or batch_size < 1 or not learning_rate > 0:
         raise ValueError(
