@@ -15,12 +15,15 @@ OUT ?=
 PYTEST_ARGS ?=
 FLOWER_TIMEOUT ?=
 SECURE ?=
-SCENARIOS := $(basename $(notdir $(wildcard experiments/scenarios/*.toml)))
+ALL_SCENARIOS := $(basename $(notdir $(wildcard experiments/scenarios/*.toml)))
+SCENARIOS := $(filter-out deriva-%,$(ALL_SCENARIOS))
+DRIFT_SCENARIOS := $(filter deriva-%,$(ALL_SCENARIOS))
+WORKERS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED = 1
 
-.PHONY: venv flower lock notebook demo bench robustness scenarios seeds results flower-simulation flower-deployment flower-compare test test-fast clean
+.PHONY: venv flower lock notebook demo bench robustness scenarios heterogeneity seeds results flower-simulation flower-deployment flower-compare test test-fast clean
 
 # Python versions with TensorFlow 2.21 wheels (pyproject.toml's requires-python).
 PYTHON_OK := $(shell $(PYTHON) -c 'import sys; print(int((3, 10) <= sys.version_info[:2] <= (3, 13)))' 2>/dev/null)
@@ -81,12 +84,17 @@ scenarios: venv
 	@echo "==> the scenarios of experiments/scenarios/ ($(SCENARIOS)) -> results/simulacion/"
 	for s in $(SCENARIOS); do $(PY) experiments/simulation.py --scenario $$s --force || exit 1; done
 
+# Heterogeneous data, every scenario over its seeds (hours on 2 cores): resumable, run it again to continue.
+heterogeneity: venv
+	@echo "==> the drift study ($(DRIFT_SCENARIOS)) over their seeds -> results/simulacion/"
+	for s in $(DRIFT_SCENARIOS); do $(PY) experiments/simulation.py --scenario $$s --resume $(if $(WORKERS),--workers $(WORKERS)) || exit 1; done
+
 seeds: venv
 	@echo "==> one-shot comparison and robustness over the study's seeds -> results/semillas.json"
 	$(PY) experiments/seeds.py
 
 # Everything the essay and the README report (the demo's comparison included), then their tables re-rendered.
-results: seeds scenarios
+results: seeds scenarios heterogeneity
 	$(PY) demo.py --results results
 	$(PY) experiments/tables.py --write ensayo_aprendizaje_federado.md README.md docs/*.md
 

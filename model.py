@@ -9,7 +9,7 @@ import logging
 import keras
 from keras import layers
 
-from fedmnist.defaults import LEARNING_RATE
+from fedmnist.defaults import LEARNING_RATE, OPTIMIZER
 from fedmnist.files import atomic_path
 
 INPUT_SHAPE = (28, 28, 1)
@@ -44,10 +44,13 @@ def build_model(seed=None):
     )
 
 
-def compile_model(model, learning_rate=LEARNING_RATE):
-    """Compile with Adam and sparse categorical cross-entropy, the course's choice."""
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
+
+
+def compile_model(model, learning_rate=LEARNING_RATE, optimizer=OPTIMIZER):
+    """Compile with sparse categorical cross-entropy and `optimizer`: Adam (the course's choice) or plain SGD."""
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=OPTIMIZERS[optimizer](learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=STEPS_PER_EXECUTION,

@@ -1,18 +1,23 @@
 """Multi-round federated learning on one machine, for a named scenario or options of your own.
 
     python experiments/simulation.py --scenario curso-iid
+    python experiments/simulation.py --scenario fedavg-shards --seeds 42 43 44 --workers 2 --resume
     python experiments/simulation.py --data data --rounds 10 --strategies fedavg fedprox:0.01 fedmed
 
 A scenario (experiments/scenarios/<name>.toml) names its partition, which is split
 on demand, and its settings; options given here override them. Writes
 simulacion.json and simulacion.png (fedmnist/history.py's format) to --out; each
-round's global weights are checkpointed, so --resume continues an interrupted run
-to the same result.
+round's global weights and server states are checkpointed, so --resume continues
+an interrupted run to the same result.
+
+With --seeds, each seed s is a run of its own (a scenario's partition split with
+s, and s for client sampling and training) in --out/semilla_s/, and the seeds are
+summarised together in --out (fedmnist/seed_summary.py).
 """
 
 import argparse
 import sys
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from fedmnist import defaults, scenarios, strategies
@@ -21,6 +26,7 @@ from fedmnist.comparison import project_relative
 from fedmnist.data import PARTITION_FIGURE, ensure_split, read_manifest
 from fedmnist.history import (
     FIGURE_FILE,
+    PARTIAL_FILE,
     RESULTS_FILE,
     check_fresh_start,
     load_state,
@@ -30,9 +36,20 @@ from fedmnist.history import (
     write_results,
 )
 from fedmnist.partition import PartitionError
+from fedmnist.seed_summary import print_seed_summary, write_seed_summary
 from fedmnist.simulation import Federation, RoundSettings, run_rounds
 
-SETTING_OPTIONS = ("rounds", "fraction", "epochs", "batch_size", "learning_rate", "attack", "malicious")
+SETTING_OPTIONS = (
+    "rounds",
+    "fraction",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "attack",
+    "malicious",
+    "workers",
+)
 
 
 def parse_args(argv=None):
@@ -55,7 +72,15 @@ def parse_args(argv=None):
     )
     parser.add_argument("--batch-size", "-B", type=int, help=f"B, local batch size (default: {defaults.BATCH_SIZE})")
     parser.add_argument(
-        "--learning-rate", "--lr", type=float, help=f"local Adam learning rate (default: {defaults.LEARNING_RATE})"
+        "--optimizer", choices=list(defaults.LEARNING_RATES), help=f"local optimizer (default: {defaults.OPTIMIZER})"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        "--lr",
+        type=float,
+        help="local learning rate (default: "
+        + ", ".join(f"{lr:g} for {name}" for name, lr in defaults.LEARNING_RATES.items())
+        + ")",
     )
     parser.add_argument(
         "--strategies",
@@ -66,11 +91,20 @@ def parse_args(argv=None):
     strategies.add_parameter_options(parser)
     parser.add_argument("--attack", choices=ATTACKS, help="simulate M malicious clients with this attack")
     parser.add_argument("--malicious", "-M", type=int, help="M, malicious clients: the lowest ids (default: 0)")
-    parser.add_argument(
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument(
         "--seed",
         type=int,
-        default=defaults.SEED,
-        help="seed of the scenario's split, client sampling and local training (default: %(default)s)",
+        help=f"seed of the scenario's split, client sampling and local training (default: {defaults.SEED}, "
+        "or the scenario's seeds)",
+    )
+    seeds.add_argument(
+        "--seeds", type=int, nargs="+", help="several seeds, each a run in --out/semilla_<s>/, then summarised together"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help=f"worker processes for local training, one thread each (default: {defaults.WORKERS}, this process)",
     )
     parser.add_argument(
         "--resume",
@@ -85,40 +119,56 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def settings_from(args, scenario):
+def settings_from(args, scenario, seed):
     """RoundSettings: the defaults, then the scenario's, then the options given."""
-    chosen = {**(scenario.run if scenario else {}), "seed": args.seed}
+    chosen = {**(scenario.run if scenario else {}), "seed": seed}
     chosen.update({key: getattr(args, key) for key in SETTING_OPTIONS if getattr(args, key) is not None})
     return RoundSettings(**{f.name: chosen[f.name] for f in fields(RoundSettings) if f.name in chosen})
 
 
+@dataclass(frozen=True)
+class Run:
+    """One seed's run: its settings, data and output folders."""
+
+    settings: RoundSettings
+    data: Path
+    out: Path
+
+
 def resolve(args):
-    """(scenario, settings, configured strategies, data folder, out folder, manifest); ValueError if one cannot work."""
+    """(scenario, configured strategies, [Run]); ValueError if one cannot work (before any split is made)."""
     if args.resume and args.force:
         raise ValueError("--resume and --force: choose one")
     scenario = scenarios.load(args.scenario) if args.scenario else None
-    settings = settings_from(args, scenario)
-    if problem := settings.problems():
-        raise ValueError(problem)
+    if args.seed is None and not args.seeds and scenario and scenario.seeds:
+        args.seeds = list(scenario.seeds)
+    seeds = args.seeds or [defaults.SEED if args.seed is None else args.seed]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {' '.join(map(str, seeds))}: each seed once")
     values = strategies.parameters_from_options(args)
     specs = args.strategies or (scenario.strategies if scenario else defaults.ROUND_STRATEGIES)
     configured = [strategies.parse_spec(spec, values) for spec in specs]
     if len({c.name for c in configured}) != len(configured):
         raise ValueError(f"--strategies {' '.join(specs)}: each strategy may appear once")
-    data = args.data or (defaults.SCENARIO_DATA_DIR / scenario.name if scenario else defaults.DATA_DIR)
     out = args.out or defaults.RESULTS_DIR / "simulacion" / (scenario.name if scenario else "run")
-    manifest = ensure_split(data, scenario.split_spec(args.seed)) if scenario else read_manifest(data)
+    data = args.data or (defaults.SCENARIO_DATA_DIR / scenario.name if scenario else defaults.DATA_DIR)
+    runs = []
+    for seed in seeds:
+        settings = settings_from(args, scenario, seed)
+        if problem := settings.problems():
+            raise ValueError(problem)
+        by_seed = args.seeds is not None
+        seed_data = data / f"semilla_{seed}" if by_seed and scenario and not args.data else data
+        runs.append(Run(settings, seed_data, out / f"semilla_{seed}" if by_seed else out))
+    return scenario, configured, runs, out
+
+
+def run_one(args, scenario, configured, run):
+    """Split if needed, run (or resume) one seed, write its results; returns them."""
+    settings, data, out = run.settings, run.data, run.out
+    manifest = ensure_split(data, scenario.split_spec(settings.seed)) if scenario else read_manifest(data)
     if settings.malicious >= manifest["num_clients"]:
         raise ValueError(f"--malicious {settings.malicious}: must be below K = {manifest['num_clients']}")
-    return scenario, settings, configured, data, out, manifest
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        scenario, settings, configured, data, out, manifest = resolve(args)
-    except (ValueError, PartitionError) as err:
-        sys.exit(f"simulation.py: error: {err}")
     config = run_config(
         runtime="simulation",
         scenario=scenario.name if scenario else None,
@@ -127,41 +177,56 @@ def main(argv=None):
         fraction=settings.fraction,
         epochs=settings.epochs,
         batch_size=settings.batch_size,
+        optimizer=settings.optimizer,
         learning_rate=settings.learning_rate,
         strategies=[c.name for c in configured],
         seed=settings.seed,
         attack=settings.attack,
         malicious=settings.malicious,
         parameters={c.name: c.values for c in configured if c.values},
+        training_threads=1 if settings.workers else None,
     )
     print("simulation: " + ", ".join(f"{k}={v}" for k, v in config.items()) + f", rounds={settings.rounds}")
-    try:
-        federation = Federation.load(data, manifest)
-        if args.resume:
-            results, global_weights = load_state(out, config)
-        else:
-            check_fresh_start(out, args.force)
-            results, global_weights = new_history(config), None
-        out.mkdir(parents=True, exist_ok=True)
-    except (PartitionError, OSError) as err:
-        sys.exit(f"simulation.py: error: {err}")
-
+    federation = Federation.load(data, manifest)
+    started = (out / RESULTS_FILE).is_file() or (out / PARTIAL_FILE).is_file()
+    if args.resume and (started or not args.seeds):
+        results, states = load_state(out, config)
+    elif args.resume:
+        results, states = new_history(config), None  # a seed that had not started
+    else:
+        check_fresh_start(out, args.force)
+        results, states = new_history(config), None
+    out.mkdir(parents=True, exist_ok=True)
     results, _ = run_rounds(
         federation,
         configured,
         settings,
         results,
-        global_weights,
+        states,
         on_round=lambda state, weights: save_state(out, state, weights),
     )
     title = (
-        f"{scenario.name if scenario else 'Simulación'}: K = {manifest['num_clients']}, C = {settings.fraction}, "
-        f"E = {settings.epochs}, B = {settings.batch_size}, partición {manifest['partition']}"
+        f"{scenario.label if scenario else 'Simulación'}: K = {manifest['num_clients']}, C = {settings.fraction}, "
+        f"E = {settings.epochs}, B = {settings.batch_size}, semilla {settings.seed}"
     )
     figure = data / PARTITION_FIGURE
     write_results(out, results, title, [(PARTITION_FIGURE, figure.read_bytes())] if figure.is_file() else [])
     print_summary(results["summary"])
     print(f"Wrote {out / RESULTS_FILE} and {out / FIGURE_FILE}")
+    return results
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        scenario, configured, runs, out = resolve(args)
+        finished = [run_one(args, scenario, configured, run) for run in runs]
+        if args.seeds:
+            summary, written = write_seed_summary(out, finished, scenario.label if scenario else out.name)
+            print_seed_summary(summary)
+            print(f"Wrote {' and '.join(map(str, written))}")
+    except (ValueError, PartitionError, OSError) as err:
+        sys.exit(f"simulation.py: error: {err}")
 
 
 def print_summary(summary):

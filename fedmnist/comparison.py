@@ -126,7 +126,7 @@ def not_computed(strategy, updates, any_prox_files, min_clients):
 def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, test_set):
     """Aggregate with every registered strategy and evaluate each global model: ({key: entry}, {key: weights})."""
     entries, global_weights = {}, {}
-    for strategy in strategies.REGISTRY.values():
+    for strategy in strategies.one_shot_rows():
         updates = prox if strategy.fedprox_updates else plain
         entry = {"label": strategy.label, "clients": [u.client_id for u in updates]}
         status = not_computed(strategy, updates, any_prox_files, min_clients)
@@ -169,7 +169,7 @@ def compare(weights_dir, data_dir, values=None, min_clients=MIN_CLIENTS, allow_l
     computed = {k: v for k, v in methods.items() if v["status"] == "ok"}
     parameters = {
         row.key: row.server_parameters({**row.defaults(), **values.get(row.key, {})})
-        for row in strategies.REGISTRY.values()
+        for row in strategies.one_shot_rows()
         if row.server_parameters(row.defaults())
     }
     results = {

@@ -105,6 +105,21 @@ def read_weights_archive(path):
         return weights_from_archive({key: npz[key] for key in npz.files})
 
 
+def slots_archive_bytes(slots):
+    """Several named weight lists in one archive ({slot: [arrays]}, a server state): arrays named slot.000, ..."""
+    return npz_bytes(**{f"{slot}.{i:03d}": w for slot, weights in slots.items() for i, w in enumerate(weights)})
+
+
+def read_slots_archive(path):
+    """{slot: [arrays]} back from `slots_archive_bytes`'s archive; OSError or ValueError if unreadable."""
+    slots = {}
+    with np.load(path, allow_pickle=False) as npz:
+        for key in sorted(npz.files):
+            slot, _, _ = key.rpartition(".")
+            slots.setdefault(slot, []).append(npz[key])
+    return slots
+
+
 def class_histogram(labels):
     return np.bincount(labels, minlength=NUM_CLASSES).tolist()
 

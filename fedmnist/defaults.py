@@ -26,7 +26,9 @@ SHARDS_PER_CLIENT = 2
 # Local training (the course's one-shot setting; the notebook's parameters cell repeats them, a test checks)
 EPOCHS = 3  # E
 BATCH_SIZE = 64  # B
-LEARNING_RATE = 1e-3  # Adam's
+OPTIMIZER = "adam"  # the local optimizer: "adam" (the course's) or "sgd" (the papers')
+LEARNING_RATES = {"adam": 1e-3, "sgd": 0.05}  # each optimizer's default local learning rate
+LEARNING_RATE = LEARNING_RATES[OPTIMIZER]
 MU = 0.01  # FedProx's mu; also the default of the fedprox rule
 
 # The instructor's comparison
@@ -38,6 +40,7 @@ FRACTION = 1.0  # C
 ROUND_EPOCHS = 1  # E per round
 ROUND_STRATEGIES = ("fedavg", "fedprox", "fedmed")
 ACCURACY_TARGETS = (0.97, 0.99)
+WORKERS = 0  # worker processes for local training (0: train in the calling process)
 
 # The robustness study
 MALICIOUS_COUNTS = (1, 2)  # the values of M

@@ -88,8 +88,9 @@ def plot_method_comparison(method_accuracy, local_accuracy, title, num_samples):
     rows = np.arange(len(names))[::-1]
     for row, value, error, color in zip(rows, values, errors, colors):
         ax.errorbar(100 * value, row, xerr=100 * error, fmt="o", color=color, capsize=3)
-        ax.annotate(f"{100 * value:.2f}", (100 * value, row), textcoords="offset points", xytext=(0, 7),
-                    ha="center", fontsize=8)
+        ax.annotate(
+            f"{100 * value:.2f}", (100 * value, row), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8
+        )
     ax.set_yticks(rows, names)
     ax.set_xlabel(f"exactitud en test (%); barras: intervalo del 95 % por muestreo de {num_samples} imágenes")
     ax.set_ylim(-0.7, len(names) - 0.3)

@@ -8,32 +8,36 @@ ServerApp alike, so every field means the same in both:
     history           {strategy name: [row per round]}, rows made by `round_row`:
         round, accuracy, loss, macro_f1    the global model on the common test set after the round
         seconds           wall time of the round for this strategy: local training, aggregation, drift, evaluation
+                          (the simulation runs the strategies of a round together and gives each an equal share)
         clients           the client ids (1..K) sampled in the round
         rejected          the client ids whose update failed validation and was left out
         rejected_unknown  further replies left out that were no client's one reply: an invalid client id,
                           or a second reply (Flower only; always 0 in the simulation)
         drift             the accepted updates' drift (fedmnist/drift.py): each client's distance to the
                           round's global model, their mean pairwise cosine, the aggregate update's norm
-        bytes_received_per_client, bytes_sent_per_client   the model's size, each way
+        bytes_received_per_client, bytes_sent_per_client   what each client receives and sends: the model
+                          (SCAFFOLD: the model and a control variate of the same size)
     summary           per strategy: final accuracy, rounds to each target, total seconds (`summarize`)
 
-A run in progress keeps its state in PARTIAL_FILE and its global weights under
-pesos_globales/<digest of the config>/; finished results are replaced only when a
-new run finishes.
+A run in progress keeps its state in PARTIAL_FILE and, for its last round, each
+strategy's global weights and server state (StrategyState) under
+pesos_globales/<digest of the config>/; finished results are replaced only when
+a new run finishes.
 """
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
-from fedmnist.data import read_weights_archive, weights_archive_bytes
-from fedmnist.defaults import ACCURACY_TARGETS
+from fedmnist.data import read_slots_archive, read_weights_archive, slots_archive_bytes, weights_archive_bytes
+from fedmnist.defaults import ACCURACY_TARGETS, OPTIMIZER
 from fedmnist.evaluation import save_figure
 from fedmnist.files import OutputSet, write_bytes_atomically, write_text_atomically
 from fedmnist.partition import PartitionError
-from fedmnist.strategies import label_of
+from fedmnist.strategies import label_of, parse_spec
 
 RESULTS_FILE, FIGURE_FILE = "simulacion.json", "simulacion.png"
 PARTIAL_FILE = "simulacion.en_curso.json"  # the state of a run that has not finished; --resume continues it
@@ -42,6 +46,27 @@ CHECKPOINT_DIR = "pesos_globales"
 
 class HistoryError(PartitionError):
     """Results or a state in an output folder that cannot be used as asked; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class StrategyState:
+    """Where one strategy stands after a round: what a resumed run needs to continue it exactly."""
+
+    weights: list  # the global model
+    server: dict = field(default_factory=dict)  # the server step's state: {slot: [arrays]} (momentum, moments, c)
+    clients: dict = field(default_factory=dict)  # {client id: [arrays]}: SCAFFOLD's cᵢ, which the clients keep
+
+    def slots(self):
+        return {
+            **{f"server_{k}": v for k, v in self.server.items()},
+            **{f"client_{c}": v for c, v in self.clients.items()},
+        }
+
+    @classmethod
+    def from_slots(cls, weights, slots):
+        server = {k.removeprefix("server_"): v for k, v in slots.items() if k.startswith("server_")}
+        clients = {int(k.removeprefix("client_")): v for k, v in slots.items() if k.startswith("client_")}
+        return cls(weights, server, clients)
 
 
 def run_config(
@@ -59,6 +84,8 @@ def run_config(
     attack=None,
     malicious=0,
     parameters=None,
+    optimizer=OPTIMIZER,
+    training_threads=None,
 ):
     """The config block of a history: the same keys for every runtime."""
     return {
@@ -70,7 +97,11 @@ def run_config(
         "fraction": fraction,
         "epochs": epochs,
         "batch_size": batch_size,
+        "optimizer": optimizer,
         "learning_rate": learning_rate,
+        # 1: each client trained in a single-thread worker process (the same result for any number of workers);
+        # None: TensorFlow's default threading
+        "training_threads": training_threads,
         "strategies": list(strategies),
         "parameters": parameters or {},
         "attack": attack,
@@ -122,19 +153,30 @@ def run_digest(config):
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def checkpoint_path(out_dir, config, strategy_name, round_number):
-    name = f"{strategy_name.replace(':', '_')}_ronda_{round_number:03d}.npz"
+def checkpoint_path(out_dir, config, strategy_name, round_number, what="pesos"):
+    name = f"{strategy_name.replace(':', '_')}_{what}_ronda_{round_number:03d}.npz"
     return out_dir / CHECKPOINT_DIR / run_digest(config) / name
 
 
-def save_state(out_dir, results, global_weights):
-    """Checkpoint one finished round: each strategy's global weights, then PARTIAL_FILE (finished results stay)."""
+def save_state(out_dir, results, states):
+    """Checkpoint one finished round: each strategy's StrategyState, then PARTIAL_FILE (finished results stay).
+
+    The previous round's checkpoints are removed once this round's are written.
+    """
     round_number = results["rounds_completed"]
-    for name, weights in global_weights.items():
+    written = set()
+    for name, state in states.items():
         path = checkpoint_path(out_dir, results["config"], name, round_number)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomically(path, weights_archive_bytes(weights))
+        write_bytes_atomically(path, weights_archive_bytes(state.weights))
+        written.add(path)
+        if state.slots():
+            path = checkpoint_path(out_dir, results["config"], name, round_number, "estado")
+            write_bytes_atomically(path, slots_archive_bytes(state.slots()))
+            written.add(path)
     write_text_atomically(out_dir / PARTIAL_FILE, json.dumps(results, indent=2) + "\n")
+    for stale in set(path.parent.glob("*.npz")) - written:
+        stale.unlink(missing_ok=True)
 
 
 def check_fresh_start(out_dir, force):
@@ -148,7 +190,7 @@ def check_fresh_start(out_dir, force):
 
 
 def load_state(out_dir, config):
-    """The results and global weights to resume from: an interrupted run, else finished results to extend."""
+    """The results and {strategy: StrategyState} to resume from: an interrupted run, else finished results to extend."""
     path = out_dir / PARTIAL_FILE if (out_dir / PARTIAL_FILE).is_file() else out_dir / RESULTS_FILE
     if not path.is_file():
         raise HistoryError(f"{out_dir}: nothing to resume; run without --resume first")
@@ -164,17 +206,21 @@ def load_state(out_dir, config):
         raise HistoryError(
             f"{path}: was written with another configuration; resume with the same options or use another --out"
         )
-    global_weights = {}
+    states = {}
     for name in history:
         checkpoint = checkpoint_path(out_dir, config, name, rounds)
+        extra = checkpoint_path(out_dir, config, name, rounds, "estado")
         try:
-            global_weights[name] = read_weights_archive(checkpoint)
+            if not extra.is_file() and parse_spec(name).strategy.multi_round_only:
+                raise OSError(f"no {extra.name}")
+            slots = read_slots_archive(extra) if extra.is_file() else {}
+            states[name] = StrategyState.from_slots(read_weights_archive(checkpoint), slots)
         except (OSError, ValueError) as err:
             raise HistoryError(
                 f"{checkpoint}: cannot resume from this checkpoint ({type(err).__name__}); run again with --force"
             ) from None
     results.pop("summary", None)
-    return results, global_weights
+    return results, states
 
 
 def write_results(out_dir, results, title, extra_files=()):

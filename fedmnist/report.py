@@ -31,8 +31,8 @@ def load(relative):
 
 
 def rule_labels():
-    """{strategy key: Spanish label}, from the registry."""
-    return {key: row.label for key, row in strategies.REGISTRY.items()}
+    """{strategy key: Spanish label} of the one-shot rules, from the registry."""
+    return {row.key: row.label for row in strategies.one_shot_rows()}
 
 
 def markdown(header, rows, align):
@@ -71,10 +71,12 @@ def robustness_table():
 
 
 def rounds_table():
-    """The named multi-round scenarios: final accuracy, rounds to 97 % and 99 %, seconds."""
+    """The named single-run scenarios: final accuracy, rounds to 97 % and 99 %, seconds."""
     rows = []
     for name in scenarios.names():
         scenario = scenarios.load(name)
+        if scenario.seeds:
+            continue
         results = load(f"simulacion/{name}/simulacion.json")
         config = results["config"]
         for strategy, row in results["summary"].items():

@@ -103,7 +103,7 @@ def scenario_updates(trained, manifest, initial_weights, attack, attackers, seed
 def evaluate_scenario(model, updates, test_set, settings):
     """Each strategy's test accuracy on one scenario's updates (None where the strategy cannot run)."""
     accuracy = {}
-    for strategy in strategies.REGISTRY.values():
+    for strategy in strategies.one_shot_rows():
         chosen = updates["fedprox" if strategy.fedprox_updates else "plain"]
         try:
             weights = strategy.aggregate([(u.weights, u.num_samples) for u in chosen], settings.chosen(strategy))
@@ -147,7 +147,7 @@ def run_study(data_dir, settings=StudySettings()):
         attack: {
             str(m): {
                 k: None if rows[str(m)][k] is None else round(100 * (baseline[k] - rows[str(m)][k]), 2)
-                for k in strategies.REGISTRY
+                for k in strategy_labels()
             }
             for m in counts
             if m
@@ -160,7 +160,7 @@ def run_study(data_dir, settings=StudySettings()):
         "malicious_clients": "the lowest ids: 1..M",
         "epochs": settings.epochs,
         "batch_size": settings.batch_size,
-        "parameters": {row.key: settings.chosen(row) for row in strategies.REGISTRY.values() if row.parameters},
+        "parameters": {row.key: settings.chosen(row) for row in strategies.one_shot_rows() if row.parameters},
         "seed": settings.seed,
         "partition_seed": manifest.get("seed"),
         "test_samples": int(len(test_set[1])),
@@ -171,8 +171,8 @@ def run_study(data_dir, settings=StudySettings()):
 
 
 def strategy_labels():
-    """{strategy key: Spanish label}, in registry order."""
-    return {key: row.label for key, row in strategies.REGISTRY.items()}
+    """{strategy key: Spanish label} of the one-shot rules, in registry order."""
+    return {row.key: row.label for row in strategies.one_shot_rows()}
 
 
 def plot_robustness(results):

@@ -1,10 +1,11 @@
 """Named scenarios: data files under experiments/scenarios/, each a delta over fedmnist/defaults.py.
 
     label = "IID"                     # how tables and figures name its partition (Spanish)
+    seeds = [42, 43, 44]              # optional: run it once per seed by default (else --seed, one run)
     [split]                           # SplitSpec fields: num_clients, partition, alpha, shards_per_client
     [run]                             # RoundSettings fields, and strategies = ["fedavg", "fedprox:0.01", ...]
 
-The seed is not part of a scenario: it is an axis (--seed).
+The seed is not part of a scenario's settings: it is an axis (--seed, --seeds).
 """
 
 import tomllib
@@ -26,6 +27,7 @@ class Scenario:
     split: dict  # SplitSpec fields except the seed
     run: dict  # RoundSettings fields except the seed
     strategies: tuple
+    seeds: tuple = ()  # the seeds it runs over by default; empty: one run with --seed
 
     def split_spec(self, seed):
         return SplitSpec(seed=seed, **self.split)
@@ -51,4 +53,9 @@ def load(name, folder=SCENARIOS_DIR):
             raise PartitionError(
                 f"{path}: unknown [{section}] key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(allowed))}"
             )
-    return Scenario(name, str(table.get("label", name)), split, run, strategies)
+    seeds = table.get("seeds", [])
+    if not (isinstance(seeds, list) and all(isinstance(s, int) and 0 <= s < 2**32 for s in seeds)):
+        raise PartitionError(f"{path}: seeds must be a list of integers in 0..2^32-1")
+    if unknown := set(table) - {"label", "seeds", "split", "run"}:
+        raise PartitionError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: label, seeds, split, run")
+    return Scenario(name, str(table.get("label", name)), split, run, strategies, tuple(seeds))

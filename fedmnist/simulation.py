@@ -2,26 +2,46 @@
 
 Each round samples a fraction C of the K clients (the same clients for every
 strategy), trains each with the project's LocalTrainer from that strategy's
-current global weights, aggregates with the strategy's registered rule, and
+current global weights, takes the strategy's server step (its registered rule,
+then its server optimizer or SCAFFOLD's control variates where it has one), and
 evaluates the new global model on the common test set. The rows are
 fedmnist/history.py's; experiments/simulation.py is the command line.
+
+Local trainings and evaluations run in this process (workers = 0, TensorFlow's
+default threading) or in a pool of worker processes with one TensorFlow thread
+each. Every client's training depends only on its task, so the results are the
+same for any number of workers ≥ 1 (and differ from workers = 0 only by the
+rounding of a different thread count).
 """
 
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
 from tqdm import tqdm
 
+from fedmnist import scaffold
 from fedmnist.attacks import MODEL_POISONING, attack_updates, flip_labels
-from fedmnist.data import load_client_data, load_initial_weights, load_test_data
-from fedmnist.defaults import BATCH_SIZE, FRACTION, LEARNING_RATE, ROUND_EPOCHS, ROUNDS, SEED
+from fedmnist.data import load_client_data, load_initial_weights, load_test_data, read_manifest
+from fedmnist.defaults import (
+    BATCH_SIZE,
+    FRACTION,
+    LEARNING_RATES,
+    OPTIMIZER,
+    ROUND_EPOCHS,
+    ROUNDS,
+    SEED,
+    WORKERS,
+)
 from fedmnist.drift import round_drift
 from fedmnist.evaluation import evaluate_weights
-from fedmnist.history import new_history, round_row
+from fedmnist.history import StrategyState, new_history, round_row
 from fedmnist.training import LocalTrainer, client_seed
 from fedmnist.updates import ClientUpdate, UpdateError, validate_weights
-from model import build_model
+from model import OPTIMIZERS, build_model
 
 
 @dataclass(frozen=True)
@@ -32,10 +52,16 @@ class RoundSettings:
     fraction: float = FRACTION
     epochs: int = ROUND_EPOCHS
     batch_size: int = BATCH_SIZE
-    learning_rate: float = LEARNING_RATE
+    optimizer: str = OPTIMIZER  # the local optimizer
+    learning_rate: float | None = None  # the local learning rate (None: the optimizer's default)
     seed: int = SEED  # of client sampling, local training and the noise attack
     attack: str | None = None
     malicious: int = 0  # M, the attackers: client ids 1..M
+    workers: int = WORKERS  # processes for local training and evaluation (0: this one)
+
+    def __post_init__(self):
+        if self.learning_rate is None and self.optimizer in LEARNING_RATES:
+            object.__setattr__(self, "learning_rate", LEARNING_RATES[self.optimizer])
 
     def problems(self):
         """The first setting that cannot run, as a message naming its option, or None."""
@@ -44,10 +70,14 @@ class RoundSettings:
                 return f"{option} {value}: must be at least 1"
         if not 0 < self.fraction <= 1:
             return f"--fraction {self.fraction}: must be in (0, 1]"
+        if self.optimizer not in OPTIMIZERS:
+            return f"--optimizer {self.optimizer}: choose {' or '.join(OPTIMIZERS)}"
         if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
             return f"--learning-rate {self.learning_rate}: must be a positive number"
         if self.malicious < 0 or (self.malicious and not self.attack):
             return f"--malicious {self.malicious}: must be at least 0, and needs --attack"
+        if self.workers < 0:
+            return f"--workers {self.workers}: must be at least 0 (0 trains in this process)"
         return None
 
 
@@ -58,11 +88,102 @@ class Federation:
     clients: dict  # client id -> (x, y)
     test_set: tuple
     initial_weights: list
+    data_dir: object = None  # where the worker processes load the same data from
 
     @classmethod
     def load(cls, data_dir, manifest):
         clients = {cid: load_client_data(data_dir, cid) for cid in range(1, manifest["num_clients"] + 1)}
-        return cls(clients, load_test_data(data_dir), load_initial_weights(data_dir)[0])
+        return cls(clients, load_test_data(data_dir), load_initial_weights(data_dir)[0], data_dir)
+
+
+@dataclass(frozen=True)
+class ClientTask:
+    """One client's local training in one round, for one strategy: everything its result depends on."""
+
+    client_id: int
+    weights: list  # the strategy's global weights this round
+    epochs: int
+    batch_size: int
+    seed: int
+    mu: float = 0.0
+    correction: list | None = None  # SCAFFOLD's c − cᵢ
+    flip_labels: bool = False  # the label-flipping attacker trains on 9 − y
+    control: bool = False  # also return cᵢ⁺, the mean local gradient at `weights` (SCAFFOLD)
+
+
+@dataclass
+class LocalWork:
+    """What one process needs to train any client and evaluate any model: the data and one compiled trainer."""
+
+    federation: Federation
+    trainer: LocalTrainer
+
+    def train(self, task):
+        """(trained weights, cᵢ⁺ or None) for `task`."""
+        x, y = self.federation.clients[task.client_id]
+        labels = flip_labels(y) if task.flip_labels else y
+        control = self.trainer.mean_gradient(x, labels, task.weights) if task.control else None
+        self.trainer.train(
+            x,
+            labels,
+            initial_weights=task.weights,
+            epochs=task.epochs,
+            batch_size=task.batch_size,
+            seed=task.seed,
+            mu=task.mu,
+            correction=task.correction,
+            verbose=0,
+        )
+        return self.trainer.model.get_weights(), control
+
+    def evaluate(self, weights):
+        return evaluate_weights(self.trainer.model, weights, *self.federation.test_set)[0]
+
+
+_work = None  # this process's LocalWork, set by start_work
+
+
+def start_work(federation_or_dir, learning_rate, optimizer, single_thread=False):
+    """Set up this process's LocalWork (in a worker: from the data folder, with one TensorFlow thread)."""
+    global _work
+    if single_thread:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    federation = federation_or_dir
+    if not isinstance(federation, Federation):
+        federation = Federation.load(federation_or_dir, read_manifest(federation_or_dir))
+    _work = LocalWork(federation, LocalTrainer(build_model(), learning_rate, optimizer))
+
+
+def train_task(task):
+    return _work.train(task)
+
+
+def evaluate_task(weights):
+    return _work.evaluate(weights)
+
+
+class Executor:
+    """Runs tasks in this process (workers = 0) or in a pool of single-thread worker processes, in order."""
+
+    def __init__(self, federation, settings):
+        self.pool = None
+        if settings.workers:
+            self.pool = ProcessPoolExecutor(
+                settings.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=start_work,
+                initargs=(federation.data_dir, settings.learning_rate, settings.optimizer, True),
+            )
+        else:
+            start_work(federation, settings.learning_rate, settings.optimizer)
+
+    def map(self, function, items):
+        return list(self.pool.map(function, items)) if self.pool else [function(item) for item in items]
+
+    def close(self):
+        if self.pool:
+            self.pool.shutdown(cancel_futures=True)
 
 
 def sample_clients(num_clients, fraction, seed, round_number):
@@ -72,31 +193,42 @@ def sample_clients(num_clients, fraction, seed, round_number):
     return sorted(int(c) + 1 for c in rng.choice(num_clients, size=count, replace=False))
 
 
-def train_round(trainer, federation, sampled, global_weights, configured, settings, round_number):
-    """Local training of the sampled clients for one strategy; returns (updates, rejected ids)."""
-    shapes = [w.shape for w in global_weights]
-    updates, rejected = [], []
-    for client_id in sampled:
-        x, y = federation.clients[client_id]
-        attacking = client_id <= settings.malicious
-        labels = flip_labels(y) if attacking and settings.attack == "label_flip" else y
-        trainer.train(
-            x,
-            labels,
-            initial_weights=global_weights,
-            epochs=settings.epochs,
-            batch_size=settings.batch_size,
-            seed=client_seed(settings.seed, round_number, client_id),
+def client_tasks(configured, state, sampled, settings, round_number):
+    """The ClientTasks of one strategy's round."""
+    uses_controls = configured.strategy.control_variates
+    return [
+        ClientTask(
+            client_id,
+            state.weights,
+            settings.epochs,
+            settings.batch_size,
+            client_seed(settings.seed, round_number, client_id),
             mu=configured.mu,
-            verbose=0,
+            correction=scaffold.correction(state.server, state.clients.get(client_id), state.weights)
+            if uses_controls
+            else None,
+            flip_labels=client_id <= settings.malicious and settings.attack == "label_flip",
+            control=uses_controls,
         )
+        for client_id in sampled
+    ]
+
+
+def checked_updates(federation, tasks, trained, global_weights, settings, round_number):
+    """Validate each trained model (and cᵢ⁺), apply the model-poisoning attacks; (updates, controls, rejected ids)."""
+    shapes = [w.shape for w in global_weights]
+    updates, controls, rejected = [], {}, []
+    for task, (weights, control) in zip(tasks, trained):
+        client_id = task.client_id
         try:
-            weights = validate_weights(trainer.model.get_weights(), shapes, f"client {client_id}")
+            weights = validate_weights(weights, shapes, f"client {client_id}")
+            if control is not None:
+                controls[client_id] = validate_weights(control, shapes, f"client {client_id}'s control variate")
         except UpdateError:
             rejected.append(client_id)
             continue
-        update = [ClientUpdate(f"client_{client_id}", client_id, weights, len(x), None)]
-        if attacking and settings.attack in MODEL_POISONING:
+        update = [ClientUpdate(f"client_{client_id}", client_id, weights, len(federation.clients[client_id][1]), None)]
+        if client_id <= settings.malicious and settings.attack in MODEL_POISONING:
             update, attacked_out = attack_updates(
                 update,
                 global_weights,
@@ -107,51 +239,84 @@ def train_round(trainer, federation, sampled, global_weights, configured, settin
             )
             rejected += [client_id for _ in attacked_out]
         updates += update
-    return updates, rejected
+    return updates, {cid: c for cid, c in controls.items() if cid not in rejected}, rejected
 
 
-def play_round(trainer, federation, sampled, global_weights, configured, settings, round_number, log):
-    """One strategy's round: returns (new global weights, its history row)."""
-    started = time.perf_counter()
-    updates, rejected = train_round(trainer, federation, sampled, global_weights, configured, settings, round_number)
-    previous = global_weights
+def server_update(configured, state, updates, controls, num_clients, round_number, log):
+    """The strategy's server step: the new StrategyState (the previous one if no update could be aggregated)."""
+    pairs = [(u.weights, u.num_samples) for u in updates]
+    round_inputs = {}
+    if configured.strategy.control_variates:
+        round_inputs = {
+            "control_deltas": [scaffold.control_delta(c, state.clients.get(cid)) for cid, c in controls.items()],
+            "num_clients": num_clients,
+        }
     try:
-        global_weights = configured.aggregate([(u.weights, u.num_samples) for u in updates])
+        weights, server = configured.step(pairs, state.weights, state.server, **round_inputs)
     except ValueError as err:
         log(f"round {round_number} {configured.name}: kept the previous global model ({err})")
-    metrics, _ = evaluate_weights(trainer.model, global_weights, *federation.test_set)
-    drift = round_drift(previous, [u.weights for u in updates], global_weights)
-    seconds = time.perf_counter() - started  # as in Flower: training, aggregation, drift and evaluation
-    model_bytes = sum(w.nbytes for w in global_weights)
-    row = round_row(round_number, metrics, seconds, sampled, rejected, model_bytes, drift=drift)
-    return global_weights, row
+        return state
+    return StrategyState(weights, server, {**state.clients, **controls})
 
 
-def run_rounds(federation, configured, settings, results=None, global_weights=None, on_round=None, log=tqdm.write):
-    """Play the rounds after results["rounds_completed"] up to settings.rounds; returns (results, global weights).
+def play_round(executor, federation, configured, states, sampled, settings, round_number, log):
+    """Every strategy's round, their local trainings and evaluations together: (new states, history rows)."""
+    started = time.perf_counter()
+    tasks = {c.name: client_tasks(c, states[c.name], sampled, settings, round_number) for c in configured}
+    flat = [task for c in configured for task in tasks[c.name]]
+    trained = iter(executor.map(train_task, flat))
+    new_states, drifts, payload = {}, {}, {}
+    for c in configured:
+        results = [next(trained) for _ in tasks[c.name]]
+        state = states[c.name]
+        updates, controls, rejected = checked_updates(
+            federation, tasks[c.name], results, state.weights, settings, round_number
+        )
+        new_states[c.name] = server_update(c, state, updates, controls, len(federation.clients), round_number, log)
+        drifts[c.name] = (
+            round_drift(state.weights, [u.weights for u in updates], new_states[c.name].weights),
+            rejected,
+        )
+        payload[c.name] = sum(w.nbytes for w in state.weights) * (2 if c.strategy.control_variates else 1)
+    metrics = executor.map(evaluate_task, [new_states[c.name].weights for c in configured])
+    # Each strategy's share of the round's wall time: training, aggregation, drift and evaluation, as in Flower.
+    seconds = (time.perf_counter() - started) / len(configured)
+    rows = {
+        c.name: round_row(
+            round_number, m, seconds, sampled, drifts[c.name][1], payload[c.name], drift=drifts[c.name][0]
+        )
+        for c, m in zip(configured, metrics)
+    }
+    return new_states, rows
 
-    `results` and `global_weights` (from an interrupted run) are not modified; `on_round(results, weights)`
-    is called after every round, to checkpoint it.
+
+def run_rounds(federation, configured, settings, results=None, states=None, on_round=None, log=tqdm.write):
+    """Play the rounds after results["rounds_completed"] up to settings.rounds; returns (results, states).
+
+    `states` ({strategy name: StrategyState}, from an interrupted run) and
+    `results` are not modified; `on_round(results, states)` is called after every
+    round, to checkpoint it.
     """
     results = results or new_history({"strategies": [c.name for c in configured]})
     results = {**results, "history": {name: list(rows) for name, rows in results["history"].items()}}
-    global_weights = dict(global_weights or {c.name: federation.initial_weights for c in configured})
-    trainer = LocalTrainer(build_model(), settings.learning_rate)
+    states = dict(states or {c.name: StrategyState(federation.initial_weights) for c in configured})
+    executor = Executor(federation, settings)
     first = results["rounds_completed"] + 1
-    for round_number in tqdm(
-        range(first, settings.rounds + 1), desc="rounds", unit="round", initial=first - 1, total=settings.rounds
-    ):
-        sampled = sample_clients(len(federation.clients), settings.fraction, settings.seed, round_number)
-        for strategy in configured:
-            global_weights[strategy.name], row = play_round(
-                trainer, federation, sampled, global_weights[strategy.name], strategy, settings, round_number, log
+    try:
+        for round_number in tqdm(
+            range(first, settings.rounds + 1), desc="rounds", unit="round", initial=first - 1, total=settings.rounds
+        ):
+            sampled = sample_clients(len(federation.clients), settings.fraction, settings.seed, round_number)
+            states, rows = play_round(executor, federation, configured, states, sampled, settings, round_number, log)
+            for name, row in rows.items():
+                results["history"][name].append(row)
+            results["rounds_completed"] = round_number
+            if on_round:
+                on_round(results, states)
+            log(
+                f"round {round_number}: "
+                + ", ".join(f"{c.name} {100 * results['history'][c.name][-1]['accuracy']:.2f}%" for c in configured)
             )
-            results["history"][strategy.name].append(row)
-        results["rounds_completed"] = round_number
-        if on_round:
-            on_round(results, global_weights)
-        log(
-            f"round {round_number}: "
-            + ", ".join(f"{c.name} {100 * results['history'][c.name][-1]['accuracy']:.2f}%" for c in configured)
-        )
-    return results, global_weights
+    finally:
+        executor.close()
+    return results, states

@@ -10,13 +10,19 @@ functions do, plus the strategy's server-side parameters as keywords. A paramete
 marked `client_side` is not the rule's: it changes local training (FedProx's mu),
 so the simulation and the Flower app send it to the clients, and the one-shot
 comparison reads the value each client used from its update.
+
+A row with a `server_step` keeps a state across rounds: the rule's aggregate is
+then only the input of a server optimizer's step from the round's global model
+(fedmnist/server_optimizers.py), and SCAFFOLD (`control_variates`) also needs
+every client's control variate (fedmnist/scaffold.py). Such rows are
+multi-round only: the one-shot comparison leaves them out.
 """
 
 import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from fedmnist import aggregation
+from fedmnist import aggregation, scaffold, server_optimizers
 from fedmnist.defaults import MU
 
 
@@ -32,6 +38,7 @@ class Parameter:
     kind: type = float
     low: float = 0.0  # smallest allowed value
     below: float = math.inf  # values must be strictly below this
+    high: float = math.inf  # values may be at most this
     flower_kwarg: str | None = None  # the Flower strategy's keyword for it
     client_side: bool = False
 
@@ -46,13 +53,16 @@ class Parameter:
             valid = (converted == value or isinstance(value, str)) and not isinstance(value, bool)
         except (TypeError, ValueError, OverflowError):
             valid = False
-        if not valid or not (math.isfinite(converted) and self.low <= converted < self.below):
+        if not valid or not (
+            math.isfinite(converted) and self.low <= converted < self.below and converted <= self.high
+        ):
             raise ValueError(f"{self.option} {value}: must be {self.allowed()}")
         return converted
 
     def allowed(self):
         """The values this parameter takes, in words."""
         upper = "" if math.isinf(self.below) else f" and below {self.below:g}"
+        upper += "" if math.isinf(self.high) else f" and at most {self.high:g}"
         return f"a{'n integer' if self.kind is int else ' number'} at least {self.low:g}{upper}"
 
 
@@ -70,6 +80,14 @@ class Strategy:
     fedprox_updates: bool = False
     flower: str | None = None  # the class in flwr.serverapp.strategy that runs it in the Flower app
     notes: Callable | None = field(default=None, compare=False)  # (num_updates, **parameters) -> a note for the results
+    # (global weights, aggregate, state, **server-side parameters) -> (new global weights, new state)
+    server_step: Callable | None = field(default=None, compare=False)
+    control_variates: bool = False  # SCAFFOLD: clients train with c − cᵢ and send Δcᵢ with their model
+
+    @property
+    def multi_round_only(self):
+        """Whether the strategy needs state from earlier rounds (the one-shot comparison leaves it out)."""
+        return self.server_step is not None
 
     def defaults(self):
         return {p.name: p.default for p in self.parameters}
@@ -78,9 +96,24 @@ class Strategy:
         return {p.name: values[p.name] for p in self.parameters if not p.client_side}
 
     def aggregate(self, pairs, values=None):
-        """Apply the rule to [(weights, num_examples)]; `values` overrides the defaults of the parameters."""
+        """Apply the rule to [(weights, num_examples)]; `values` overrides the defaults of the parameters.
+
+        For a row with a server step, the rule takes none of them: they are the step's.
+        """
         values = {**self.defaults(), **(values or {})}
-        return self.rule(pairs, **self.server_parameters(values))
+        return self.rule(pairs, **({} if self.server_step else self.server_parameters(values)))
+
+    def step(self, pairs, current, state, values=None, **round_inputs):
+        """One round's server update from the global weights `current`: (new global weights, new state).
+
+        Stateless rows return their aggregate and `state` unchanged; `round_inputs`
+        are what a stateful step needs besides (SCAFFOLD's control_deltas, num_clients).
+        """
+        aggregate = self.aggregate(pairs, values)
+        if self.server_step is None:
+            return aggregate, state
+        values = {**self.defaults(), **(values or {})}
+        return self.server_step(current, aggregate, state, **round_inputs, **self.server_parameters(values))
 
     def describe(self, values=None):
         """The strategy with its parameter values, as a label: FedProx (μ = 0.01)."""
@@ -102,6 +135,11 @@ def register(strategy):
         raise ValueError(f"strategy {strategy.key!r}: option {', '.join(sorted(clash))} belongs to another strategy")
     REGISTRY[strategy.key] = strategy
     return strategy
+
+
+def one_shot_rows():
+    """The rows the one-shot comparison and the robustness study apply: those without a server state."""
+    return [row for row in REGISTRY.values() if not row.multi_round_only]
 
 
 def get(key):
@@ -168,6 +206,9 @@ class Configured:
 
     def aggregate(self, pairs):
         return self.strategy.aggregate(pairs, self.values)
+
+    def step(self, pairs, current, state, **round_inputs):
+        return self.strategy.step(pairs, current, state, self.values, **round_inputs)
 
     def label(self):
         return self.strategy.describe(self.values)
@@ -280,5 +321,93 @@ register(
             ),
         ),
         notes=lambda k, f: f"f={f}",
+    )
+)
+
+# Multi-round only: a server step with state across rounds (Reddi et al., 2021, for the defaults of the adaptive ones)
+
+
+def adaptive_parameters(prefix, flower_lr="eta"):
+    return (
+        Parameter(
+            "server_lr", "η", 0.01, "eta, the server learning rate", f"--{prefix}-lr", low=1e-12, flower_kwarg=flower_lr
+        ),
+        Parameter(
+            "beta1", "β₁", 0.9, "beta1, the first moment's decay", f"--{prefix}-beta1", below=1, flower_kwarg="beta_1"
+        ),
+        Parameter(
+            "beta2", "β₂", 0.99, "beta2, the second moment's decay", f"--{prefix}-beta2", high=1, flower_kwarg="beta_2"
+        ),
+        Parameter("tau", "τ", 1e-3, "tau, the adaptivity", f"--{prefix}-tau", low=1e-12, flower_kwarg="tau"),
+    )
+
+
+register(
+    Strategy(
+        key="fedavgm",
+        name="FedAvgM",
+        label="FedAvgM",
+        rule=aggregation.fedavg,
+        server_step=server_optimizers.fedavgm,
+        flower="FedAvgM",
+        reference="Hsu et al., 2019: server momentum on the pseudo-gradient w − FedAvg(updates)",
+        parameters=(
+            Parameter(
+                "momentum",
+                "β",
+                0.9,
+                "beta, the server momentum",
+                "--fedavgm-momentum",
+                below=1,
+                flower_kwarg="server_momentum",
+            ),
+            Parameter(
+                "server_lr",
+                "η",
+                1.0,
+                "eta, the server learning rate",
+                "--fedavgm-lr",
+                low=1e-12,
+                flower_kwarg="server_learning_rate",
+            ),
+        ),
+    )
+)
+register(
+    Strategy(
+        key="fedadam",
+        name="FedAdam",
+        label="FedAdam",
+        rule=aggregation.fedavg,
+        server_step=server_optimizers.fedadam,
+        flower="FedAdam",
+        reference="Reddi et al., 2021: Adam on the server, the pseudo-gradient FedAvg(updates) − w",
+        parameters=adaptive_parameters("fedadam"),
+    )
+)
+register(
+    Strategy(
+        key="fedyogi",
+        name="FedYogi",
+        label="FedYogi",
+        rule=aggregation.fedavg,
+        server_step=server_optimizers.fedyogi,
+        flower="FedYogi",
+        reference="Reddi et al., 2021: Yogi on the server, the pseudo-gradient FedAvg(updates) − w",
+        parameters=adaptive_parameters("fedyogi"),
+    )
+)
+register(
+    Strategy(
+        key="scaffold",
+        name="SCAFFOLD",
+        label="SCAFFOLD",
+        rule=aggregation.fedavg,
+        server_step=scaffold.server_step,
+        control_variates=True,
+        reference="Karimireddy et al., 2020: local gradients corrected by c − cᵢ, the control variates",
+        parameters=(
+            Parameter("server_lr", "η_g", 1.0, "eta_g, SCAFFOLD's global step size", "--scaffold-lr", low=1e-12),
+        ),
     )
 )

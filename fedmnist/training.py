@@ -3,22 +3,30 @@
 FedProx (Li et al., 2020) is a client-side method: each client minimises its
 local loss plus μ/2·‖w − w⁰‖², the squared distance to the global weights w⁰ it
 started from. With μ = 0 this is plain local training (FedAvg's client step).
+
+SCAFFOLD (Karimireddy et al., 2020) corrects every local gradient g by c − cᵢ,
+the server's control variate minus the client's. Adding the linear term
+⟨w, c − cᵢ⟩ to the loss does exactly that, whichever optimizer follows; with a
+zero correction it contributes exact zeros. The client's new control variate is
+the mean gradient of its local loss at the round's global model
+(`mean_gradient`: the paper's option I).
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from fedmnist.defaults import LEARNING_RATE
+from fedmnist.defaults import LEARNING_RATE, OPTIMIZER
 from model import compile_model
 
 
 class ProximalModel(keras.Model):
-    """Wraps a model so that training adds μ/2·‖w − w⁰‖² to the compiled loss; shares its variables.
+    """Wraps a model so that training adds μ/2·‖w − w⁰‖² + ⟨w, c − cᵢ⟩ to the compiled loss; shares its variables.
 
-    μ and the anchor w⁰ are non-trainable variables, assigned before each local
-    training, so one compiled wrapper serves every client and round without retracing.
-    With μ = 0 the term contributes exact zeros: training is plain local training.
+    μ, the anchor w⁰ and the correction c − cᵢ are non-trainable variables,
+    assigned before each local training, so one compiled wrapper serves every
+    client and round without retracing. With μ = 0 and a zero correction both
+    terms contribute exact zeros: training is plain local training.
     """
 
     def __init__(self, inner):
@@ -29,10 +37,18 @@ class ProximalModel(keras.Model):
             self.add_weight(shape=w.shape, initializer="zeros", trainable=False, name=f"anchor_{i}")
             for i, w in enumerate(inner.trainable_weights)
         ]
+        self.corrections = [
+            self.add_weight(shape=w.shape, initializer="zeros", trainable=False, name=f"correction_{i}")
+            for i, w in enumerate(inner.trainable_weights)
+        ]
 
-    def set_anchor(self, anchor_weights, mu):
+    def set_anchor(self, anchor_weights, mu, correction=None):
         self.mu.assign(float(mu))
         for variable, value in zip(self.anchors, anchor_weights):
+            variable.assign(value)
+        for variable in self.corrections:
+            variable.assign(np.zeros(variable.shape, np.float32))
+        for variable, value in zip(self.corrections, correction or ()):
             variable.assign(value)
 
     def call(self, inputs, training=False):
@@ -42,33 +58,50 @@ class ProximalModel(keras.Model):
         squared = [tf.reduce_sum(tf.square(w - a)) for w, a in zip(self.inner.trainable_weights, self.anchors)]
         return 0.5 * self.mu * tf.add_n(squared)
 
+    def correction_term(self):
+        return tf.add_n([tf.reduce_sum(w * c) for w, c in zip(self.inner.trainable_weights, self.corrections)])
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
-        return loss + self.proximal_term() if training else loss
+        return loss + self.proximal_term() + self.correction_term() if training else loss
 
 
 class LocalTrainer:
     """Local training with one compiled model per process, reused across clients and rounds."""
 
-    def __init__(self, model, learning_rate=LEARNING_RATE):
+    def __init__(self, model, learning_rate=LEARNING_RATE, optimizer=OPTIMIZER):
         if len(model.trainable_weights) != len(model.weights):
             raise ValueError("LocalTrainer expects a model whose weights are all trainable, as build_model()'s are")
         self.model = model
-        self.proximal = compile_model(ProximalModel(model), learning_rate)
+        self.proximal = compile_model(ProximalModel(model), learning_rate, optimizer)
         self.proximal.optimizer.build(self.proximal.trainable_variables)
         self.fresh_optimizer_state = [v.numpy() for v in self.proximal.optimizer.variables]
 
-    def train(self, x, y, *, initial_weights, epochs, batch_size, seed, mu=0.0, validation_data=None, verbose=1):
+    def train(
+        self,
+        x,
+        y,
+        *,
+        initial_weights,
+        epochs,
+        batch_size,
+        seed,
+        mu=0.0,
+        correction=None,
+        validation_data=None,
+        verbose=1,
+    ):
         """Train from `initial_weights` on (x, y); return the Keras History. Weights stay in `self.model`.
 
-        mu > 0 adds FedProx's proximal term anchored at `initial_weights`. Every
-        call starts from a fresh optimizer and reseeded randomness, so the result
-        depends only on the arguments, not on earlier calls.
+        mu > 0 adds FedProx's proximal term anchored at `initial_weights`;
+        `correction` (SCAFFOLD's c − cᵢ, one array per weight) is added to every
+        gradient. Every call starts from a fresh optimizer and reseeded
+        randomness, so the result depends only on the arguments, not on earlier calls.
         """
         if mu < 0:
             raise ValueError(f"mu must be >= 0, got {mu}")
         self.model.set_weights(initial_weights)
-        self.proximal.set_anchor(initial_weights, mu)
+        self.proximal.set_anchor(initial_weights, mu, correction)
         for variable, value in zip(self.proximal.optimizer.variables, self.fresh_optimizer_state):
             variable.assign(value)
         reset_random_state(self.model, seed)
@@ -80,6 +113,19 @@ class LocalTrainer:
             shuffle=False,  # the dataset already reshuffles each epoch, with the seed
             verbose=verbose,
         )
+
+    def mean_gradient(self, x, y, weights, batch_size=1000):
+        """The gradient of the mean local loss at `weights` (no dropout, no proximal term), in float32 arrays."""
+        self.model.set_weights(weights)
+        variables = self.model.trainable_weights
+        total = [np.zeros(v.shape, np.float64) for v in variables]
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
+        for batch_x, batch_y in make_dataset(x, y, batch_size):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(batch_y, self.model(batch_x, training=False))
+            for acc, grad in zip(total, tape.gradient(loss, variables)):
+                acc += grad.numpy()
+        return [(acc / len(x)).astype(np.float32) for acc in total]
 
 
 def client_seed(seed, round_number, client_id):

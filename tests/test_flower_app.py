@@ -1,6 +1,7 @@
 """The Flower App: strategy choice from the registry, checked replies, and real runs on loopback (needs flwr)."""
 
 import json
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,38 @@ def test_the_serverapps_flower_strategies_agree_with_the_registrys_rules(key):
     arrays, _ = strategy.aggregate_train(1, [Reply(i, w, n, i + 1) for i, (w, n) in enumerate(updates)])
     ours = strategies.REGISTRY[key].aggregate(updates)
     assert all(np.allclose(a, b, atol=1e-6, rtol=0) for a, b in zip(ours, arrays.to_numpy_ndarrays()))
+
+
+def test_every_parameter_of_a_flower_strategy_has_its_run_config_key():
+    keys = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    wanted = {p.config_key for key in WITH_FLOWER for p in strategies.REGISTRY[key].parameters}
+    assert wanted <= set(keys)
+
+
+@pytest.mark.parametrize("key", ["fedavgm", "fedadam", "fedyogi"])
+def test_flowers_server_optimizers_agree_with_the_registrys_over_three_rounds(key):
+    rng = np.random.default_rng(9)
+    shapes = [(3, 3, 1, 4), (4,), (36, 5), (5,)]
+    counts = {1: 5, 2: 7, 3: 11}
+    strategy = checked_strategy(key, counts, shapes)
+    row = strategies.get(key)
+    ours, state = [0.1 * rng.standard_normal(s).astype(np.float32) for s in shapes], {}
+    theirs = ArrayRecord(ours)
+    for server_round in (1, 2, 3):
+        if isinstance(strategy, flower.FedAvgM):
+            strategy.current_arrays = theirs
+        else:  # what FedOpt's configure_train keeps
+            strategy.current_arrays = {k: a.numpy() for k, a in theirs.items()}
+        updates = [
+            ([w + 0.05 * rng.standard_normal(w.shape).astype(np.float32) for w in ours], n) for n in counts.values()
+        ]
+        theirs, _ = strategy.aggregate_train(server_round, [Reply(i, w, n, i + 1) for i, (w, n) in enumerate(updates)])
+        values = row.defaults()
+        if key == "fedadam":  # Flower's bias correction, which Reddi et al.'s Algorithm 2 does not have
+            t = server_round + 1
+            values["server_lr"] *= np.sqrt(1 - values["beta2"] ** t) / (1 - values["beta1"] ** t)
+        ours, state = row.step(updates, ours, state, values)
+        assert all(np.allclose(a, b, rtol=0, atol=1e-6) for a, b in zip(ours, theirs.to_numpy_ndarrays()))
 
 
 # --- real runs on loopback ---------------------------------------------------------------------------------------

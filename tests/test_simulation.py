@@ -1,5 +1,6 @@
-"""Multi-round simulation on a small real-MNIST partition: determinism, FedProx with mu = 0, resume, the CLI."""
+"""Multi-round simulation on a small real-MNIST partition: determinism, the reductions to FedAvg, resume, the CLI."""
 
+import dataclasses
 import json
 
 import pytest
@@ -10,7 +11,7 @@ from fedmnist.data import read_manifest
 from fedmnist.simulation import Federation, RoundSettings, run_rounds, sample_clients
 
 pytestmark = pytest.mark.slow
-SPECS = ["fedavg", "fedprox:0", "fedmed"]
+SPECS = ["fedavg", "fedprox:0", "fedmed", "scaffold:1", "fedavgm:0", "fedadam:0.01"]
 SETTINGS = RoundSettings(rounds=2, epochs=1, batch_size=32, seed=5)
 CLI_OPTIONS = ["--rounds", "2", "--epochs", "1", "--batch-size", "32", "--strategies", *SPECS, "--seed", "5"]
 
@@ -35,8 +36,9 @@ def test_two_rounds_record_every_round_of_every_strategy(first_run):
     for name in SPECS:
         rows = first_run["history"][name]
         assert [row["round"] for row in rows] == [1, 2]
-        assert all(row["clients"] == [1, 2, 3] and row["bytes_sent_per_client"] == 390_410 * 4 for row in rows)
-        assert rows[-1]["accuracy"] > 0.5
+        payload = 390_410 * 4 * (2 if name == "scaffold:1" else 1)  # SCAFFOLD also sends a control variate
+        assert all(row["clients"] == [1, 2, 3] and row["bytes_sent_per_client"] == payload for row in rows)
+        assert rows[-1]["accuracy"] > (0.5 if name == "fedavg" else 0.2)  # FedAdam's η = 0.01 steps start slowly
         assert all(
             len(row["drift"]["client_distance"]) == 3 and row["drift"]["aggregate_update_norm"] > 0 for row in rows
         )
@@ -51,6 +53,22 @@ def test_same_seed_gives_identical_accuracies(first_run, federation):
 def test_fedprox_with_mu_zero_reproduces_fedavg_exactly(first_run):
     assert accuracies(first_run, "fedprox:0") == accuracies(first_run, "fedavg")
     assert [r["loss"] for r in first_run["history"]["fedprox:0"]] == [r["loss"] for r in first_run["history"]["fedavg"]]
+
+
+def test_server_momentum_zero_is_fedavg_and_scaffolds_first_round_too(first_run):
+    assert accuracies(first_run, "fedavgm:0") == accuracies(first_run, "fedavg")
+    assert accuracies(first_run, "scaffold:1")[0] == accuracies(first_run, "fedavg")[0]  # c = cᵢ = 0 in round 1
+    assert accuracies(first_run, "scaffold:1")[1] != accuracies(first_run, "fedavg")[1]
+
+
+def test_one_or_two_worker_processes_give_the_same_results(federation):
+    configured = [strategies.parse_spec(s) for s in ("fedavg", "scaffold:1")]
+    runs = [
+        run_rounds(federation, configured, dataclasses.replace(SETTINGS, workers=w), log=lambda line: None)[0]
+        for w in (1, 2)
+    ]
+    for name in ("fedavg", "scaffold:1"):
+        assert [r["loss"] for r in runs[0]["history"][name]] == [r["loss"] for r in runs[1]["history"][name]]
 
 
 def test_run_rounds_leaves_the_state_it_was_given_unchanged(federation):
@@ -80,7 +98,9 @@ def test_cli_resume_reaches_the_same_result(first_run, tiny_partition, tmp_path)
     resumed = json.loads((out / "simulacion.json").read_text())
     for name in SPECS:
         assert accuracies(resumed, name) == accuracies(first_run, name)
-    assert len(sorted((out / "pesos_globales").glob("*/fedavg_ronda_002.npz"))) == 1
+    checkpoints = sorted(path.name for path in (out / "pesos_globales").glob("*/*.npz"))
+    assert "fedavg_pesos_ronda_002.npz" in checkpoints and "scaffold_1_estado_ronda_002.npz" in checkpoints
+    assert not [name for name in checkpoints if "ronda_001" in name]  # only the last round is kept
     assert not (out / "simulacion.en_curso.json").exists()
 
 

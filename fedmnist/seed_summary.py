@@ -1,0 +1,147 @@
+"""One scenario over several seeds: every curve kept, mean ± std, rounds to each target, paired comparisons.
+
+Writes resumen.json and resumen.png beside the per-seed folders (semilla_<s>/simulacion.json).
+Accuracies are in percent; std is the sample standard deviation (n − 1). Two
+strategies are compared on the same seeds, hence the same partitions, initial
+weights and sampled clients: the paired differences of their final accuracies
+give a mean, a 95 % t-interval and the paired t-test's p-value.
+"""
+
+import itertools
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+from scipy import stats
+
+from fedmnist.defaults import ACCURACY_TARGETS
+from fedmnist.evaluation import save_figure
+from fedmnist.files import OutputSet
+from fedmnist.strategies import label_of
+
+SUMMARY_FILE, SUMMARY_FIGURE = "resumen.json", "resumen.png"
+
+
+def mean_std(values):
+    values = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": round(float(values.mean()), 2),
+        "std": round(float(values.std(ddof=1)), 2) if len(values) > 1 else None,
+        "values": [round(float(v), 2) for v in values],
+    }
+
+
+def paired(a, b):
+    """a − b over the same seeds: mean, the 95 % t-interval and the paired t-test's p-value (points)."""
+    differences = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    n = len(differences)
+    mean = float(differences.mean())
+    if n < 2 or np.all(differences == differences[0]):
+        return {"mean": round(mean, 2), "ci95": [round(mean, 2), round(mean, 2)], "p_value": None, "n": n}
+    half = float(stats.t.ppf(0.975, n - 1) * differences.std(ddof=1) / np.sqrt(n))
+    p_value = float(stats.ttest_rel(a, b).pvalue)
+    return {
+        "mean": round(mean, 2),
+        "ci95": [round(mean - half, 2), round(mean + half, 2)],
+        "p_value": round(p_value, 4),
+        "n": n,
+    }
+
+
+def strategy_summary(runs, name):
+    curves = [[100 * row["accuracy"] for row in run["history"][name]] for run in runs]
+    rounds = min(len(curve) for curve in curves)
+    stacked = np.array([curve[:rounds] for curve in curves])
+    drift = [
+        [row["drift"]["mean_client_distance"] if row.get("drift") else np.nan for row in run["history"][name][:rounds]]
+        for run in runs
+    ]
+    return {
+        "label": label_of(name),
+        "final_accuracy": mean_std(stacked[:, -1]),
+        "last_5_rounds_accuracy": mean_std(stacked[:, -5:].mean(axis=1)),
+        **{
+            f"rounds_to_{int(100 * t)}": [run["summary"][name][f"rounds_to_{int(100 * t)}"] for run in runs]
+            for t in ACCURACY_TARGETS
+        },
+        "curve_mean": [round(float(v), 2) for v in stacked.mean(axis=0)],
+        "curve_std": [round(float(v), 2) for v in stacked.std(axis=0, ddof=1)] if len(runs) > 1 else None,
+        "curves": [[round(v, 2) for v in curve] for curve in stacked.tolist()],
+        "drift_mean": [round(float(v), 4) for v in np.nanmean(np.array(drift, np.float64), axis=0)],
+        "seconds": [run["summary"][name]["seconds"] for run in runs],
+    }
+
+
+def summarize_runs(runs, label):
+    """The summary of finished runs of one scenario, one per seed, with the same strategies."""
+    names = runs[0]["config"]["strategies"]
+    config = {k: v for k, v in runs[0]["config"].items() if k not in ("seed", "partition_seed", "data")}
+    summary = {
+        "label": label,
+        "config": {**config, "seeds": [run["config"]["seed"] for run in runs], "rounds": runs[0]["rounds_completed"]},
+        "strategies": {name: strategy_summary(runs, name) for name in names},
+    }
+    finals = {name: summary["strategies"][name]["final_accuracy"]["values"] for name in names}
+    summary["paired_final_accuracy"] = {
+        f"{a} - {b}": paired(finals[a], finals[b]) for a, b in itertools.combinations(names, 2)
+    }
+    return summary
+
+
+def write_seed_summary(out_dir, runs, label):
+    """Summarise `runs` into out_dir/resumen.json and resumen.png together; returns (summary, paths)."""
+    summary = summarize_runs(runs, label)
+    paths = [out_dir / SUMMARY_FILE, out_dir / SUMMARY_FIGURE]
+    with OutputSet() as outputs:
+        outputs.write_text(paths[0], json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        save_figure(plot_seed_summary(summary), outputs.stage(paths[1]))
+    return summary, paths
+
+
+def plot_seed_summary(summary):
+    """Accuracy per round (mean over seeds, band ± 1 std, axis from 0), final accuracy per seed, client drift."""
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5), gridspec_kw={"width_ratios": [1.4, 1, 1]})
+    names = list(summary["strategies"])
+    colors = dict(zip(names, plt.cm.tab10.colors))
+    for name, row in summary["strategies"].items():
+        rounds = np.arange(1, len(row["curve_mean"]) + 1)
+        mean = np.array(row["curve_mean"])
+        axes[0].plot(rounds, mean, "-", color=colors[name], label=row["label"])
+        if row["curve_std"]:
+            std = np.array(row["curve_std"])
+            axes[0].fill_between(rounds, mean - std, mean + std, color=colors[name], alpha=0.2)
+        axes[2].plot(rounds, row["drift_mean"], "-", color=colors[name], label=row["label"])
+    for target in ACCURACY_TARGETS:
+        axes[0].axhline(100 * target, color="gray", linestyle=":", linewidth=1)
+    axes[0].set_ylim(0, 100)
+    axes[0].set_ylabel("exactitud en test (%), media ± desv. típica")
+    for position, name in enumerate(names):
+        final = summary["strategies"][name]["final_accuracy"]
+        axes[1].plot(final["values"], [position] * len(final["values"]), "o", color=colors[name], alpha=0.5)
+        if final["std"] is not None:
+            axes[1].errorbar(final["mean"], position, xerr=final["std"], fmt="D", color="black", capsize=4)
+    axes[1].set_yticks(range(len(names)), [summary["strategies"][n]["label"] for n in names])
+    axes[1].invert_yaxis()
+    axes[1].set_xlabel("exactitud final (%): cada semilla, y media ± desv. típica")
+    axes[2].set_ylim(bottom=0)
+    axes[2].set_ylabel("deriva media de los clientes ‖w_k − w‖")
+    for ax in (axes[0], axes[2]):
+        ax.set_xlabel("ronda")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    seeds = ", ".join(map(str, summary["config"]["seeds"]))
+    fig.suptitle(f"{summary['label']}: K = {summary['config']['num_clients']}, semillas {seeds}")
+    fig.tight_layout()
+    return fig
+
+
+def print_seed_summary(summary):
+    seeds = summary["config"]["seeds"]
+    print(f"\n{'strategy':<22} {'final accuracy (%)':>20} {'rounds to 97%':>18} {'rounds to 99%':>18}   seeds {seeds}")
+    for name, row in summary["strategies"].items():
+        final = row["final_accuracy"]
+        spread = f"{final['mean']:.2f} ± {final['std']:.2f}" if final["std"] is not None else f"{final['mean']:.2f}"
+        print(f"{name:<22} {spread:>20} {str(row['rounds_to_97']):>18} {str(row['rounds_to_99']):>18}")
