@@ -10,9 +10,10 @@ simulacion.json and simulacion.png (fedmnist/history.py's format) to --out; each
 round's global weights and server states are checkpointed, so --resume continues
 an interrupted run to the same result.
 
-With --seeds, each seed s is a run of its own (a scenario's partition split with
-s, and s for client sampling and training) in --out/semilla_s/, and the seeds are
-summarised together in --out (fedmnist/seed_summary.py).
+With --seeds (or a scenario's own seeds), each seed s is a run of its own (a
+scenario's partition split with s, and s for client sampling and training) in
+--out/semilla_s/, with its centralized baseline (fedmnist/centralized.py), and
+the seeds are summarised together in --out (fedmnist/seed_summary.py).
 """
 
 import argparse
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from fedmnist import defaults, scenarios, strategies
 from fedmnist.attacks import ATTACKS
+from fedmnist.centralized import read_baseline, train_centralized, write_baseline
 from fedmnist.comparison import project_relative
 from fedmnist.data import PARTITION_FIGURE, ensure_split, read_manifest
 from fedmnist.history import (
@@ -213,7 +215,15 @@ def run_one(args, scenario, configured, run):
     write_results(out, results, title, [(PARTITION_FIGURE, figure.read_bytes())] if figure.is_file() else [])
     print_summary(results["summary"])
     print(f"Wrote {out / RESULTS_FILE} and {out / FIGURE_FILE}")
-    return results
+    baseline = None
+    if args.seeds:
+        baseline = read_baseline(out, settings, manifest["num_clients"])
+        if baseline is None:
+            baseline = train_centralized(federation, settings)
+            write_baseline(out, baseline)
+        final = baseline["epochs"][-1]
+        print(f"centralized baseline: {100 * final['accuracy']:.2f}% after {final['epoch']} epochs")
+    return results, baseline
 
 
 def main(argv=None):
@@ -222,7 +232,8 @@ def main(argv=None):
         scenario, configured, runs, out = resolve(args)
         finished = [run_one(args, scenario, configured, run) for run in runs]
         if args.seeds:
-            summary, written = write_seed_summary(out, finished, scenario.label if scenario else out.name)
+            results, baselines = zip(*finished)
+            summary, written = write_seed_summary(out, results, scenario.label if scenario else out.name, baselines)
             print_seed_summary(summary)
             print(f"Wrote {' and '.join(map(str, written))}")
     except (ValueError, PartitionError, OSError) as err:

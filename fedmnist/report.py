@@ -256,7 +256,89 @@ def aggregation_table():
     return markdown(header, rows, "rlrrrrrl")
 
 
+def registry_table():
+    """Every registered strategy: its key, its reference, its parameters with their defaults, its Flower class."""
+    rows = []
+    for row in strategies.REGISTRY.values():
+        parameters = ", ".join(
+            f"{p.symbol} ({p.default:g}){', en el cliente' if p.client_side else ''}" for p in row.parameters
+        )
+        rows.append(
+            [
+                f"`{row.key}`",
+                row.reference.split(":")[0],
+                parameters or "—",
+                "varias rondas" if row.multi_round_only else "una y varias",
+                f"`{row.flower}`" if row.flower else "—",
+            ]
+        )
+    return markdown(["clave", "referencia", "parámetros (por defecto)", "rondas", "Flower"], rows, "lllll")
+
+
+def seeded_summaries():
+    """(scenario, resumen.json) of every scenario run over seeds that has its summary in results/."""
+    found = []
+    for name in scenarios.names():
+        scenario = scenarios.load(name)
+        path = RESULTS_DIR / "simulacion" / name / "resumen.json"
+        if scenario.seeds and path.is_file():
+            found.append((scenario, json.loads(path.read_text())))
+    return found
+
+
+def per_seed(values):
+    return " · ".join("—" if v is None else str(v) for v in values)
+
+
+def drift_table():
+    """The heterogeneous-data scenarios over their seeds: final accuracy, rounds to 97 % and 99 %, centralized."""
+    rows = []
+    for scenario, summary in seeded_summaries():
+        config = summary["config"]
+        settings = f"{config['num_clients']} / {config['fraction']} / {config['epochs']} / {config['batch_size']}"
+        entries = list(summary["strategies"].values())
+        if "centralized" in summary:
+            entries.append(summary["centralized"])
+        for entry in entries:
+            rows.append(
+                [
+                    scenario.label,
+                    settings,
+                    entry["label"]
+                    if entry.get("label") != "centralizado"
+                    else f"centralizado ({entry['epochs']} épocas)",
+                    mean_std(entry["final_accuracy"]),
+                    per_seed(entry.get("rounds_to_97", ["—"])),
+                    per_seed(entry.get("rounds_to_99", ["—"])),
+                ]
+            )
+    if not rows:
+        rows.append(["(sin resultados: `make heterogeneity`)", "", "", "", "", ""])
+    header = ["partición", "K / C / E / B", "estrategia", "exactitud final (%)", "rondas hasta 97 %", "hasta 99 %"]
+    return markdown(header, rows, "lllrll")
+
+
+def rounds_per_hour_table():
+    """Rounds per hour at McMahan et al.'s IID setting, this process against the worker pool (benchmarks/rounds.py)."""
+    bench = load("benchmarks.json")["rounds"]
+    rows = [
+        [
+            "este proceso" if arm["workers"] == 0 else f"{arm['workers']} procesos de 1 hilo",
+            f"{arm['first_round_seconds']:.1f}",
+            " · ".join(f"{s:.1f}" for s in arm["round_seconds"]),
+            f"{arm['rounds_per_hour']:.0f}",
+            f"{arm['speedup']:.2f}",
+        ]
+        for arm in bench["arms"].values()
+    ]
+    header = ["entrenamiento local", "1.ª ronda (s)", "rondas siguientes (s)", "rondas/hora", "× secuencial"]
+    return markdown(header, rows, "lrrrr")
+
+
 TABLES = {
+    "estrategias": registry_table,
+    "deriva": drift_table,
+    "rondas_por_hora": rounds_per_hour_table,
     "una_ronda": one_shot_table,
     "robustez": robustness_table,
     "rondas": rounds_table,

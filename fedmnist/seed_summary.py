@@ -1,6 +1,7 @@
 """One scenario over several seeds: every curve kept, mean ± std, rounds to each target, paired comparisons.
 
-Writes resumen.json and resumen.png beside the per-seed folders (semilla_<s>/simulacion.json).
+Writes resumen.json and resumen.png beside the per-seed folders (semilla_<s>/simulacion.json and the
+centralized baseline's centralizado.json).
 Accuracies are in percent; std is the sample standard deviation (n − 1). Two
 strategies are compared on the same seeds, hence the same partitions, initial
 weights and sampled clients: the paired differences of their final accuracies
@@ -73,8 +74,22 @@ def strategy_summary(runs, name):
     }
 
 
-def summarize_runs(runs, label):
-    """The summary of finished runs of one scenario, one per seed, with the same strategies."""
+def baseline_summary(baselines):
+    """The centralized baseline over the seeds: final accuracy, and the curve by equivalent round."""
+    curves = np.array([[100 * row["accuracy"] for row in baseline["epochs"]] for baseline in baselines])
+    return {
+        "label": "centralizado",
+        "epochs": baselines[0]["config"]["epochs"],
+        "final_accuracy": mean_std(curves[:, -1]),
+        "equivalent_rounds": [row["equivalent_round"] for row in baselines[0]["epochs"]],
+        "curve_mean": [round(float(v), 2) for v in curves.mean(axis=0)],
+        "curve_std": [round(float(v), 2) for v in curves.std(axis=0, ddof=1)] if len(baselines) > 1 else None,
+        "seconds": [baseline["seconds"] for baseline in baselines],
+    }
+
+
+def summarize_runs(runs, label, baselines=()):
+    """The summary of finished runs of one scenario, one per seed, with the same strategies (and baselines)."""
     names = runs[0]["config"]["strategies"]
     config = {k: v for k, v in runs[0]["config"].items() if k not in ("seed", "partition_seed", "data")}
     summary = {
@@ -86,12 +101,18 @@ def summarize_runs(runs, label):
     summary["paired_final_accuracy"] = {
         f"{a} - {b}": paired(finals[a], finals[b]) for a, b in itertools.combinations(names, 2)
     }
+    if baselines and all(baselines):
+        summary["centralized"] = baseline_summary(baselines)
+        central = summary["centralized"]["final_accuracy"]["values"]
+        summary["paired_final_accuracy"].update(
+            {f"{name} - centralized": paired(finals[name], central) for name in names}
+        )
     return summary
 
 
-def write_seed_summary(out_dir, runs, label):
+def write_seed_summary(out_dir, runs, label, baselines=()):
     """Summarise `runs` into out_dir/resumen.json and resumen.png together; returns (summary, paths)."""
-    summary = summarize_runs(runs, label)
+    summary = summarize_runs(runs, label, baselines)
     paths = [out_dir / SUMMARY_FILE, out_dir / SUMMARY_FIGURE]
     with OutputSet() as outputs:
         outputs.write_text(paths[0], json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
@@ -112,6 +133,9 @@ def plot_seed_summary(summary):
             std = np.array(row["curve_std"])
             axes[0].fill_between(rounds, mean - std, mean + std, color=colors[name], alpha=0.2)
         axes[2].plot(rounds, row["drift_mean"], "-", color=colors[name], label=row["label"])
+    if "centralized" in summary:
+        central = summary["centralized"]
+        axes[0].plot(central["equivalent_rounds"], central["curve_mean"], "k--", label="centralizado (mismas épocas)")
     for target in ACCURACY_TARGETS:
         axes[0].axhline(100 * target, color="gray", linestyle=":", linewidth=1)
     axes[0].set_ylim(0, 100)
@@ -121,7 +145,14 @@ def plot_seed_summary(summary):
         axes[1].plot(final["values"], [position] * len(final["values"]), "o", color=colors[name], alpha=0.5)
         if final["std"] is not None:
             axes[1].errorbar(final["mean"], position, xerr=final["std"], fmt="D", color="black", capsize=4)
-    axes[1].set_yticks(range(len(names)), [summary["strategies"][n]["label"] for n in names])
+    labels = [summary["strategies"][n]["label"] for n in names]
+    if "centralized" in summary:
+        final = summary["centralized"]["final_accuracy"]
+        axes[1].plot(final["values"], [len(names)] * len(final["values"]), "o", color="gray", alpha=0.5)
+        if final["std"] is not None:
+            axes[1].errorbar(final["mean"], len(names), xerr=final["std"], fmt="D", color="black", capsize=4)
+        labels.append("centralizado")
+    axes[1].set_yticks(range(len(labels)), labels)
     axes[1].invert_yaxis()
     axes[1].set_xlabel("exactitud final (%): cada semilla, y media ± desv. típica")
     axes[2].set_ylim(bottom=0)
@@ -145,3 +176,7 @@ def print_seed_summary(summary):
         final = row["final_accuracy"]
         spread = f"{final['mean']:.2f} ± {final['std']:.2f}" if final["std"] is not None else f"{final['mean']:.2f}"
         print(f"{name:<22} {spread:>20} {str(row['rounds_to_97']):>18} {str(row['rounds_to_99']):>18}")
+    if "centralized" in summary:
+        final = summary["centralized"]["final_accuracy"]
+        epochs = summary["centralized"]["epochs"]
+        print(f"{'centralized':<22} {final['mean']:>12.2f} ± {final['std'] or 0:.2f}   ({epochs} epochs)")

@@ -78,7 +78,7 @@ def test_readme_is_a_map_with_the_commands_first_and_the_code_map_near_the_top()
     headings = re.findall(r"^## (.*)$", readme, flags=re.MULTILINE)
     assert len(readme.splitlines()) <= 250
     assert headings[:2] == ["Dos comandos", "Mapa del código"]
-    assert {"demo", "rondas", "flower"} <= {m.group("name") for m in report.MARKED.finditer(readme)}
+    assert {"demo", "estrategias", "deriva", "flower"} <= {m.group("name") for m in report.MARKED.finditer(readme)}
 
 
 def test_a_table_edited_by_hand_is_caught(essay):

@@ -144,3 +144,16 @@ def test_client_sampling_is_shared_and_seeded():
     rounds = [sample_clients(100, 0.1, 42, r) for r in (1, 2)]
     assert all(len(r) == 10 for r in rounds) and rounds[0] != rounds[1]
     assert rounds[0] == sample_clients(100, 0.1, 42, 1)
+
+
+def test_cli_seeds_keep_every_run_and_train_the_centralized_baseline_once(tiny_partition, tmp_path):
+    options = ["--data", str(tiny_partition), "--out", str(tmp_path), *CLI_OPTIONS[2:6], "--rounds", "1"]
+    options += ["--strategies", "fedavg", "scaffold:1", "--seeds", "1", "2"]
+    run_script("experiments/simulation.py", *options, check=True)
+    summary = json.loads((tmp_path / "resumen.json").read_text())
+    assert summary["config"]["seeds"] == [1, 2] and len(summary["strategies"]["fedavg"]["curves"]) == 2
+    assert "scaffold:1 - centralized" in summary["paired_final_accuracy"]
+    baseline = (tmp_path / "semilla_2" / "centralizado.json").read_text()
+    assert json.loads(baseline)["config"]["epochs"] == 1  # R·C·E = 1·1·1
+    run_script("experiments/simulation.py", *options, "--resume", check=True)
+    assert (tmp_path / "semilla_2" / "centralizado.json").read_text() == baseline  # kept, not trained again

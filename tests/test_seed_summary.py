@@ -1,0 +1,41 @@
+"""The summary over seeds: mean ± std, and the paired comparison computed by hand."""
+
+import pytest
+
+from fedmnist.seed_summary import mean_std, paired, summarize_runs
+
+
+def test_paired_differences_by_hand():
+    # differences 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.303, half-width 4.303 / √3 = 2.484; t = 2√3, p = 0.0742
+    result = paired([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
+    assert result["mean"] == 2.0 and result["ci95"] == [-0.48, 4.48]
+    assert result["p_value"] == pytest.approx(0.0742, abs=1e-4)
+
+
+def test_identical_strategies_are_a_tie_without_a_p_value():
+    assert paired([97.5, 98.0], [97.5, 98.0]) == {"mean": 0.0, "ci95": [0.0, 0.0], "p_value": None, "n": 2}
+
+
+def test_mean_std_uses_the_sample_standard_deviation():
+    assert mean_std([97.0, 99.0]) == {"mean": 98.0, "std": 1.41, "values": [97.0, 99.0]}
+
+
+def run(seed, curve):
+    rows = [{"round": r, "accuracy": a, "drift": {"mean_client_distance": 0.1}} for r, a in enumerate(curve, 1)]
+    return {
+        "config": {"seed": seed, "partition_seed": seed, "data": "x", "strategies": ["fedavg"], "num_clients": 5},
+        "rounds_completed": len(curve),
+        "history": {"fedavg": rows},
+        "summary": {"fedavg": {"rounds_to_97": None, "rounds_to_99": None, "seconds": 1.0}},
+    }
+
+
+def test_every_curve_is_kept_and_the_baseline_is_paired_with_each_strategy():
+    baselines = [
+        {"config": {"epochs": 2}, "epochs": [{"equivalent_round": r, "accuracy": 0.9} for r in (1, 2)], "seconds": 1}
+    ] * 2
+    summary = summarize_runs([run(1, [0.5, 0.8]), run(2, [0.6, 0.9])], "prueba", baselines)
+    fedavg = summary["strategies"]["fedavg"]
+    assert fedavg["curves"] == [[50.0, 80.0], [60.0, 90.0]] and fedavg["curve_mean"] == [55.0, 85.0]
+    assert fedavg["final_accuracy"]["mean"] == 85.0 and summary["config"]["seeds"] == [1, 2]
+    assert summary["paired_final_accuracy"]["fedavg - centralized"]["mean"] == -5.0
