@@ -141,7 +141,7 @@ def run_config(args):
         "fraction-train": args.fraction,
         "seed": args.seed,
     }
-    for _, p in strategies.all_parameters():
+    for _, p in strategies.all_parameters(flower_only=True):
         values[p.config_key] = getattr(args, strategies.option_dest(p))
     return " ".join(f"{key}={toml_value(value)}" for key, value in values.items())
 
@@ -334,7 +334,7 @@ def parse_args(argv=None):
         choices=FLOWER_STRATEGIES,
         help="the registry strategy whose Flower class the ServerApp runs (default: %(default)s)",
     )
-    strategies.add_parameter_options(parser)
+    strategies.add_parameter_options(parser, flower_only=True)
     parser.add_argument(
         "--epochs",
         "-E",
@@ -408,7 +408,7 @@ def main(argv=None):
             "run make venv (the lock includes Flower)"
         )
     try:
-        strategies.parameters_from_options(args)
+        strategies.parameters_from_options(args, flower_only=True)
         args.data = prepared_data(args)
     except (ValueError, PartitionError) as err:
         sys.exit(f"flower_local.py: error: {err}")

@@ -149,20 +149,21 @@ def get(key):
     return REGISTRY[key]
 
 
-def all_parameters(client_side=None):
-    """Every registered parameter as (strategy, parameter), optionally only the client- or server-side ones."""
+def all_parameters(client_side=None, flower_only=False):
+    """Every registered parameter as (strategy, parameter): optionally only the client- or server-side ones, or
+    only those of the strategies the Flower app runs."""
     return [
         (row, p)
         for row in REGISTRY.values()
         for p in row.parameters
-        if client_side is None or p.client_side == client_side
+        if (client_side is None or p.client_side == client_side) and (row.flower or not flower_only)
     ]
 
 
-def add_parameter_options(parser, client_side=None):
+def add_parameter_options(parser, client_side=None, flower_only=False):
     """One argparse option per registered parameter, with the paper's symbol and the default in its help."""
     group = parser.add_argument_group("strategy parameters")
-    for row, p in all_parameters(client_side):
+    for row, p in all_parameters(client_side, flower_only):
         group.add_argument(
             p.option,
             type=p.kind,
@@ -176,10 +177,10 @@ def option_dest(parameter):
     return parameter.config_key.replace("-", "_")
 
 
-def parameters_from_options(args, client_side=None):
+def parameters_from_options(args, client_side=None, flower_only=False):
     """{strategy key: {parameter: value}} from parsed options, each value checked."""
     values = {}
-    for row, p in all_parameters(client_side):
+    for row, p in all_parameters(client_side, flower_only):
         values.setdefault(row.key, {})[p.name] = p.check(getattr(args, option_dest(p)))
     return values
 
