@@ -138,6 +138,7 @@ def run_config(args):
         "strategy": args.strategy,
         "local-epochs": args.epochs,
         "batch-size": args.batch_size,
+        "optimizer": args.optimizer or "",
         "fraction-train": args.fraction,
         "seed": args.seed,
     }
@@ -343,6 +344,9 @@ def parse_args(argv=None):
         help="E, local epochs per round (default: %(default)s)",
     )
     parser.add_argument("--batch-size", "-B", type=int, default=defaults.BATCH_SIZE, help="B (default: %(default)s)")
+    parser.add_argument(
+        "--optimizer", choices=list(defaults.LEARNING_RATES), help=f"local optimizer (default: {defaults.OPTIMIZER})"
+    )
     parser.add_argument(
         "--fraction",
         "-C",

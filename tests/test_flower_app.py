@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import last_line, run_script
-from fedmnist import strategies
+from fedmnist import defaults, strategies
 
 pytest.importorskip("flwr")
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict  # noqa: E402
@@ -35,9 +35,16 @@ def test_empty_run_config_values_are_the_projects_defaults():
         "data-dir": "data",
         "local-epochs": 1,
         "batch-size": 32,
+        "optimizer": "adam",
         "learning-rate": 0.001,
         "seed": 42,
     }
+
+
+def test_sgd_clients_get_sgds_default_learning_rate_and_an_unknown_optimizer_is_one_clear_error():
+    assert training_config({"optimizer": "sgd"}, "data").learning_rate == defaults.LEARNING_RATES["sgd"]
+    with pytest.raises(ValueError, match="run config optimizer='rmsprop': choose adam or sgd"):
+        training_config({"optimizer": "rmsprop"}, "data")
 
 
 def test_unknown_strategy_is_one_clear_error():

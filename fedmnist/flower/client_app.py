@@ -20,9 +20,9 @@ app = ClientApp()
 
 
 @lru_cache(maxsize=1)
-def local_trainer(learning_rate):
+def local_trainer(learning_rate, optimizer):
     """One compiled model per ClientApp process, reused across rounds."""
-    return LocalTrainer(build_model(), learning_rate)
+    return LocalTrainer(build_model(), learning_rate, optimizer)
 
 
 @app.train()
@@ -32,7 +32,7 @@ def train(msg: Message, context: Context) -> Message:
     data_dir = client_data_dir(context.node_config, settings)
     cid = client_id(context.node_config, read_manifest(data_dir)["num_clients"])
     x, y = load_client_data(data_dir, cid)
-    trainer = local_trainer(settings.learning_rate)
+    trainer = local_trainer(settings.learning_rate, settings.optimizer)
     history = trainer.train(
         x,
         y,

@@ -176,6 +176,7 @@ def main(grid: Grid, context: Context) -> None:
             fraction=strategy.fraction_train,
             epochs=training.epochs,
             batch_size=training.batch_size,
+            optimizer=training.optimizer,
             learning_rate=training.learning_rate,
             strategies=[configured.name],
             seed=training.seed,

@@ -22,12 +22,14 @@ class TrainingConfig:
     batch_size: int
     learning_rate: float
     seed: int
+    optimizer: str = defaults.OPTIMIZER
 
     def to_record(self):
         return {
             "data-dir": self.data_dir,
             "local-epochs": self.epochs,
             "batch-size": self.batch_size,
+            "optimizer": self.optimizer,
             "learning-rate": self.learning_rate,
             "seed": self.seed,
         }
@@ -40,6 +42,7 @@ class TrainingConfig:
             int(record["batch-size"]),
             float(record["learning-rate"]),
             int(record["seed"]),
+            str(record["optimizer"]),
         )
 
 
@@ -65,12 +68,16 @@ def resolve_folder(raw, default):
 def training_config(config, data_dir):
     epochs = value(config, "local-epochs", defaults.ROUND_EPOCHS, int)
     batch_size = value(config, "batch-size", defaults.BATCH_SIZE, int)
-    learning_rate = value(config, "learning-rate", defaults.LEARNING_RATE, float)
+    optimizer = str(config.get("optimizer", "")) or defaults.OPTIMIZER
+    if optimizer not in defaults.LEARNING_RATES:
+        raise ValueError(f"run config optimizer={optimizer[:40]!r}: choose {' or '.join(defaults.LEARNING_RATES)}")
+    learning_rate = value(config, "learning-rate", defaults.LEARNING_RATES[optimizer], float)
     if epochs < 1 or batch_size < 1 or not learning_rate > 0:
         raise ValueError(
             f"run config local-epochs={epochs} batch-size={batch_size} learning-rate={learning_rate}: must be positive"
         )
-    return TrainingConfig(str(data_dir), epochs, batch_size, learning_rate, value(config, "seed", defaults.SEED, int))
+    seed = value(config, "seed", defaults.SEED, int)
+    return TrainingConfig(str(data_dir), epochs, batch_size, learning_rate, seed, optimizer)
 
 
 def configured_strategy(config):
