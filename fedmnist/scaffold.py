@@ -1,10 +1,14 @@
 """SCAFFOLD's control variates (Karimireddy et al., 2020), pure NumPy: the server's step and the client's correction.
 
 The server keeps a control variate c, each client its own cᵢ (zero until it first
-trains). A sampled client trains with every gradient corrected by c − cᵢ
-(fedmnist/training.py), sets cᵢ⁺ to the mean gradient of its loss at the
-round's global model x (the paper's option I, which holds for any local
-optimizer) and sends its model yᵢ and Δcᵢ = cᵢ⁺ − cᵢ. The server then takes
+trains). A sampled client trains K steps with every gradient corrected by c − cᵢ
+(fedmnist/training.py), from the round's global model x to yᵢ, then sets
+
+    cᵢ⁺ = cᵢ − c + (x − yᵢ) / (K·η_l)
+
+(the paper's option II: the mean corrected step, turned back into a gradient;
+exact for plain SGD with learning rate η_l, only an approximation with Adam) and
+sends yᵢ and Δcᵢ = cᵢ⁺ − cᵢ. The server then takes
 
     x ← x + η_g·(FedAvg(yᵢ) − x)        c ← c + (|S| / N)·mean(Δcᵢ)
 
@@ -28,6 +32,15 @@ def correction(server_state, client_control, like):
     server = server_state.get(SERVER_CONTROL) or zeros_like(like)
     client = client_control or zeros_like(like)
     return [(np.asarray(c, np.float64) - ci).astype(np.float32) for c, ci in zip(server, client)]
+
+
+def new_client_control(correction, start, trained, steps, learning_rate):
+    """cᵢ⁺ = cᵢ − c + (x − yᵢ) / (K·η_l), with `correction` = c − cᵢ, x = `start`, yᵢ = `trained`, K = `steps`."""
+    scale = 1.0 / (steps * learning_rate)
+    corrections = correction or zeros_like(start)
+    return [
+        (scale * (np.asarray(x, np.float64) - y) - d).astype(np.float32) for d, x, y in zip(corrections, start, trained)
+    ]
 
 
 def control_delta(new_control, old_control):

@@ -14,6 +14,7 @@ same for any number of workers ≥ 1 (and differ from workers = 0 only by the
 rounding of a different thread count).
 """
 
+import math
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -108,7 +109,7 @@ class ClientTask:
     mu: float = 0.0
     correction: list | None = None  # SCAFFOLD's c − cᵢ
     flip_labels: bool = False  # the label-flipping attacker trains on 9 − y
-    control: bool = False  # also return cᵢ⁺, the mean local gradient at `weights` (SCAFFOLD)
+    control: bool = False  # also return SCAFFOLD's cᵢ⁺
 
 
 @dataclass
@@ -122,7 +123,6 @@ class LocalWork:
         """(trained weights, cᵢ⁺ or None) for `task`."""
         x, y = self.federation.clients[task.client_id]
         labels = flip_labels(y) if task.flip_labels else y
-        control = self.trainer.mean_gradient(x, labels, task.weights) if task.control else None
         self.trainer.train(
             x,
             labels,
@@ -134,7 +134,12 @@ class LocalWork:
             correction=task.correction,
             verbose=0,
         )
-        return self.trainer.model.get_weights(), control
+        trained = self.trainer.model.get_weights()
+        if not task.control:
+            return trained, None
+        steps = task.epochs * math.ceil(len(labels) / task.batch_size)
+        control = scaffold.new_client_control(task.correction, task.weights, trained, steps, self.trainer.learning_rate)
+        return trained, control
 
     def evaluate(self, weights):
         return evaluate_weights(self.trainer.model, weights, *self.federation.test_set)[0]

@@ -7,9 +7,7 @@ started from. With μ = 0 this is plain local training (FedAvg's client step).
 SCAFFOLD (Karimireddy et al., 2020) corrects every local gradient g by c − cᵢ,
 the server's control variate minus the client's. Adding the linear term
 ⟨w, c − cᵢ⟩ to the loss does exactly that, whichever optimizer follows; with a
-zero correction it contributes exact zeros. The client's new control variate is
-the mean gradient of its local loss at the round's global model
-(`mean_gradient`: the paper's option I).
+zero correction it contributes exact zeros (fedmnist/scaffold.py has the rest).
 """
 
 import keras
@@ -72,7 +70,7 @@ class LocalTrainer:
     def __init__(self, model, learning_rate=LEARNING_RATE, optimizer=OPTIMIZER):
         if len(model.trainable_weights) != len(model.weights):
             raise ValueError("LocalTrainer expects a model whose weights are all trainable, as build_model()'s are")
-        self.model = model
+        self.model, self.learning_rate = model, learning_rate
         self.proximal = compile_model(ProximalModel(model), learning_rate, optimizer)
         self.proximal.optimizer.build(self.proximal.trainable_variables)
         self.fresh_optimizer_state = [v.numpy() for v in self.proximal.optimizer.variables]
@@ -113,19 +111,6 @@ class LocalTrainer:
             shuffle=False,  # the dataset already reshuffles each epoch, with the seed
             verbose=verbose,
         )
-
-    def mean_gradient(self, x, y, weights, batch_size=1000):
-        """The gradient of the mean local loss at `weights` (no dropout, no proximal term), in float32 arrays."""
-        self.model.set_weights(weights)
-        variables = self.model.trainable_weights
-        total = [np.zeros(v.shape, np.float64) for v in variables]
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
-        for batch_x, batch_y in make_dataset(x, y, batch_size):
-            with tf.GradientTape() as tape:
-                loss = loss_fn(batch_y, self.model(batch_x, training=False))
-            for acc, grad in zip(total, tape.gradient(loss, variables)):
-                acc += grad.numpy()
-        return [(acc / len(x)).astype(np.float32) for acc in total]
 
 
 def client_seed(seed, round_number, client_id):

@@ -1,8 +1,9 @@
-"""SCAFFOLD's client side: the correction c − cᵢ enters every gradient, and cᵢ⁺ is the mean local gradient."""
+"""SCAFFOLD's client side: the correction c − cᵢ enters every gradient, and cᵢ⁺ follows from the local steps."""
 
 import numpy as np
 import pytest
 
+from fedmnist import scaffold
 from fedmnist.training import LocalTrainer
 from model import build_model
 
@@ -29,10 +30,14 @@ def test_with_sgd_one_step_moves_by_minus_lr_times_the_correction(trainer, batch
     assert all(np.allclose(b - a, -0.05, rtol=0, atol=1e-5) for a, b in zip(*runs))
 
 
-def test_the_mean_gradient_does_not_depend_on_the_batching(trainer, batch):
+def test_option_two_recovers_the_gradient_of_plain_sgd(trainer, batch):
+    # one full-batch SGD step: y = x − η(g + d), so cᵢ⁺ = −d + (x − y)/(1·η) = g, whatever the correction d
     x, y = batch
-    weights = build_model(seed=3).get_weights()
-    whole = trainer.mean_gradient(x, y, weights, batch_size=64)
-    pieces = trainer.mean_gradient(x, y, weights, batch_size=10)
-    assert all(np.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(whole, pieces))
-    assert sum(float(np.abs(g).sum()) for g in whole) > 0
+    start = build_model(seed=3).get_weights()
+    controls = []
+    for value in (0.0, 0.5):
+        correction = [np.full(w.shape, value, np.float32) for w in start]
+        trainer.train(x, y, initial_weights=start, epochs=1, batch_size=64, seed=4, correction=correction, verbose=0)
+        controls.append(scaffold.new_client_control(correction, start, trainer.model.get_weights(), 1, 0.1))
+    assert all(np.allclose(a, b, rtol=0, atol=1e-4) for a, b in zip(*controls))
+    assert sum(float(np.abs(g).sum()) for g in controls[0]) > 0
