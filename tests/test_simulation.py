@@ -132,6 +132,9 @@ def test_cli_resume_over_a_broken_state_is_one_clear_line(tiny_partition, tmp_pa
         (["--learning-rate", "nan"], "--learning-rate nan: must be a positive number"),
         (["--trim", "0.7"], "--trim 0.7: must be a number at least 0 and below 0.5"),
         (["--krum-f", "-1"], "--krum-f -1: must be an integer at least 0"),
+        (["--workers", "-1"], "--workers -1: must be at least 0"),
+        (["--seeds", "1", "1"], "--seeds 1 1: each seed once"),
+        (["--fedadam-beta2", "2"], "--fedadam-beta2 2.0: must be a number at least 0 and at most 1"),
     ],
 )
 def test_cli_bad_options_stop_before_training(tiny_partition, tmp_path, options, message):
