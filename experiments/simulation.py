@@ -39,7 +39,7 @@ from fedmnist.history import (
 )
 from fedmnist.partition import PartitionError
 from fedmnist.seed_summary import print_seed_summary, write_seed_summary
-from fedmnist.simulation import Federation, RoundSettings, run_rounds
+from fedmnist.simulation import Federation, RoundSettings, run_rounds, strategy_problems
 
 SETTING_OPTIONS = (
     "rounds",
@@ -157,7 +157,7 @@ def resolve(args):
     runs = []
     for seed in seeds:
         settings = settings_from(args, scenario, seed)
-        if problem := settings.problems():
+        if problem := settings.problems() or strategy_problems(configured, settings):
             raise ValueError(problem)
         by_seed = args.seeds is not None
         seed_data = data / f"semilla_{seed}" if by_seed and scenario and not args.data else data

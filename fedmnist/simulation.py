@@ -191,6 +191,18 @@ class Executor:
             self.pool.shutdown(cancel_futures=True)
 
 
+def strategy_problems(configured, settings):
+    """The first strategy that cannot run with these settings, as a message naming the fix, or None."""
+    for c in configured:
+        needed = c.strategy.local_optimizer
+        if needed and settings.optimizer != needed:
+            return (
+                f"strategy {c.name}: {c.strategy.name} is defined for {needed} clients, not {settings.optimizer}; "
+                f"use --optimizer {needed}"
+            )
+    return None
+
+
 def sample_clients(num_clients, fraction, seed, round_number):
     """The clients of one round: max(1, round(C·K)) of them, drawn from (seed, round) alone."""
     count = max(1, int(round(fraction * num_clients)))
@@ -302,6 +314,8 @@ def run_rounds(federation, configured, settings, results=None, states=None, on_r
     `results` are not modified; `on_round(results, states)` is called after every
     round, to checkpoint it.
     """
+    if problem := strategy_problems(configured, settings):
+        raise ValueError(problem)
     results = results or new_history({"strategies": [c.name for c in configured]})
     results = {**results, "history": {name: list(rows) for name, rows in results["history"].items()}}
     states = dict(states or {c.name: StrategyState(federation.initial_weights) for c in configured})

@@ -83,6 +83,7 @@ class Strategy:
     # (global weights, aggregate, state, **server-side parameters) -> (new global weights, new state)
     server_step: Callable | None = field(default=None, compare=False)
     control_variates: bool = False  # SCAFFOLD: clients train with c − cᵢ and send Δcᵢ with their model
+    local_optimizer: str | None = None  # the one local optimizer the strategy is defined for (None: any)
 
     @property
     def multi_round_only(self):
@@ -406,6 +407,7 @@ register(
         rule=aggregation.fedavg,
         server_step=scaffold.server_step,
         control_variates=True,
+        local_optimizer="sgd",  # cᵢ⁺ = cᵢ − c + (x − yᵢ)/(K·η) is the mean gradient only for plain SGD steps
         reference="Karimireddy et al., 2020: local gradients corrected by c − cᵢ, the control variates",
         parameters=(
             Parameter("server_lr", "η_g", 1.0, "eta_g, SCAFFOLD's global step size", "--scaffold-lr", low=1e-12),

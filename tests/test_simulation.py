@@ -11,8 +11,9 @@ from fedmnist.data import read_manifest
 from fedmnist.simulation import Federation, RoundSettings, run_rounds, sample_clients
 
 pytestmark = pytest.mark.slow
-SPECS = ["fedavg", "fedprox:0", "fedmed", "scaffold:1", "fedavgm:0", "fedadam:0.01"]
+SPECS = ["fedavg", "fedprox:0", "fedmed", "fedavgm:0", "fedadam:0.01"]
 SETTINGS = RoundSettings(rounds=2, epochs=1, batch_size=32, seed=5)
+SGD = dataclasses.replace(SETTINGS, optimizer="sgd", workers=1)  # SCAFFOLD's clients, in single-thread workers
 CLI_OPTIONS = ["--rounds", "2", "--epochs", "1", "--batch-size", "32", "--strategies", *SPECS, "--seed", "5"]
 
 
@@ -26,6 +27,12 @@ def federation(tiny_partition):
 
 
 @pytest.fixture(scope="module")
+def sgd_run(federation):
+    configured = [strategies.parse_spec(s) for s in ("fedavg", "scaffold:1")]
+    return run_rounds(federation, configured, SGD, log=lambda line: None)[0]
+
+
+@pytest.fixture(scope="module")
 def first_run(federation):
     results, _ = run_rounds(federation, [strategies.parse_spec(s) for s in SPECS], SETTINGS, log=lambda line: None)
     return results
@@ -36,8 +43,7 @@ def test_two_rounds_record_every_round_of_every_strategy(first_run):
     for name in SPECS:
         rows = first_run["history"][name]
         assert [row["round"] for row in rows] == [1, 2]
-        payload = 390_410 * 4 * (2 if name == "scaffold:1" else 1)  # SCAFFOLD also sends a control variate
-        assert all(row["clients"] == [1, 2, 3] and row["bytes_sent_per_client"] == payload for row in rows)
+        assert all(row["clients"] == [1, 2, 3] and row["bytes_sent_per_client"] == 390_410 * 4 for row in rows)
         assert rows[-1]["accuracy"] > (0.5 if name == "fedavg" else 0.2)  # FedAdam's η = 0.01 steps start slowly
         assert all(
             len(row["drift"]["client_distance"]) == 3 and row["drift"]["aggregate_update_norm"] > 0 for row in rows
@@ -55,20 +61,21 @@ def test_fedprox_with_mu_zero_reproduces_fedavg_exactly(first_run):
     assert [r["loss"] for r in first_run["history"]["fedprox:0"]] == [r["loss"] for r in first_run["history"]["fedavg"]]
 
 
-def test_server_momentum_zero_is_fedavg_and_scaffolds_first_round_too(first_run):
+def test_server_momentum_zero_is_fedavg(first_run):
     assert accuracies(first_run, "fedavgm:0") == accuracies(first_run, "fedavg")
-    assert accuracies(first_run, "scaffold:1")[0] == accuracies(first_run, "fedavg")[0]  # c = cᵢ = 0 in round 1
-    assert accuracies(first_run, "scaffold:1")[1] != accuracies(first_run, "fedavg")[1]
 
 
-def test_one_or_two_worker_processes_give_the_same_results(federation):
+def test_scaffold_is_fedavg_in_round_one_then_its_control_variates_act(sgd_run):
+    losses = {name: [row["loss"] for row in rows] for name, rows in sgd_run["history"].items()}
+    assert losses["scaffold:1"][0] == losses["fedavg"][0] and losses["scaffold:1"][1] != losses["fedavg"][1]
+    assert all(row["bytes_sent_per_client"] == 2 * 390_410 * 4 for row in sgd_run["history"]["scaffold:1"])
+
+
+def test_one_or_two_worker_processes_give_the_same_results(federation, sgd_run):
     configured = [strategies.parse_spec(s) for s in ("fedavg", "scaffold:1")]
-    runs = [
-        run_rounds(federation, configured, dataclasses.replace(SETTINGS, workers=w), log=lambda line: None)[0]
-        for w in (1, 2)
-    ]
+    two = run_rounds(federation, configured, dataclasses.replace(SGD, workers=2), log=lambda line: None)[0]
     for name in ("fedavg", "scaffold:1"):
-        assert [r["loss"] for r in runs[0]["history"][name]] == [r["loss"] for r in runs[1]["history"][name]]
+        assert [r["loss"] for r in two["history"][name]] == [r["loss"] for r in sgd_run["history"][name]]
 
 
 def test_run_rounds_leaves_the_state_it_was_given_unchanged(federation):
@@ -99,7 +106,7 @@ def test_cli_resume_reaches_the_same_result(first_run, tiny_partition, tmp_path)
     for name in SPECS:
         assert accuracies(resumed, name) == accuracies(first_run, name)
     checkpoints = sorted(path.name for path in (out / "pesos_globales").glob("*/*.npz"))
-    assert "fedavg_pesos_ronda_002.npz" in checkpoints and "scaffold_1_estado_ronda_002.npz" in checkpoints
+    assert "fedavg_pesos_ronda_002.npz" in checkpoints and "fedadam_0.01_estado_ronda_002.npz" in checkpoints
     assert not [name for name in checkpoints if "ronda_001" in name]  # only the last round is kept
     assert not (out / "simulacion.en_curso.json").exists()
 
@@ -133,6 +140,7 @@ def test_cli_resume_over_a_broken_state_is_one_clear_line(tiny_partition, tmp_pa
         (["--trim", "0.7"], "--trim 0.7: must be a number at least 0 and below 0.5"),
         (["--krum-f", "-1"], "--krum-f -1: must be an integer at least 0"),
         (["--workers", "-1"], "--workers -1: must be at least 0"),
+        (["--strategies", "scaffold"], "SCAFFOLD is defined for sgd clients, not adam; use --optimizer sgd"),
         (["--seeds", "1", "1"], "--seeds 1 1: each seed once"),
         (["--fedadam-beta2", "2"], "--fedadam-beta2 2.0: must be a number at least 0 and at most 1"),
     ],
@@ -151,7 +159,7 @@ def test_client_sampling_is_shared_and_seeded():
 
 def test_cli_seeds_keep_every_run_and_train_the_centralized_baseline_once(tiny_partition, tmp_path):
     options = ["--data", str(tiny_partition), "--out", str(tmp_path), *CLI_OPTIONS[2:6], "--rounds", "1"]
-    options += ["--strategies", "fedavg", "scaffold:1", "--seeds", "1", "2"]
+    options += ["--strategies", "fedavg", "scaffold:1", "--optimizer", "sgd", "--seeds", "1", "2"]
     run_script("experiments/simulation.py", *options, check=True)
     summary = json.loads((tmp_path / "resumen.json").read_text())
     assert summary["config"]["seeds"] == [1, 2] and len(summary["strategies"]["fedavg"]["curves"]) == 2
