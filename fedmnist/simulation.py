@@ -282,26 +282,21 @@ def play_round(executor, federation, configured, states, sampled, settings, roun
     tasks = {c.name: client_tasks(c, states[c.name], sampled, settings, round_number) for c in configured}
     flat = [task for c in configured for task in tasks[c.name]]
     trained = iter(executor.map(train_task, flat))
-    new_states, drifts, payload = {}, {}, {}
+    new_states, drift, rejected, payload = {}, {}, {}, {}
     for c in configured:
         results = [next(trained) for _ in tasks[c.name]]
         state = states[c.name]
-        updates, controls, rejected = checked_updates(
+        updates, controls, rejected[c.name] = checked_updates(
             federation, tasks[c.name], results, state.weights, settings, round_number
         )
         new_states[c.name] = server_update(c, state, updates, controls, len(federation.clients), round_number, log)
-        drifts[c.name] = (
-            round_drift(state.weights, [u.weights for u in updates], new_states[c.name].weights),
-            rejected,
-        )
+        drift[c.name] = round_drift(state.weights, [u.weights for u in updates], new_states[c.name].weights)
         payload[c.name] = sum(w.nbytes for w in state.weights) * (2 if c.strategy.control_variates else 1)
     metrics = executor.map(evaluate_task, [new_states[c.name].weights for c in configured])
     # Each strategy's share of the round's wall time: training, aggregation, drift and evaluation, as in Flower.
     seconds = (time.perf_counter() - started) / len(configured)
     rows = {
-        c.name: round_row(
-            round_number, m, seconds, sampled, drifts[c.name][1], payload[c.name], drift=drifts[c.name][0]
-        )
+        c.name: round_row(round_number, m, seconds, sampled, rejected[c.name], payload[c.name], drift=drift[c.name])
         for c, m in zip(configured, metrics)
     }
     return new_states, rows
