@@ -4,12 +4,14 @@ Figure functions return a matplotlib Figure; `save_figure` writes it as a PNG
 atomically. Notebooks display the returned figure, scripts just save it.
 """
 
+import json
+
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from sklearn.metrics import confusion_matrix, f1_score
 
-from fedmnist.files import atomic_path
+from fedmnist.files import OutputSet, atomic_path
 from model import compile_model
 
 EVAL_BATCH_SIZE = 512
@@ -37,6 +39,15 @@ def save_figure(fig, path, dpi=120):
     """Write `fig` as a PNG atomically."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+
+
+def write_json_and_figure(json_path, data, figure_path, figure):
+    """Replace a results JSON and its figure together (neither lands if either fails); returns their paths."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    with OutputSet() as outputs:
+        outputs.write_text(json_path, json.dumps(data, indent=2) + "\n")
+        save_figure(figure, outputs.stage(figure_path))
+    return json_path, figure_path
 
 
 def plot_learning_curves(history, title):

@@ -6,7 +6,6 @@ every number M of attackers and every strategy. experiments/robustness.py and
 experiments/seeds.py are the command lines.
 """
 
-import json
 import time
 from dataclasses import dataclass
 
@@ -18,8 +17,7 @@ from fedmnist import strategies
 from fedmnist.attacks import ATTACKS, attack_updates, flip_labels
 from fedmnist.data import load_client_data, load_initial_weights, load_test_data, read_manifest
 from fedmnist.defaults import BATCH_SIZE, EPOCHS, MALICIOUS_COUNTS, SEED
-from fedmnist.evaluation import evaluate_weights, save_figure
-from fedmnist.files import OutputSet
+from fedmnist.evaluation import evaluate_weights, write_json_and_figure
 from fedmnist.partition import PartitionError
 from fedmnist.training import LocalTrainer
 from fedmnist.updates import ClientUpdate
@@ -292,11 +290,3 @@ def write_study(out_dir, results):
 def write_summary(out_dir, summary):
     """semillas.json and semillas.png of the summary over seeds, replaced together; returns their paths."""
     return write_json_and_figure(out_dir / SUMMARY_FILE, summary, out_dir / SUMMARY_FIGURE, plot_seed_summary(summary))
-
-
-def write_json_and_figure(json_path, data, figure_path, figure):
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    with OutputSet() as outputs:
-        outputs.write_text(json_path, json.dumps(data, indent=2) + "\n")
-        save_figure(figure, outputs.stage(figure_path))
-    return json_path, figure_path

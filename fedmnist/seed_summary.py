@@ -9,7 +9,6 @@ give a mean, a 95 % t-interval and the paired t-test's p-value.
 """
 
 import itertools
-import json
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,8 +16,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from fedmnist.defaults import ACCURACY_TARGETS
-from fedmnist.evaluation import save_figure
-from fedmnist.files import OutputSet
+from fedmnist.evaluation import write_json_and_figure
 from fedmnist.strategies import label_of
 
 SUMMARY_FILE, SUMMARY_FIGURE = "resumen.json", "resumen.png"
@@ -113,11 +111,8 @@ def summarize_runs(runs, label, baselines=()):
 def write_seed_summary(out_dir, runs, label, baselines=()):
     """Summarise `runs` into out_dir/resumen.json and resumen.png together; returns (summary, paths)."""
     summary = summarize_runs(runs, label, baselines)
-    paths = [out_dir / SUMMARY_FILE, out_dir / SUMMARY_FIGURE]
-    with OutputSet() as outputs:
-        outputs.write_text(paths[0], json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-        save_figure(plot_seed_summary(summary), outputs.stage(paths[1]))
-    return summary, paths
+    paths = write_json_and_figure(out_dir / SUMMARY_FILE, summary, out_dir / SUMMARY_FIGURE, plot_seed_summary(summary))
+    return summary, list(paths)
 
 
 def plot_seed_summary(summary):

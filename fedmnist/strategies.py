@@ -329,10 +329,11 @@ register(
 # Multi-round only: a server step with state across rounds (Reddi et al., 2021, for the defaults of the adaptive ones)
 
 
-def adaptive_parameters(prefix, flower_lr="eta"):
+def adaptive_parameters(prefix):
+    """FedAdam's and FedYogi's parameters (Reddi et al., 2021), under options named after `prefix`."""
     return (
         Parameter(
-            "server_lr", "η", 0.01, "eta, the server learning rate", f"--{prefix}-lr", low=1e-12, flower_kwarg=flower_lr
+            "server_lr", "η", 0.01, "eta, the server learning rate", f"--{prefix}-lr", low=1e-12, flower_kwarg="eta"
         ),
         Parameter(
             "beta1", "β₁", 0.9, "beta1, the first moment's decay", f"--{prefix}-beta1", below=1, flower_kwarg="beta_1"
