@@ -20,7 +20,7 @@ from fedmnist.robustness import StudySettings, run_study, write_study
 
 
 def print_table(results):
-    names = {row.key: row.name for row in strategies.one_shot_rows()}
+    names = {row.key: row.name for row in strategies.noiseless_one_shot_rows()}
     header = f"{'attack':<11} {'M':>2} " + " ".join(f"{name:>13}" for name in names.values())
     print("\n" + header + "\n" + "-" * len(header))
     for attack, rows in results["attacks"].items():

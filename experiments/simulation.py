@@ -44,6 +44,7 @@ from fedmnist.simulation import Federation, RoundSettings, run_rounds, strategy_
 SETTING_OPTIONS = (
     "rounds",
     "fraction",
+    "sampling",
     "epochs",
     "batch_size",
     "optimizer",
@@ -68,6 +69,12 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", "-R", type=int, help=f"R, communication rounds (default: {defaults.ROUNDS})")
     parser.add_argument(
         "--fraction", "-C", type=float, help=f"C, fraction of clients sampled per round (default: {defaults.FRACTION})"
+    )
+    parser.add_argument(
+        "--sampling",
+        choices=defaults.SAMPLINGS,
+        help="fixed: round(C·K) clients a round; poisson: each client independently with probability C, "
+        f"as DP-FedAvg's accountant assumes (default: {defaults.SAMPLING})",
     )
     parser.add_argument(
         "--epochs", "-E", type=int, help=f"E, local epochs per round (default: {defaults.ROUND_EPOCHS})"
@@ -177,6 +184,7 @@ def run_one(args, scenario, configured, run):
         data=project_relative(data),
         manifest=manifest,
         fraction=settings.fraction,
+        sampling=settings.sampling,
         epochs=settings.epochs,
         batch_size=settings.batch_size,
         optimizer=settings.optimizer,
@@ -192,7 +200,7 @@ def run_one(args, scenario, configured, run):
     federation = Federation.load(data, manifest)
     started = (out / RESULTS_FILE).is_file() or (out / PARTIAL_FILE).is_file()
     if args.resume and (started or not args.seeds):
-        results, states = load_state(out, config)
+        results, states = load_state(out, config, settings.rounds)
     elif args.resume:
         results, states = new_history(config), None  # a seed that had not started
     else:

@@ -123,8 +123,13 @@ def not_computed(strategy, updates, any_prox_files, min_clients):
     return None
 
 
-def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, test_set):
-    """Aggregate with every registered strategy and evaluate each global model: ({key: entry}, {key: weights})."""
+def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, test_set, federation):
+    """Aggregate with every one-shot strategy and evaluate each global model: ({key: entry}, {key: weights}).
+
+    `federation` is (initial global weights, seed, K): a private strategy clips each
+    update relative to the initial model and takes all K clients as its cohort.
+    """
+    initial_weights, seed, num_clients = federation
     entries, global_weights = {}, {}
     for strategy in strategies.one_shot_rows():
         updates = prox if strategy.fedprox_updates else plain
@@ -136,13 +141,16 @@ def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, test_
             continue
         chosen = {**strategy.defaults(), **values.get(strategy.key, {})}
         try:
-            weights = strategy.aggregate([(u.weights, u.num_samples) for u in updates], chosen)
+            pairs = [(u.weights, u.num_samples) for u in updates]
+            weights = strategies.one_shot(strategy, pairs, initial_weights, chosen, seed, num_clients)
         except ValueError as err:
             entry["status"] = f"not computed: {err}"
         else:
             metrics, _ = evaluate_weights(model, weights, *test_set)
             note = strategy.notes(len(updates), **strategy.server_parameters(chosen)) if strategy.notes else None
             entry.update(status="ok", note=note, **metrics)
+            if strategy.private:
+                entry["privacy"] = strategy.privacy_spent(chosen, 1.0, 1)
             global_weights[strategy.key] = weights
         entries[strategy.key] = entry
     return entries, global_weights
@@ -161,7 +169,10 @@ def compare(weights_dir, data_dir, values=None, min_clients=MIN_CLIENTS, allow_l
         weights_dir, data_dir, expected, attack, min_clients, log
     )
     test_set = load_test_data(data_dir)
-    methods, global_weights = aggregate_all(model, plain, prox, any_prox_files, values, min_clients, test_set)
+    federation = (load_initial_weights(data_dir)[0], manifest["seed"], manifest["num_clients"])
+    methods, global_weights = aggregate_all(
+        model, plain, prox, any_prox_files, values, min_clients, test_set, federation
+    )
     local_models = {}
     for update in plain:
         metrics, _ = evaluate_weights(model, update.weights, *test_set)

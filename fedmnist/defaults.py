@@ -37,10 +37,16 @@ MIN_CLIENTS = 2
 # Multi-round runs (a scenario file overrides any of these)
 ROUNDS = 10  # R
 FRACTION = 1.0  # C
+SAMPLINGS = ("fixed", "poisson")  # round(C·K) clients a round, or each client independently with probability C
+SAMPLING = "fixed"
 ROUND_EPOCHS = 1  # E per round
 ROUND_STRATEGIES = ("fedavg", "fedprox", "fedmed")
 ACCURACY_TARGETS = (0.97, 0.99)
 WORKERS = 0  # worker processes for local training (0: train in the calling process)
+
+# Client-level differential privacy (fedmnist/privacy.py; the DP rows' other parameters live in the registry)
+DP_DELTA = 1e-3  # the δ at which ε is reported: below 1/K for K up to 1,000 clients
+DP_CLIP = 1.0  # S, the clipping norm (DP-FedAvg's, and adaptive clipping's first round)
 
 # The robustness study
 MALICIOUS_COUNTS = (1, 2)  # the values of M

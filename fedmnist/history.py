@@ -17,6 +17,8 @@ ServerApp alike, so every field means the same in both:
                           round's global model, their mean pairwise cosine, the aggregate update's norm
         bytes_received_per_client, bytes_sent_per_client   what each client receives and sends: the model
                           (SCAFFOLD: the model and a control variate of the same size)
+        privacy           DP-FedAvg's rows (fedmnist/privacy.py): the clipping norm S used in the round, and the
+                          ε spent after it at δ (None for the other strategies)
     summary           per strategy: final accuracy, rounds to each target, total seconds (`summarize`)
 
 A run in progress keeps its state in PARTIAL_FILE and, for its last round, each
@@ -33,7 +35,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
 from fedmnist.data import read_slots_archive, read_weights_archive, slots_archive_bytes, weights_archive_bytes
-from fedmnist.defaults import ACCURACY_TARGETS, OPTIMIZER
+from fedmnist.defaults import ACCURACY_TARGETS, OPTIMIZER, SAMPLING
 from fedmnist.evaluation import save_figure
 from fedmnist.files import OutputSet, write_bytes_atomically, write_text_atomically
 from fedmnist.partition import PartitionError
@@ -86,6 +88,7 @@ def run_config(
     parameters=None,
     optimizer=OPTIMIZER,
     training_threads=None,
+    sampling=SAMPLING,
 ):
     """The config block of a history: the same keys for every runtime."""
     return {
@@ -95,6 +98,7 @@ def run_config(
         "partition": manifest["partition"],
         "num_clients": manifest["num_clients"],
         "fraction": fraction,
+        "sampling": sampling,
         "epochs": epochs,
         "batch_size": batch_size,
         "optimizer": optimizer,
@@ -111,11 +115,22 @@ def run_config(
     }
 
 
+# Config keys added after runs were recorded, with the value those runs implied: such a run still resumes.
+ADDED_CONFIG_KEYS = {"sampling": "fixed"}
+
+
+def upgraded(config):
+    """A recorded config with the keys added since, as run_config writes it today."""
+    return {**ADDED_CONFIG_KEYS, **config} if isinstance(config, dict) else config
+
+
 def new_history(config):
     return {"config": config, "rounds_completed": 0, "history": {name: [] for name in config["strategies"]}}
 
 
-def round_row(round_number, metrics, seconds, clients, rejected, model_bytes, rejected_unknown=0, drift=None):
+def round_row(
+    round_number, metrics, seconds, clients, rejected, model_bytes, rejected_unknown=0, drift=None, privacy=None
+):
     """One round of one strategy, as every runtime records it (`drift` from fedmnist.drift.round_drift)."""
     return {
         "round": round_number,
@@ -129,6 +144,7 @@ def round_row(round_number, metrics, seconds, clients, rejected, model_bytes, re
         "bytes_received_per_client": model_bytes,
         "bytes_sent_per_client": model_bytes,
         "drift": drift,
+        "privacy": privacy,
     }
 
 
@@ -189,14 +205,19 @@ def check_fresh_start(out_dir, force):
             )
 
 
-def load_state(out_dir, config):
-    """The results and {strategy: StrategyState} to resume from: an interrupted run, else finished results to extend."""
+def load_state(out_dir, config, rounds_wanted=None):
+    """The results and {strategy: StrategyState} to resume from: an interrupted run, else finished results to extend.
+
+    Finished results that already have `rounds_wanted` rounds need no checkpoint
+    (a fresh clone has none): they come back with states None.
+    """
     path = out_dir / PARTIAL_FILE if (out_dir / PARTIAL_FILE).is_file() else out_dir / RESULTS_FILE
     if not path.is_file():
         raise HistoryError(f"{out_dir}: nothing to resume; run without --resume first")
     try:
         results = json.loads(path.read_text())
-        same_config = results["config"] == config
+        recorded = results["config"]
+        same_config = upgraded(recorded) == config
         rounds, history = int(results["rounds_completed"]), results["history"]
         if same_config and (rounds < 1 or set(history) != set(config["strategies"])):
             raise ValueError("rounds or strategies do not match")
@@ -206,10 +227,14 @@ def load_state(out_dir, config):
         raise HistoryError(
             f"{path}: was written with another configuration; resume with the same options or use another --out"
         )
+    results["config"] = config
+    results.pop("summary", None)
+    if path.name == RESULTS_FILE and rounds_wanted is not None and rounds >= rounds_wanted:
+        return results, None
     states = {}
     for name in history:
-        checkpoint = checkpoint_path(out_dir, config, name, rounds)
-        extra = checkpoint_path(out_dir, config, name, rounds, "estado")
+        checkpoint = checkpoint_path(out_dir, recorded, name, rounds)  # where the recorded run saved them
+        extra = checkpoint_path(out_dir, recorded, name, rounds, "estado")
         try:
             if not extra.is_file() and parse_spec(name).strategy.multi_round_only:
                 raise OSError(f"no {extra.name}")
@@ -219,7 +244,6 @@ def load_state(out_dir, config):
             raise HistoryError(
                 f"{checkpoint}: cannot resume from this checkpoint ({type(err).__name__}); run again with --force"
             ) from None
-    results.pop("summary", None)
     return results, states
 
 

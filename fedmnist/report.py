@@ -31,8 +31,8 @@ def load(relative):
 
 
 def rule_labels():
-    """{strategy key: Spanish label} of the one-shot rules, from the registry."""
-    return {row.key: row.label for row in strategies.one_shot_rows()}
+    """{strategy key: Spanish label} of the one-shot rules without noise (the robustness study's), from the registry."""
+    return {row.key: row.label for row in strategies.noiseless_one_shot_rows()}
 
 
 def markdown(header, rows, align):

@@ -1,4 +1,4 @@
-"""The robustness study: every registered strategy against faulty and malicious clients, and its summary over seeds.
+"""The robustness study: every aggregation rule without noise against faulty and malicious clients, over seeds.
 
 Each client trains once (plain and FedProx), plus the label-flipped variant of
 the clients that may attack; those updates are then reused for every attack,
@@ -98,13 +98,16 @@ def scenario_updates(trained, manifest, initial_weights, attack, attackers, seed
     return updates
 
 
-def evaluate_scenario(model, updates, test_set, settings):
+def evaluate_scenario(model, updates, test_set, settings, initial_weights, num_clients):
     """Each strategy's test accuracy on one scenario's updates (None where the strategy cannot run)."""
     accuracy = {}
-    for strategy in strategies.one_shot_rows():
+    for strategy in strategies.noiseless_one_shot_rows():
         chosen = updates["fedprox" if strategy.fedprox_updates else "plain"]
+        pairs = [(u.weights, u.num_samples) for u in chosen]
         try:
-            weights = strategy.aggregate([(u.weights, u.num_samples) for u in chosen], settings.chosen(strategy))
+            weights = strategies.one_shot(
+                strategy, pairs, initial_weights, settings.chosen(strategy), settings.seed, num_clients
+            )
         except ValueError:
             accuracy[strategy.key] = None
             continue
@@ -138,7 +141,7 @@ def run_study(data_dir, settings=StudySettings()):
             row = baseline
         else:
             updates = scenario_updates(trained, manifest, initial_weights, attack, malicious_pool[:m], settings.seed)
-            row = evaluate_scenario(model, updates, test_set, settings)
+            row = evaluate_scenario(model, updates, test_set, settings, initial_weights, num_clients)
             baseline = baseline or row
         results["attacks"].setdefault(attack, {})[str(m)] = row
     results["points_lost"] = {
@@ -158,7 +161,7 @@ def run_study(data_dir, settings=StudySettings()):
         "malicious_clients": "the lowest ids: 1..M",
         "epochs": settings.epochs,
         "batch_size": settings.batch_size,
-        "parameters": {row.key: settings.chosen(row) for row in strategies.one_shot_rows() if row.parameters},
+        "parameters": {row.key: settings.chosen(row) for row in strategies.noiseless_one_shot_rows() if row.parameters},
         "seed": settings.seed,
         "partition_seed": manifest.get("seed"),
         "test_samples": int(len(test_set[1])),
@@ -169,8 +172,8 @@ def run_study(data_dir, settings=StudySettings()):
 
 
 def strategy_labels():
-    """{strategy key: Spanish label} of the one-shot rules, in registry order."""
-    return {row.key: row.label for row in strategies.one_shot_rows()}
+    """{strategy key: Spanish label} of the rules the study compares, in registry order."""
+    return {row.key: row.label for row in strategies.noiseless_one_shot_rows()}
 
 
 def plot_robustness(results):

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from fedmnist import scaffold
+from fedmnist import privacy, scaffold
 from fedmnist.attacks import MODEL_POISONING, attack_updates, flip_labels
 from fedmnist.data import load_client_data, load_initial_weights, load_test_data, read_manifest
 from fedmnist.defaults import (
@@ -34,6 +34,8 @@ from fedmnist.defaults import (
     OPTIMIZER,
     ROUND_EPOCHS,
     ROUNDS,
+    SAMPLING,
+    SAMPLINGS,
     SEED,
     WORKERS,
 )
@@ -51,6 +53,7 @@ class RoundSettings:
 
     rounds: int = ROUNDS
     fraction: float = FRACTION
+    sampling: str = SAMPLING  # "fixed": round(C·K) clients a round; "poisson": each client with probability C
     epochs: int = ROUND_EPOCHS
     batch_size: int = BATCH_SIZE
     optimizer: str = OPTIMIZER  # the local optimizer
@@ -71,6 +74,8 @@ class RoundSettings:
                 return f"{option} {value}: must be at least 1"
         if not 0 < self.fraction <= 1:
             return f"--fraction {self.fraction}: must be in (0, 1]"
+        if self.sampling not in SAMPLINGS:
+            return f"--sampling {self.sampling}: choose {' or '.join(SAMPLINGS)}"
         if self.optimizer not in OPTIMIZERS:
             return f"--optimizer {self.optimizer}: choose {' or '.join(OPTIMIZERS)}"
         if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
@@ -191,8 +196,9 @@ class Executor:
             self.pool.shutdown(cancel_futures=True)
 
 
-def strategy_problems(configured, settings):
-    """The first strategy that cannot run with these settings, as a message naming the fix, or None."""
+def strategy_problems(configured, settings, num_clients=None):
+    """The first strategy that cannot run with these settings (and K clients, if known), as a message naming the
+    fix, or None."""
     for c in configured:
         needed = c.strategy.local_optimizer
         if needed and settings.optimizer != needed:
@@ -200,13 +206,30 @@ def strategy_problems(configured, settings):
                 f"strategy {c.name}: {c.strategy.name} is defined for {needed} clients, not {settings.optimizer}; "
                 f"use --optimizer {needed}"
             )
+        if c.strategy.private and settings.fraction < 1 and settings.sampling != "poisson":
+            return (
+                f"strategy {c.name}: {c.strategy.name}'s ε assumes each client joins a round independently with "
+                f"probability C; use --sampling poisson (or --fraction 1)"
+            )
+        if (
+            c.strategy.private
+            and num_clients
+            and (problem := privacy.problem(c.values, settings.fraction * num_clients))
+        ):
+            return f"strategy {c.name}: {problem}"
     return None
 
 
-def sample_clients(num_clients, fraction, seed, round_number):
-    """The clients of one round: max(1, round(C·K)) of them, drawn from (seed, round) alone."""
-    count = max(1, int(round(fraction * num_clients)))
+def sample_clients(num_clients, fraction, seed, round_number, sampling=SAMPLING):
+    """The clients of one round, drawn from (seed, round) alone.
+
+    "fixed": max(1, round(C·K)) of them; "poisson": each with probability C, so a
+    round may have any number, none included.
+    """
     rng = np.random.default_rng([seed, round_number])
+    if sampling == "poisson":
+        return [int(c) + 1 for c in np.flatnonzero(rng.random(num_clients) < fraction)]
+    count = max(1, int(round(fraction * num_clients)))
     return sorted(int(c) + 1 for c in rng.choice(num_clients, size=count, replace=False))
 
 
@@ -259,7 +282,7 @@ def checked_updates(federation, tasks, trained, global_weights, settings, round_
     return updates, {cid: c for cid, c in controls.items() if cid not in rejected}, rejected
 
 
-def server_update(configured, state, updates, controls, num_clients, round_number, log):
+def server_update(configured, state, updates, controls, num_clients, settings, round_number, log):
     """The strategy's server step: the new StrategyState (the previous one if no update could be aggregated)."""
     pairs = [(u.weights, u.num_samples) for u in updates]
     round_inputs = {}
@@ -268,6 +291,8 @@ def server_update(configured, state, updates, controls, num_clients, round_numbe
             "control_deltas": [scaffold.control_delta(c, state.clients.get(cid)) for cid, c in controls.items()],
             "num_clients": num_clients,
         }
+    if configured.strategy.private:
+        round_inputs = privacy.round_inputs(settings.seed, round_number, settings.fraction * num_clients)
     try:
         weights, server = configured.step(pairs, state.weights, state.server, **round_inputs)
     except ValueError as err:
@@ -282,21 +307,33 @@ def play_round(executor, federation, configured, states, sampled, settings, roun
     tasks = {c.name: client_tasks(c, states[c.name], sampled, settings, round_number) for c in configured}
     flat = [task for c in configured for task in tasks[c.name]]
     trained = iter(executor.map(train_task, flat))
-    new_states, drift, rejected, payload = {}, {}, {}, {}
+    new_states, drift, rejected, payload, spent = {}, {}, {}, {}, {}
     for c in configured:
         results = [next(trained) for _ in tasks[c.name]]
         state = states[c.name]
         updates, controls, rejected[c.name] = checked_updates(
             federation, tasks[c.name], results, state.weights, settings, round_number
         )
-        new_states[c.name] = server_update(c, state, updates, controls, len(federation.clients), round_number, log)
+        new_states[c.name] = server_update(
+            c, state, updates, controls, len(federation.clients), settings, round_number, log
+        )
+        spent[c.name] = c.strategy.privacy_spent(c.values, settings.fraction, round_number, state.server)
         drift[c.name] = round_drift(state.weights, [u.weights for u in updates], new_states[c.name].weights)
         payload[c.name] = sum(w.nbytes for w in state.weights) * (2 if c.strategy.control_variates else 1)
     metrics = executor.map(evaluate_task, [new_states[c.name].weights for c in configured])
     # Each strategy's share of the round's wall time: training, aggregation, drift and evaluation, as in Flower.
     seconds = (time.perf_counter() - started) / len(configured)
     rows = {
-        c.name: round_row(round_number, m, seconds, sampled, rejected[c.name], payload[c.name], drift=drift[c.name])
+        c.name: round_row(
+            round_number,
+            m,
+            seconds,
+            sampled,
+            rejected[c.name],
+            payload[c.name],
+            drift=drift[c.name],
+            privacy=spent[c.name],
+        )
         for c, m in zip(configured, metrics)
     }
     return new_states, rows
@@ -309,18 +346,22 @@ def run_rounds(federation, configured, settings, results=None, states=None, on_r
     `results` are not modified; `on_round(results, states)` is called after every
     round, to checkpoint it.
     """
-    if problem := strategy_problems(configured, settings):
+    if problem := strategy_problems(configured, settings, len(federation.clients)):
         raise ValueError(problem)
     results = results or new_history({"strategies": [c.name for c in configured]})
     results = {**results, "history": {name: list(rows) for name, rows in results["history"].items()}}
     states = dict(states or {c.name: StrategyState(federation.initial_weights) for c in configured})
-    executor = Executor(federation, settings)
     first = results["rounds_completed"] + 1
+    if first > settings.rounds:
+        return results, states
+    executor = Executor(federation, settings)
     try:
         for round_number in tqdm(
             range(first, settings.rounds + 1), desc="rounds", unit="round", initial=first - 1, total=settings.rounds
         ):
-            sampled = sample_clients(len(federation.clients), settings.fraction, settings.seed, round_number)
+            sampled = sample_clients(
+                len(federation.clients), settings.fraction, settings.seed, round_number, settings.sampling
+            )
             states, rows = play_round(executor, federation, configured, states, sampled, settings, round_number, log)
             for name, row in rows.items():
                 results["history"][name].append(row)

@@ -11,19 +11,22 @@ marked `client_side` is not the rule's: it changes local training (FedProx's mu)
 so the simulation and the Flower app send it to the clients, and the one-shot
 comparison reads the value each client used from its update.
 
-A row with a `server_step` keeps a state across rounds: the rule's aggregate is
-then only the input of a server optimizer's step from the round's global model
-(fedmnist/server_optimizers.py), and SCAFFOLD (`control_variates`) also needs
-every client's control variate (fedmnist/scaffold.py). Such rows are
-multi-round only: the one-shot comparison leaves them out.
+A row with a `server_step` instead takes the round's global model, the updates
+and a state it keeps across rounds: a server optimizer's step from FedAvg's
+aggregate (fedmnist/server_optimizers.py), SCAFFOLD's (`control_variates`, which
+also needs every client's control variate: fedmnist/scaffold.py) and DP-FedAvg's
+(`private`: clipping and noise relative to the global model, fedmnist/privacy.py).
+The rows whose step needs earlier rounds are `multi_round_only`: the one-shot
+comparison leaves them out. DP-FedAvg runs in both: in one shot, its reference is
+the initial global model and every client takes part (q = 1).
 """
 
 import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from fedmnist import aggregation, scaffold, server_optimizers
-from fedmnist.defaults import MU
+from fedmnist import aggregation, privacy, scaffold, server_optimizers
+from fedmnist.defaults import DP_CLIP, DP_DELTA, MU
 
 
 @dataclass(frozen=True)
@@ -73,22 +76,19 @@ class Strategy:
     key: str  # in file names (modelo_global_<key>.h5), results and CLI choices
     name: str  # English, for CLI output
     label: str  # Spanish, for figures, tables and the essay
-    rule: Callable  # (pairs, **server-side parameters) -> weights
+    rule: Callable | None  # (pairs, **server-side parameters) -> weights; None for a row with a server step
     reference: str
     parameters: tuple = ()
     # one-shot: aggregate the _fedprox updates (trained with mu) instead of the plain ones
     fedprox_updates: bool = False
     flower: str | None = None  # the class in flwr.serverapp.strategy that runs it in the Flower app
     notes: Callable | None = field(default=None, compare=False)  # (num_updates, **parameters) -> a note for the results
-    # (global weights, aggregate, state, **server-side parameters) -> (new global weights, new state)
+    # (global weights, pairs, state, **round inputs, **server-side parameters) -> (new global weights, new state)
     server_step: Callable | None = field(default=None, compare=False)
+    multi_round_only: bool = False  # the step needs earlier rounds: the one-shot comparison leaves the row out
     control_variates: bool = False  # SCAFFOLD: clients train with c − cᵢ and send Δcᵢ with their model
+    private: bool = False  # DP-FedAvg: the step takes noise_seed and expected_clients, and the run reports ε
     local_optimizer: str | None = None  # the one local optimizer the strategy is defined for (None: any)
-
-    @property
-    def multi_round_only(self):
-        """Whether the strategy needs state from earlier rounds (the one-shot comparison leaves it out)."""
-        return self.server_step is not None
 
     def defaults(self):
         return {p.name: p.default for p in self.parameters}
@@ -97,24 +97,36 @@ class Strategy:
         return {p.name: values[p.name] for p in self.parameters if not p.client_side}
 
     def aggregate(self, pairs, values=None):
-        """Apply the rule to [(weights, num_examples)]; `values` overrides the defaults of the parameters.
-
-        For a row with a server step, the rule takes none of them: they are the step's.
-        """
-        values = {**self.defaults(), **(values or {})}
-        return self.rule(pairs, **({} if self.server_step else self.server_parameters(values)))
+        """Apply the rule of a row without a server step to [(weights, num_examples)]; `values` overrides defaults."""
+        return self.rule(pairs, **self.server_parameters({**self.defaults(), **(values or {})}))
 
     def step(self, pairs, current, state, values=None, **round_inputs):
         """One round's server update from the global weights `current`: (new global weights, new state).
 
-        Stateless rows return their aggregate and `state` unchanged; `round_inputs`
-        are what a stateful step needs besides (SCAFFOLD's control_deltas, num_clients).
+        `pairs` are the round's updates as [(weights, num_examples)]; `values`
+        overrides the defaults of the parameters. A row without a server step
+        returns its rule's aggregate and `state` unchanged; `round_inputs` are what
+        a step needs besides (SCAFFOLD's control_deltas and num_clients, DP-FedAvg's
+        noise_seed and expected_clients).
         """
-        aggregate = self.aggregate(pairs, values)
         if self.server_step is None:
-            return aggregate, state
+            return self.aggregate(pairs, values), state
+        parameters = self.server_parameters({**self.defaults(), **(values or {})})
+        return self.server_step(current, pairs, state, **round_inputs, **parameters)
+
+    def privacy_spent(self, values, sampling_rate, rounds, state=None):
+        """A private row's record after `rounds` rounds at Poisson rate q: the clipping norm S of the last one
+        (`state` its state before it) and the ε spent at δ (None without noise: no guarantee). None for the other
+        rows."""
+        if not self.private:
+            return None
         values = {**self.defaults(), **(values or {})}
-        return self.server_step(current, aggregate, state, **round_inputs, **self.server_parameters(values))
+        spent = privacy.epsilon(values["noise_multiplier"], sampling_rate, rounds, DP_DELTA)
+        return {
+            "clip": privacy.clip_norm(state or {}, values),
+            "epsilon": spent if math.isfinite(spent) else None,
+            "delta": DP_DELTA,
+        }
 
     def describe(self, values=None):
         """The strategy with its parameter values, as a label: FedProx (μ = 0.01)."""
@@ -141,6 +153,22 @@ def register(strategy):
 def one_shot_rows():
     """The rows the one-shot comparison and the robustness study apply: those without a server state."""
     return [row for row in REGISTRY.values() if not row.multi_round_only]
+
+
+def noiseless_one_shot_rows():
+    """The one-shot rows without DP's noise: the rules the robustness study compares (the privacy study has DP's)."""
+    return [row for row in one_shot_rows() if not row.private]
+
+
+def one_shot(row, pairs, reference, values, seed, num_clients):
+    """A one-shot row's global weights from one round of updates, `reference` the initial global model.
+
+    A private row takes every one of the `num_clients` clients as its cohort (q = 1)
+    and draws its noise from `seed`.
+    """
+    inputs = privacy.round_inputs(seed, 1, num_clients) if row.private else {}
+    weights, _ = row.step(pairs, reference, {}, values, **inputs)
+    return weights
 
 
 def get(key):
@@ -205,9 +233,6 @@ class Configured:
     def mu(self):
         """The proximal weight local training uses for this strategy (0 unless it has a client-side mu)."""
         return float(self.values.get("mu", 0.0))
-
-    def aggregate(self, pairs):
-        return self.strategy.aggregate(pairs, self.values)
 
     def step(self, pairs, current, state, **round_inputs):
         return self.strategy.step(pairs, current, state, self.values, **round_inputs)
@@ -329,6 +354,15 @@ register(
 # Multi-round only: a server step with state across rounds (Reddi et al., 2021, for the defaults of the adaptive ones)
 
 
+def after_fedavg(server_step):
+    """A step taking (global weights, pairs, state, ...) from one taking FedAvg's aggregate of the pairs instead."""
+
+    def step(current, pairs, state, **inputs):
+        return server_step(current, aggregation.fedavg(pairs), state, **inputs)
+
+    return step
+
+
 def adaptive_parameters(prefix):
     """FedAdam's and FedYogi's parameters (Reddi et al., 2021), under options named after `prefix`."""
     return (
@@ -350,8 +384,9 @@ register(
         key="fedavgm",
         name="FedAvgM",
         label="FedAvgM",
-        rule=aggregation.fedavg,
-        server_step=server_optimizers.fedavgm,
+        rule=None,
+        server_step=after_fedavg(server_optimizers.fedavgm),
+        multi_round_only=True,
         flower="FedAvgM",
         reference="Hsu et al., 2019: server momentum on the pseudo-gradient w − FedAvg(updates)",
         parameters=(
@@ -381,8 +416,9 @@ register(
         key="fedadam",
         name="FedAdam",
         label="FedAdam",
-        rule=aggregation.fedavg,
-        server_step=server_optimizers.fedadam,
+        rule=None,
+        server_step=after_fedavg(server_optimizers.fedadam),
+        multi_round_only=True,
         flower="FedAdam",
         reference="Reddi et al., 2021: Adam on the server, the pseudo-gradient FedAvg(updates) − w",
         parameters=adaptive_parameters("fedadam"),
@@ -393,8 +429,9 @@ register(
         key="fedyogi",
         name="FedYogi",
         label="FedYogi",
-        rule=aggregation.fedavg,
-        server_step=server_optimizers.fedyogi,
+        rule=None,
+        server_step=after_fedavg(server_optimizers.fedyogi),
+        multi_round_only=True,
         flower="FedYogi",
         reference="Reddi et al., 2021: Yogi on the server, the pseudo-gradient FedAvg(updates) − w",
         parameters=adaptive_parameters("fedyogi"),
@@ -405,13 +442,103 @@ register(
         key="scaffold",
         name="SCAFFOLD",
         label="SCAFFOLD",
-        rule=aggregation.fedavg,
-        server_step=scaffold.server_step,
+        rule=None,
+        server_step=after_fedavg(scaffold.server_step),
+        multi_round_only=True,
         control_variates=True,
         local_optimizer="sgd",  # cᵢ⁺ = cᵢ − c + (x − yᵢ)/(K·η) is the mean gradient only for plain SGD steps
         reference="Karimireddy et al., 2020: local gradients corrected by c − cᵢ, the control variates",
         parameters=(
             Parameter("server_lr", "η_g", 1.0, "eta_g, SCAFFOLD's global step size", "--scaffold-lr", low=1e-12),
+        ),
+    )
+)
+
+# Client-level differential privacy (McMahan et al., 2018; Andrew et al., 2021): fedmnist/privacy.py
+
+
+def noise_parameter(option, flower_kwarg="noise_multiplier"):
+    return Parameter(
+        "noise_multiplier",
+        "z",
+        1.0,
+        "z, the noise multiplier: the noise on the sum of clipped updates has standard deviation z·S",
+        option,
+        flower_kwarg=flower_kwarg,
+    )
+
+
+register(
+    Strategy(
+        key="dpfedavg",
+        name="DP-FedAvg",
+        label="DP-FedAvg",
+        rule=None,
+        server_step=privacy.dp_fedavg,
+        private=True,
+        flower="DifferentialPrivacyServerSideFixedClipping",
+        reference="McMahan et al., 2018: updates clipped to S, summed with N(0, (z·S)²) noise, over the cohort q·N",
+        parameters=(
+            noise_parameter("--dp-noise"),
+            Parameter(
+                "clip",
+                "S",
+                DP_CLIP,
+                "S, the clipping norm of each update",
+                "--dp-clip",
+                low=1e-12,
+                flower_kwarg="clipping_norm",
+            ),
+        ),
+    )
+)
+register(
+    Strategy(
+        key="dpfedavg_adaptive",
+        name="DP-FedAvg (adaptive clipping)",
+        label="DP-FedAvg adaptativo",
+        rule=None,
+        server_step=privacy.dp_fedavg_adaptive,
+        private=True,
+        flower="DifferentialPrivacyServerSideAdaptiveClipping",
+        reference="Andrew et al., 2021: DP-FedAvg with S moved toward the γ-quantile of the update norms",
+        parameters=(
+            noise_parameter("--dp-adaptive-noise"),
+            Parameter(
+                "initial_clip",
+                "S₀",
+                DP_CLIP,
+                "S0, the first round's clipping norm",
+                "--dp-initial-clip",
+                low=1e-12,
+                flower_kwarg="initial_clipping_norm",
+            ),
+            Parameter(
+                "target_quantile",
+                "γ",
+                0.5,
+                "gamma, the fraction of updates left unclipped",
+                "--dp-quantile",
+                high=1,
+                flower_kwarg="target_clipped_quantile",
+            ),
+            Parameter(
+                "clip_lr",
+                "η_C",
+                0.2,
+                "eta_C, the clipping norm's learning rate",
+                "--dp-clip-lr",
+                low=1e-12,
+                flower_kwarg="clip_norm_lr",
+            ),
+            Parameter(
+                "count_noise_ratio",
+                "r",
+                0.05,
+                "r, the clipped count's noise per expected client (sigma_b = r·q·N)",
+                "--dp-count-noise",
+                low=1e-12,
+            ),
         ),
     )
 )

@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks.crafted_updates import crafted_files
 from conftest import REPO, last_line, perturbed, run_script
+from fedmnist import privacy
 from fedmnist.aggregation import fedavg
 from fedmnist.data import load_initial_weights, read_manifest
 from fedmnist.updates import Expected, read_update, update_filename, write_update
@@ -98,6 +99,10 @@ def test_writes_every_output_and_names_the_best(aggregated):
         assert results["methods"][key]["status"] == "ok", key
         assert (out / f"modelo_global_{key}.h5").stat().st_size > 1_000_000
     assert (out / "comparacion_metodos.png").stat().st_size > 10_000
+    spent = results["methods"]["dpfedavg"]["privacy"]  # every client in the one round: q = 1, z = 1 by default
+    assert spent["epsilon"] == pytest.approx(privacy.epsilon(1.0, 1.0, 1, spent["delta"]))
+    # σ_b = 0.05 per client is too little count noise for z = 1 with 4 clients: the status says so
+    assert "clipped-count noise above 0.5" in results["methods"]["dpfedavg_adaptive"]["status"]
     assert set(results["local_models"]) == {"1", "2", "3", "4"}
     assert results["best_method"] in results["methods"]
     assert "Best method:" in stdout

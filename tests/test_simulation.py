@@ -143,6 +143,13 @@ def test_cli_resume_over_a_broken_state_is_one_clear_line(tiny_partition, tmp_pa
         (["--strategies", "scaffold"], "SCAFFOLD is defined for sgd clients, not adam; use --optimizer sgd"),
         (["--seeds", "1", "1"], "--seeds 1 1: each seed once"),
         (["--fedadam-beta2", "2"], "--fedadam-beta2 2.0: must be a number at least 0 and at most 1"),
+        (["--strategies", "dpfedavg", "--fraction", "0.5"], "DP-FedAvg's ε assumes each client joins a round"),
+        (["--dp-quantile", "1.5"], "--dp-quantile 1.5: must be a number at least 0 and at most 1"),
+        (["--dp-clip", "0"], "--dp-clip 0.0: must be a number at least 1e-12"),
+        (
+            ["--strategies", "dpfedavg_adaptive"],
+            "needs a clipped-count noise above 0.5, not 0.15: raise r (--dp-count-noise)",
+        ),
     ],
 )
 def test_cli_bad_options_stop_before_training(tiny_partition, tmp_path, options, message):
@@ -155,6 +162,37 @@ def test_client_sampling_is_shared_and_seeded():
     rounds = [sample_clients(100, 0.1, 42, r) for r in (1, 2)]
     assert all(len(r) == 10 for r in rounds) and rounds[0] != rounds[1]
     assert rounds[0] == sample_clients(100, 0.1, 42, 1)
+
+
+def test_poisson_sampling_takes_each_client_with_probability_c():
+    rounds = [sample_clients(100, 0.1, 42, r, "poisson") for r in range(1, 401)]
+    assert rounds[0] == sample_clients(100, 0.1, 42, 1, "poisson")
+    counts = [len(r) for r in rounds]
+    assert len(set(counts)) > 5 and abs(sum(counts) / len(counts) - 10) < 0.5  # mean q·N, sd 0.15 over 400 rounds
+    assert all(r == sorted(set(r)) and 1 <= r[0] and r[-1] <= 100 for r in rounds if r)
+    assert sample_clients(3, 1.0, 42, 1, "poisson") == [1, 2, 3]
+
+
+def test_cli_dp_fedavg_reports_the_accountants_epsilon_and_resumes_exactly(tiny_partition, tmp_path):
+    from fedmnist import privacy
+
+    options = ["--data", str(tiny_partition), *CLI_OPTIONS[2:6], "--seed", "5", "--sampling", "poisson"]
+    options += ["--fraction", "0.7", "--strategies", "dpfedavg:0.5", "dpfedavg_adaptive:0.5", "--dp-clip", "3"]
+    options += ["--dp-count-noise", "0.5"]  # σ_b = 0.5·0.7·3, above z/2 (the default 1/20 suits a hundred clients)
+    run_script("experiments/simulation.py", *options, "--out", str(tmp_path / "a"), "--rounds", "3", check=True)
+    run_script("experiments/simulation.py", *options, "--out", str(tmp_path / "b"), "--rounds", "1", check=True)
+    run_script("experiments/simulation.py", *options, "--out", str(tmp_path / "b"), "--rounds", "3", "--resume")
+    whole, resumed = (json.loads((tmp_path / d / "simulacion.json").read_text()) for d in "ab")
+    assert whole["config"]["sampling"] == "poisson"
+    for name in ("dpfedavg:0.5", "dpfedavg_adaptive:0.5"):
+        assert accuracies(resumed, name) == accuracies(whole, name)
+        rows = whole["history"][name]
+        for row in rows:
+            expected = privacy.epsilon(0.5, 0.7, row["round"], row["privacy"]["delta"])
+            assert row["privacy"]["epsilon"] == pytest.approx(expected)
+    assert [row["privacy"]["clip"] for row in whole["history"]["dpfedavg:0.5"]] == [3.0] * 3
+    adaptive = [row["privacy"]["clip"] for row in whole["history"]["dpfedavg_adaptive:0.5"]]
+    assert adaptive[0] == 1.0 and len(set(adaptive)) == 3  # --dp-initial-clip's default, then moved every round
 
 
 def test_cli_seeds_keep_every_run_and_train_the_centralized_baseline_once(tiny_partition, tmp_path):

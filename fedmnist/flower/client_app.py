@@ -12,7 +12,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from fedmnist.data import load_client_data, read_manifest
-from fedmnist.flower.settings import TrainingConfig, client_data_dir, client_id
+from fedmnist.flower.settings import EQUAL_WEIGHT, TrainingConfig, client_data_dir, client_id
 from fedmnist.training import LocalTrainer, client_seed
 from model import build_model
 
@@ -46,7 +46,9 @@ def train(msg: Message, context: Context) -> Message:
     reply = RecordDict(
         {
             "arrays": ArrayRecord(trainer.model.get_weights()),
-            "metrics": MetricRecord({"num-examples": len(y), "train-loss": float(history.history["loss"][-1])}),
+            "metrics": MetricRecord(
+                {"num-examples": len(y), EQUAL_WEIGHT: 1, "train-loss": float(history.history["loss"][-1])}
+            ),
             "client": ConfigRecord({"client-id": cid}),
         }
     )

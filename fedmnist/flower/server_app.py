@@ -2,7 +2,8 @@
 
 Starts from the split's pesos_iniciales.npz, runs R rounds of the strategy named in
 the run config (the registry's Flower class: FedAvg, FedProx, FedMedian,
-FedTrimmedAvg, Krum), checks every reply as the instructor's loader checks a
+FedTrimmedAvg, Krum, FedAvgM, FedAdam, FedYogi, or a server-side DP wrapper around
+FedAvg whose ε the project's accountant reports), checks every reply as the instructor's loader checks a
 file, evaluates each round's global model on the common test set, and writes
 simulacion.json and simulacion.png through fedmnist/history.py (the own
 simulation's format), plus the final global model as modelo_global_flower_<strategy>.h5.
@@ -14,12 +15,12 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp import strategy as flower
 
-from fedmnist import defaults
+from fedmnist import defaults, privacy
 from fedmnist.comparison import project_relative
 from fedmnist.data import load_initial_weights, load_test_data, read_manifest
 from fedmnist.drift import round_drift
 from fedmnist.evaluation import evaluate_weights
-from fedmnist.flower.settings import configured_strategy, resolve_folder, training_config, value
+from fedmnist.flower.settings import EQUAL_WEIGHT, configured_strategy, resolve_folder, training_config, value
 from fedmnist.history import RESULTS_FILE, new_history, round_row, run_config, write_results
 from fedmnist.updates import UpdateError, validate_weights
 from model import build_model, save_model
@@ -73,6 +74,7 @@ def checked_replies(strategy_class):
             for claimed in claims:  # each client's one reply; the rest (bad ids, second replies) are unknown
                 if claimed in self.expected_counts and claimed not in clients and claimed not in rejected:
                     rejected.append(claimed)
+            clip = getattr(self, "clipping_norm", None)  # a DP wrapper's, before adaptive clipping moves it
             arrays, metrics = super().aggregate_train(server_round, kept)
             new_global = arrays.to_numpy_ndarrays() if arrays is not None else self.current_global
             self.last_round = {
@@ -80,11 +82,30 @@ def checked_replies(strategy_class):
                 "rejected": sorted(rejected),
                 "rejected_unknown": len(claims) - len(rejected),
                 "drift": round_drift(self.current_global, client_weights, new_global) if self.current_global else None,
+                "clip": clip,
             }
             return arrays, metrics
 
     Checked.__name__ = strategy_class.__name__
     return Checked
+
+
+def toward_the_target_quantile(adaptive_class):
+    """Flower's server-side adaptive clipping with S moved toward the target quantile, as Andrew et al. move it.
+
+    Flower 1.41 feeds its update S ← S·exp(−η·(b − γ)) the fraction b of clipped
+    updates where the paper has the unclipped ones, so S runs away from the
+    quantile: with update norms uniform on [0, 10], S fell from 1 to 0.025 in 40
+    rounds (tests/test_flower_app.py) where the median is 5. This counts the
+    unclipped ones; the noise on the count is Flower's.
+    """
+
+    class TowardTheQuantile(adaptive_class):
+        def _noisy_fraction(self, count, total):
+            return 1.0 - super()._noisy_fraction(count, total)  # count is the clipped updates
+
+    TowardTheQuantile.__name__ = adaptive_class.__name__
+    return TowardTheQuantile
 
 
 def reply_client_id(msg):
@@ -97,27 +118,47 @@ def reply_client_id(msg):
 
 
 def make_strategy(config, num_clients):
-    """The checked Flower strategy for the run config, and its strategies.Configured."""
+    """The checked Flower strategy for the run config, and its strategies.Configured.
+
+    A private row's Flower class is one of Flower's server-side DP wrappers, around
+    a FedAvg that weighs every client equally (the replies' "equal-weight" metric),
+    as DP-FedAvg's noise assumes. The checks run before the wrapper clips.
+    """
     configured = configured_strategy(config)
+    row = configured.strategy
     fraction = value(config, "fraction-train", defaults.FRACTION, float)
     if not 0 < fraction <= 1:
         raise ValueError(f"run config fraction-train={fraction}: must be in (0, 1]")
+    sampled = max(1, round(fraction * num_clients))
     common = {
         "fraction_train": fraction,
         "fraction_evaluate": 0.0,
         "min_available_nodes": num_clients,
-        "min_train_nodes": max(1, round(fraction * num_clients)),
+        "min_train_nodes": sampled,
     }
-    extra = {p.flower_kwarg: configured.values[p.name] for p in configured.strategy.parameters if p.flower_kwarg}
-    strategy_class = checked_replies(getattr(flower, configured.strategy.flower))
-    return strategy_class(**common, **extra), configured
+    extra = {p.flower_kwarg: configured.values[p.name] for p in row.parameters if p.flower_kwarg}
+    strategy_class = checked_replies(getattr(flower, row.flower))
+    if hasattr(strategy_class, "_noisy_fraction"):  # adaptive clipping
+        strategy_class = toward_the_target_quantile(strategy_class)
+    if not row.private:
+        strategy = strategy_class(**common, **extra)
+    else:
+        if problem := privacy.problem(configured.values, sampled):
+            raise ValueError(f"strategy {configured.name}: {problem}")
+        if "count_noise_ratio" in configured.values:
+            extra["clipped_count_stddev"] = privacy.count_noise(sampled, configured.values["count_noise_ratio"])
+        equal = flower.FedAvg(**common, weighted_by_key=EQUAL_WEIGHT)
+        strategy = strategy_class(equal, num_sampled_clients=sampled, **extra)
+    strategy.fraction = fraction
+    return strategy, configured
 
 
 class CentralEvaluation:
     """evaluate_fn for Strategy.start: test-set metrics of each round's global model, kept as history rows."""
 
-    def __init__(self, model, test_set, strategy, model_bytes):
+    def __init__(self, model, test_set, strategy, model_bytes, configured):
         self.model, self.test_set, self.strategy, self.model_bytes = model, test_set, strategy, model_bytes
+        self.configured = configured
         self.rows, self.started = [], time.perf_counter()
 
     def __call__(self, server_round, arrays):
@@ -136,12 +177,23 @@ class CentralEvaluation:
                     self.model_bytes,
                     last["rejected_unknown"],
                     drift=last["drift"],
+                    privacy=self.privacy(server_round, last["clip"]),
                 )
             )
             print(f"round {server_round}: test accuracy {100 * metrics['accuracy']:.2f}%", flush=True)
         self.strategy.current_global = weights  # the next round starts here
         self.started = time.perf_counter()  # the drift and this evaluation's bookkeeping count for no round
         return MetricRecord(metrics)
+
+    def privacy(self, server_round, clip):
+        """A private strategy's record: the round's clipping norm and ε by the project's accountant.
+
+        Flower samples a fixed number of clients, not each with probability C, so the
+        accountant takes no amplification by sampling (q = 1): exact when C = 1, an
+        upper bound otherwise.
+        """
+        record = self.configured.strategy.privacy_spent(self.configured.values, 1.0, server_round)
+        return record and {**record, "clip": clip}
 
 
 @app.main()
@@ -159,7 +211,9 @@ def main(grid: Grid, context: Context) -> None:
     strategy.expected_counts = {int(cid): info["num_samples"] for cid, info in manifest["clients"].items()}
 
     model = build_model()
-    evaluation = CentralEvaluation(model, load_test_data(data_dir), strategy, sum(w.nbytes for w in initial_weights))
+    evaluation = CentralEvaluation(
+        model, load_test_data(data_dir), strategy, sum(w.nbytes for w in initial_weights), configured
+    )
     result = strategy.start(
         grid=grid,
         initial_arrays=initial_arrays,
@@ -173,7 +227,7 @@ def main(grid: Grid, context: Context) -> None:
             runtime="flower",
             data=project_relative(data_dir),
             manifest=manifest,
-            fraction=strategy.fraction_train,
+            fraction=strategy.fraction,
             epochs=training.epochs,
             batch_size=training.batch_size,
             optimizer=training.optimizer,
@@ -186,7 +240,7 @@ def main(grid: Grid, context: Context) -> None:
     results["history"][configured.name] = evaluation.rows
     results["rounds_completed"] = len(evaluation.rows)
     title = (
-        f"Flower, {configured.label()}: K = {num_clients}, C = {strategy.fraction_train}, "
+        f"Flower, {configured.label()}: K = {num_clients}, C = {strategy.fraction}, "
         f"E = {training.epochs}, B = {training.batch_size}"
     )
     write_results(out_dir, results, title)

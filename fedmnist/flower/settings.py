@@ -12,6 +12,8 @@ from pathlib import Path
 
 from fedmnist import defaults, strategies
 
+EQUAL_WEIGHT = "equal-weight"  # a reply metric of 1: what a FedAvg that weighs clients equally weighs them by
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
