@@ -29,7 +29,10 @@ Pure NumPy and dp-accounting; float64 arithmetic, float32 weights out.
 
 import math
 
+import dp_accounting
 import numpy as np
+from dp_accounting.mechanism_calibration import calibrate_dp_mechanism
+from dp_accounting.rdp import RdpAccountant
 
 NOISE_STREAM = 2  # the noise of a round is drawn from [seed, round, NOISE_STREAM] (the noise attack's: [.., client, 1])
 CLIP_SLOT = "clip"  # the adaptive step's state: the clipping norm for the next round
@@ -170,8 +173,6 @@ def clip_norm(state, values):
 
 def sampled_gaussian_event(noise_multiplier, sampling_rate, rounds):
     """`rounds` rounds of the sampled Gaussian mechanism, as a dp-accounting event."""
-    import dp_accounting
-
     one_round = dp_accounting.GaussianDpEvent(noise_multiplier)
     if sampling_rate < 1:
         one_round = dp_accounting.PoissonSampledDpEvent(sampling_rate, one_round)
@@ -179,10 +180,7 @@ def sampled_gaussian_event(noise_multiplier, sampling_rate, rounds):
 
 
 def new_accountant():
-    from dp_accounting import NeighboringRelation
-    from dp_accounting.rdp import RdpAccountant
-
-    return RdpAccountant(orders=RDP_ORDERS, neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE)
+    return RdpAccountant(orders=RDP_ORDERS, neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
 
 
 def check_accounting(noise_multiplier, sampling_rate, rounds, delta):
@@ -208,8 +206,6 @@ def epsilon(noise_multiplier, sampling_rate, rounds, delta):
 
 def noise_for_epsilon(target_epsilon, sampling_rate, rounds, delta):
     """The smallest noise multiplier z whose `rounds` rounds at rate q spend at most `target_epsilon`."""
-    from dp_accounting.mechanism_calibration import calibrate_dp_mechanism
-
     check_accounting(1.0, sampling_rate, rounds, delta)
     if rounds < 1 or target_epsilon <= 0:
         raise ValueError("need at least one round and a positive target ε")
