@@ -16,14 +16,15 @@ PYTEST_ARGS ?=
 FLOWER_TIMEOUT ?=
 SECURE ?=
 ALL_SCENARIOS := $(basename $(notdir $(wildcard experiments/scenarios/*.toml)))
-SCENARIOS := $(filter-out deriva-%,$(ALL_SCENARIOS))
+SCENARIOS := $(filter-out deriva-% privacidad-%,$(ALL_SCENARIOS))
 DRIFT_SCENARIOS := $(filter deriva-%,$(ALL_SCENARIOS))
+PRIVACY_SCENARIOS := $(filter privacidad-%,$(ALL_SCENARIOS))
 WORKERS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED = 1
 
-.PHONY: venv flower lock notebook demo bench robustness scenarios heterogeneity seeds results flower-simulation flower-deployment flower-compare test test-fast clean
+.PHONY: venv flower lock notebook demo bench robustness scenarios heterogeneity privacy seeds results flower-simulation flower-deployment flower-compare test test-fast clean
 
 # Python versions with TensorFlow 2.21 wheels (pyproject.toml's requires-python).
 PYTHON_OK := $(shell $(PYTHON) -c 'import sys; print(int((3, 10) <= sys.version_info[:2] <= (3, 13)))' 2>/dev/null)
@@ -90,12 +91,18 @@ heterogeneity: venv
 	@echo "==> the drift study ($(DRIFT_SCENARIOS)) over their seeds -> results/simulacion/"
 	for s in $(DRIFT_SCENARIOS); do $(PY) experiments/simulation.py --scenario $$s --resume $(if $(WORKERS),--workers $(WORKERS)) || exit 1; done
 
+# Client-level DP against its ε, then what the updates and models leak with and without it: resumable.
+privacy: venv
+	@echo "==> the privacy study ($(PRIVACY_SCENARIOS)) over their seeds -> results/simulacion/, results/privacidad/"
+	for s in $(PRIVACY_SCENARIOS); do $(PY) experiments/simulation.py --scenario $$s --resume $(if $(WORKERS),--workers $(WORKERS)) || exit 1; done
+	$(PY) experiments/privacy.py
+
 seeds: venv
 	@echo "==> one-shot comparison and robustness over the study's seeds -> results/semillas.json"
 	$(PY) experiments/seeds.py
 
 # Everything the essay and the README report (the demo's comparison included), then their tables re-rendered.
-results: seeds scenarios heterogeneity
+results: seeds scenarios heterogeneity privacy
 	$(PY) demo.py --results results
 	$(PY) experiments/tables.py --write ensayo_aprendizaje_federado.md README.md docs/*.md
 

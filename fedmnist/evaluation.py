@@ -24,15 +24,25 @@ def evaluate_weights(model, weights, x, y):
         compile_model(model)
     probabilities = model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0)
     predictions = probabilities.argmax(axis=1)
-    # A NaN output (finite but huge weights overflow the logits) counts as the least probable answer,
-    # so the loss stays finite.
-    picked = np.clip(np.nan_to_num(probabilities[np.arange(len(y)), y], nan=0.0), 1e-7, 1.0)
     metrics = {
         "accuracy": float(np.mean(predictions == y)),
-        "loss": float(-np.mean(np.log(picked))),
+        "loss": float(np.mean(cross_entropy(probabilities, y))),
         "macro_f1": float(f1_score(y, predictions, average="macro")),
     }
     return metrics, predictions
+
+
+def cross_entropy(probabilities, y):
+    """Each example's loss −log p_y. A NaN output (finite but huge weights overflow the logits) counts as the
+    least probable answer, so the loss stays finite."""
+    picked = np.clip(np.nan_to_num(probabilities[np.arange(len(y)), y], nan=0.0), 1e-7, 1.0)
+    return -np.log(picked)
+
+
+def per_example_loss(model, weights, x, y):
+    """Each example's cross-entropy under `weights` (what a membership attack scores)."""
+    model.set_weights(weights)
+    return cross_entropy(model.predict(x, batch_size=EVAL_BATCH_SIZE, verbose=0), y)
 
 
 def save_figure(fig, path, dpi=120):

@@ -1,0 +1,366 @@
+"""The privacy study: accuracy against ε for client-level DP-FedAvg, and what updates and models leak.
+
+It reads the runs of the privacidad-* scenarios (experiments/simulation.py, one
+folder per seed) and, for each seed, measures with the final global models of
+that run (the last round's checkpoint):
+
+- label inference (fedmnist/leakage.py) on every client's update, trained for one
+  round from the initial model and from FedAvg's final model, as the server sees
+  it and as it would arrive if the client clipped it to S and added its own noise
+  N(0, (z·S)²) for each z of LOCAL_NOISE (local DP; central DP-FedAvg does not
+  hide an update from the server that clips it);
+- membership inference (Yeom et al., 2018) against MEMBERSHIP_CLIENTS clients that
+  took part in the run: their local model after one more round from FedAvg's
+  final model, and every strategy's final global model; the non-members are as
+  many test images, the same for every model.
+
+Each seed's measures go to fuga.json beside its simulacion.json. The summary over
+seeds and scenarios (privacidad.json, privacidad.png in results/privacidad/) adds,
+per strategy, the final accuracy, its paired difference from FedAvg, the spent ε
+and the noise on the mean update σ = z·S/(q·N); and the trend's answer to how many
+clients a round would keep DP-FedAvg within a point of FedAvg at ε = 1: the
+largest σ measured within a point, σ*, reached with m clients a round when
+z(ε = 1)·S/m ≤ σ*, z from the accountant. That extrapolation assumes, as McMahan
+et al. (2018) do, that accuracy depends on the noise on the mean update and that
+more clients a round do not hurt; it is a hypothesis, not a measurement.
+"""
+
+import json
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from fedmnist import leakage, privacy
+from fedmnist.data import load_initial_weights, read_manifest, read_weights_archive
+from fedmnist.defaults import DP_DELTA, PROJECT_DIR, RESULTS_DIR
+from fedmnist.evaluation import per_example_loss, write_json_and_figure
+from fedmnist.history import RESULTS_FILE, checkpoint_path
+from fedmnist.partition import PartitionError
+from fedmnist.seed_summary import mean_std, paired
+from fedmnist.simulation import ClientTask, Executor, Federation, RoundSettings, train_task
+from fedmnist.strategies import label_of, parse_spec
+from fedmnist.training import client_seed
+from model import build_model
+
+LEAKAGE_FILE = "fuga.json"
+SUMMARY_DIR = RESULTS_DIR / "privacidad"
+SUMMARY_FILE, SUMMARY_FIGURE = "privacidad.json", "privacidad.png"
+MEMBERSHIP_CLIENTS = 10
+LOCAL_NOISE = (0.0, 0.01, 0.1, 1.0, 10.0)  # z of a client that noises its own update (0: clipped only)
+TARGET_EPSILON = 1.0
+TARGET_LOSS = 1.0  # points of accuracy
+COHORT_RATES = (0.1, 0.01)  # the sampling rates q at which the cohort is extrapolated
+NOISE_STREAM, NONMEMBER_STREAM = 3, 4  # seeds: [seed, stream, ...]
+
+
+class StudyError(PartitionError):
+    """A run the study cannot use; the message says what to do."""
+
+
+# ---------------------------------------------------------------------------
+# One seed's run
+# ---------------------------------------------------------------------------
+
+
+def load_run(run_dir):
+    """(results, federation, {strategy: final global weights}) of a finished run, or StudyError."""
+    path = run_dir / RESULTS_FILE
+    if not path.is_file():
+        raise StudyError(f"{path}: no finished run; run experiments/simulation.py --scenario <name> first")
+    results = json.loads(path.read_text())
+    config, rounds = results["config"], results["rounds_completed"]
+    data_dir = PROJECT_DIR / config["data"]
+    federation = Federation.load(data_dir, read_manifest(data_dir))
+    final = {}
+    for name in results["history"]:
+        checkpoint = checkpoint_path(run_dir, config, name, rounds)
+        if not checkpoint.is_file():
+            raise StudyError(
+                f"{checkpoint}: the final global model is gone (checkpoints stay only on the machine that ran it); "
+                f"remove {run_dir} and run make privacy again"
+            )
+        final[name] = read_weights_archive(checkpoint)
+    return results, federation, final
+
+
+def round_settings(config, workers):
+    return RoundSettings(
+        epochs=config["epochs"],
+        batch_size=config["batch_size"],
+        optimizer=config["optimizer"],
+        learning_rate=config["learning_rate"],
+        seed=config["seed"],
+        workers=workers,
+    )
+
+
+def train_every_client(executor, federation, start, settings, round_number):
+    """{client id: weights after one round of local training from `start`}."""
+    ids = sorted(federation.clients)
+    tasks = [
+        ClientTask(cid, start, settings.epochs, settings.batch_size, client_seed(settings.seed, round_number, cid))
+        for cid in ids
+    ]
+    return {cid: weights for cid, (weights, _) in zip(ids, executor.map(train_task, tasks))}
+
+
+def label_inference(federation, start, trained, clip, seed):
+    """Label inference on every client's update from `start`: {"z": scores} for each local noise z."""
+    ids = sorted(trained)
+    held = np.array([leakage.held_classes(federation.clients[cid][1]) for cid in ids])
+    deltas = {cid: [t - s for t, s in zip(trained[cid], start)] for cid in ids}
+    scores = {}
+    for z in LOCAL_NOISE:
+        rng = np.random.default_rng([seed, NOISE_STREAM, round(z * 1000)])
+        changes = [
+            leakage.locally_noised(deltas[cid], clip, z, rng)[-1] if z else deltas[cid][-1].astype(np.float64)
+            for cid in ids
+        ]
+        scores[f"{z:g}"] = leakage.label_inference_scores(held, changes)
+    return scores
+
+
+def participants(results, count=MEMBERSHIP_CLIENTS):
+    """The lowest `count` client ids that trained in at least one round of the run."""
+    seen = sorted({cid for rows in results["history"].values() for row in rows for cid in row["clients"]})
+    return seen[:count]
+
+
+def membership(model, federation, final, local, clients, seed):
+    """Membership AUCs: {"local": [per client], "global": {strategy: [per client]}}."""
+    x_test, y_test = federation.test_set
+    count = len(federation.clients[clients[0]][1])
+    chosen = np.random.default_rng([seed, NONMEMBER_STREAM]).choice(len(y_test), size=count, replace=False)
+    x_out, y_out = x_test[chosen], y_test[chosen]
+
+    def auc(weights, cid):
+        x_in, y_in = federation.clients[cid]
+        members = per_example_loss(model, weights, x_in, y_in)
+        return leakage.membership_auc(members, per_example_loss(model, weights, x_out, y_out))
+
+    return {
+        "local": [auc(local[cid], cid) for cid in clients],
+        "global": {name: [auc(weights, cid) for cid in clients] for name, weights in final.items()},
+    }
+
+
+def leakage_of_run(run_dir, workers=2, log=print):
+    """Measure one seed's run and write its fuga.json; returns what it wrote."""
+    results, federation, final = load_run(run_dir)
+    config = results["config"]
+    settings = round_settings(config, workers)
+    initial = load_initial_weights(federation.data_dir)[0]
+    next_round = results["rounds_completed"] + 1
+    clip = parse_spec("dpfedavg").values["clip"]
+    executor = Executor(federation, settings)
+    try:
+        log(f"{run_dir}: every client's update from the initial model and from FedAvg's final one")
+        from_initial = train_every_client(executor, federation, initial, settings, 1)
+        from_final = train_every_client(executor, federation, final["fedavg"], settings, next_round)
+    finally:
+        executor.close()
+    clients = participants(results)
+    log(f"{run_dir}: membership against clients {clients}")
+    model = build_model()
+    labels = None
+    if config["partition"] != "iid":  # with IID data every client holds every class: nothing to infer
+        labels = {
+            "initial": label_inference(federation, initial, from_initial, clip, config["seed"]),
+            "final": label_inference(federation, final["fedavg"], from_final, clip, config["seed"]),
+        }
+    found = {
+        "config": {
+            "scenario": config["scenario"],
+            "seed": config["seed"],
+            "clip": clip,
+            "local_noise": list(LOCAL_NOISE),
+            "held_share": leakage.HELD_SHARE,
+            "membership_clients": clients,
+            "nonmembers": len(federation.clients[clients[0]][1]),
+        },
+        "label_inference": labels,
+        "membership_auc": membership(model, federation, final, from_final, clients, config["seed"]),
+    }
+    (run_dir / LEAKAGE_FILE).write_text(json.dumps(found, indent=2) + "\n")
+    return found
+
+
+# ---------------------------------------------------------------------------
+# The summary over seeds and scenarios
+# ---------------------------------------------------------------------------
+
+
+def strategy_rows(runs):
+    """Per strategy over the seeds: z, S, σ, ε, final accuracy, its paired difference from FedAvg."""
+    config = runs[0]["config"]
+    cohort = config["fraction"] * config["num_clients"]
+    fedavg = [100 * run["history"]["fedavg"][-1]["accuracy"] for run in runs]
+    rows = {}
+    for name in config["strategies"]:
+        finals = [100 * run["history"][name][-1]["accuracy"] for run in runs]
+        spent = [row["privacy"] for run in runs for row in run["history"][name] if row["privacy"]]
+        entry = {"label": label_of(name), "final_accuracy": mean_std(finals), "minus_fedavg": paired(finals, fedavg)}
+        if spent:
+            z = parse_spec(name).values["noise_multiplier"]
+            clip = float(np.mean([s["clip"] for s in spent]))
+            epsilon = runs[0]["history"][name][-1]["privacy"]["epsilon"]
+            entry.update(noise_multiplier=z, clip=round(clip, 4), noise_std=z * clip / cohort, epsilon=epsilon)
+        rows[name] = entry
+    return rows
+
+
+def cohort_needed(rows, rounds, delta=DP_DELTA):
+    """The trend's answer: the largest σ within TARGET_LOSS of FedAvg, and the clients a round for ε = 1."""
+    within = [
+        row["noise_std"]
+        for name, row in rows.items()
+        if name.startswith("dpfedavg:") and row["noise_multiplier"] > 0 and -row["minus_fedavg"]["mean"] <= TARGET_LOSS
+    ]
+    if not within:
+        return {"noise_std_within": None, "clients_per_round": None}
+    sigma = max(within)
+    clip = rows[next(n for n in rows if n.startswith("dpfedavg:"))]["clip"]
+    needed = {}
+    for rate in COHORT_RATES:
+        z = privacy.noise_for_epsilon(TARGET_EPSILON, rate, rounds, delta)
+        clients = math.ceil(z * clip / sigma)
+        needed[f"{rate:g}"] = {
+            "noise_multiplier": round(z, 4),
+            "clients_per_round": clients,
+            "population": round(clients / rate),
+        }
+    return {"noise_std_within": sigma, "clients_per_round": needed}
+
+
+def leakage_summary(found):
+    """mean ± std over seeds of every leakage measure."""
+
+    def over(pick):
+        return mean_std([pick(f) for f in found])
+
+    starts = found[0]["label_inference"]
+    return {
+        "label_inference": starts
+        and {
+            start: {
+                z: {
+                    k: over(lambda f, s=start, z=z, k=k: 100 * f["label_inference"][s][z][k])
+                    for k in ("exact", "recall")
+                }
+                for z in by_z
+            }
+            for start, by_z in starts.items()
+        },
+        "membership_auc": {
+            "local": over(lambda f: 100 * np.mean(f["membership_auc"]["local"])),
+            "global": {
+                name: over(lambda f, n=name: 100 * np.mean(f["membership_auc"]["global"][n]))
+                for name in found[0]["membership_auc"]["global"]
+            },
+        },
+    }
+
+
+def summarize(scenario_runs):
+    """{scenario: (label, [results per seed], [fuga per seed])} -> what privacidad.json holds."""
+    summary = {"config": {"delta": DP_DELTA, "target_epsilon": TARGET_EPSILON, "target_loss": TARGET_LOSS}}
+    summary["scenarios"] = {}
+    for name, (label, runs, found) in scenario_runs.items():
+        rows = strategy_rows(runs)
+        config = runs[0]["config"]
+        summary["scenarios"][name] = {
+            "label": label,
+            "seeds": [run["config"]["seed"] for run in runs],
+            "setting": {k: config[k] for k in ("num_clients", "fraction", "sampling", "epochs", "batch_size")},
+            "rounds": runs[0]["rounds_completed"],
+            "strategies": rows,
+            "cohort": cohort_needed(rows, runs[0]["rounds_completed"]),
+            **leakage_summary(found),
+        }
+    return summary
+
+
+def plot_summary(summary):
+    """Accuracy against the noise on the mean update (ε beside each point), label inference, membership AUC."""
+    scenarios = summary["scenarios"]
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
+    names = ["local"] + list(dict.fromkeys(n for s in scenarios.values() for n in s["membership_auc"]["global"]))
+    for index, (name, scenario) in enumerate(scenarios.items()):
+        marker, color = "os^v"[index % 4], f"C{index}"
+        plot_accuracy_against_noise(axes[0], scenario, marker, color)
+        for start, style in (("initial", "--"), ("final", "-")):
+            by_z = (scenario["label_inference"] or {}).get(start)
+            if by_z:
+                axes[1].errorbar(
+                    [float(z) for z in by_z],
+                    [v["exact"]["mean"] for v in by_z.values()],
+                    yerr=[v["exact"]["std"] or 0 for v in by_z.values()],
+                    fmt=marker + style,
+                    color=color,
+                    capsize=3,
+                    label=f"{scenario['label']}, desde el modelo {'inicial' if start == 'initial' else 'final'}",
+                )
+        auc = {"local": scenario["membership_auc"]["local"], **scenario["membership_auc"]["global"]}
+        rows = [len(names) - 1 - names.index(n) + 0.2 * (index - 1) for n in auc]
+        axes[2].errorbar(
+            [v["mean"] for v in auc.values()],
+            rows,
+            xerr=[v["std"] or 0 for v in auc.values()],
+            fmt=marker,
+            color=color,
+            capsize=3,
+            label=scenario["label"],
+        )
+    axes[0].set_xscale("log")
+    axes[0].set_ylim(0, 100)
+    axes[0].set_xlabel("ruido sobre la actualización media, σ = z·S/(q·N) (escala log)")
+    axes[0].set_ylabel("exactitud final en test (%), media ± d.t. por semilla")
+    axes[0].set_title(f"DP-FedAvg: exactitud frente al ruido (ε con δ = {summary['config']['delta']:g})")
+    axes[1].set_xscale("symlog", linthresh=0.01)
+    axes[1].set_ylim(0, 100)
+    axes[1].set_xlabel("z del ruido que añade el propio cliente (0: solo recorte a S)")
+    axes[1].set_ylabel("clientes cuyas clases se nombran exactamente (%)")
+    axes[1].set_title("Inferencia de etiquetas desde una actualización")
+    axes[2].set_yticks(np.arange(len(names))[::-1], ["modelo local"] + [label_of(n) for n in names[1:]])
+    axes[2].axvline(50, color="gray", ls=":")
+    axes[2].set_xlabel("AUC del ataque de pertenencia (%); 50 = azar")
+    axes[2].set_title("Pertenencia (Yeom et al.): modelo local y modelos globales")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_against_noise(ax, scenario, marker, color):
+    """DP-FedAvg's final accuracy against σ, each point with its ε; FedAvg and clipping alone as lines."""
+    rows = scenario["strategies"]
+    noisy = [r for n, r in rows.items() if n.startswith("dpfedavg:") and r["noise_multiplier"] > 0]
+    ax.errorbar(
+        [r["noise_std"] for r in noisy],
+        [r["final_accuracy"]["mean"] for r in noisy],
+        yerr=[r["final_accuracy"]["std"] or 0 for r in noisy],
+        fmt=marker + "-",
+        color=color,
+        capsize=3,
+        label=f"{scenario['label']}: DP-FedAvg",
+    )
+    for r in noisy:
+        ax.annotate(
+            f"ε={r['epsilon']:.3g}",
+            (r["noise_std"], r["final_accuracy"]["mean"]),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+            fontsize=7,
+            color=color,
+        )
+    ax.axhline(rows["fedavg"]["final_accuracy"]["mean"], color=color, ls=":", label=f"{scenario['label']}: FedAvg")
+    if "dpfedavg:0" in rows:
+        clipped = rows["dpfedavg:0"]["final_accuracy"]["mean"]
+        ax.axhline(clipped, color=color, ls="--", lw=0.8, label=f"{scenario['label']}: solo recorte (z = 0)")
+
+
+def write_summary(summary, out_dir=SUMMARY_DIR):
+    return write_json_and_figure(out_dir / SUMMARY_FILE, summary, out_dir / SUMMARY_FIGURE, plot_summary(summary))

@@ -1,0 +1,84 @@
+"""The leakage attacks by hand, and the privacy study end to end on a tiny shards split."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_script
+
+from fedmnist import leakage, privacy
+from fedmnist.privacy_study import LEAKAGE_FILE, leakage_of_run, summarize, write_summary
+
+
+def test_a_client_holds_the_classes_that_make_up_five_percent_of_its_examples():
+    labels = [3] * 60 + [7] * 37 + [1] * 3  # class 1 is 3 %
+    assert np.flatnonzero(leakage.held_classes(labels)).tolist() == [3, 7]
+
+
+def test_the_sign_rule_is_scored_by_exact_sets_precision_recall_and_auc():
+    held = np.zeros((2, 10), bool)
+    held[0, [1, 2]] = True
+    held[1, [5]] = True
+    changes = np.full((2, 10), -1.0)
+    changes[0, [1, 2]] = [0.5, 0.2]  # client 1: named exactly
+    changes[1, [5, 6]] = [0.3, 0.1]  # client 2: one class too many
+    scores = leakage.label_inference_scores(held, changes)
+    assert scores["exact"] == 0.5 and scores["precision"] == 0.75 and scores["recall"] == 1.0
+    assert scores["auc"] == 1.0  # the held classes' changes (0.5, 0.2, 0.3) all rank above the rest (0.1, −1…)
+
+
+def test_membership_auc_is_one_when_every_member_has_the_lower_loss_and_a_half_when_they_match():
+    assert leakage.membership_auc([0.1, 0.2], [0.5, 0.9, 1.0]) == 1.0
+    assert leakage.membership_auc([0.5, 0.5], [0.5, 0.5]) == 0.5
+    assert leakage.membership_auc([0.3, 0.9], [0.5, 0.1]) == 0.25  # of the 4 pairs only 0.3 < 0.5 is in order
+
+
+def test_a_locally_noised_update_is_clipped_to_s_then_noised_with_z_times_s():
+    delta = [np.full(200_000, 0.01)]  # norm 4.47
+    rng = np.random.default_rng(0)
+    noised = leakage.locally_noised(delta, clip=2.0, noise_multiplier=0.5, rng=rng)[0]
+    clipped = delta[0] * 2.0 / privacy.global_norm(delta)
+    assert (noised - clipped).std() == pytest.approx(1.0, rel=0.01)  # z·S
+    assert leakage.locally_noised(delta, 2.0, 0.0, rng)[0] == pytest.approx(clipped)
+
+
+@pytest.mark.slow
+def test_the_privacy_study_measures_a_tiny_shards_run(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "run"
+    split = [
+        "--clients",
+        "4",
+        "--partition",
+        "shards",
+        "--seed",
+        "3",
+        "--train-samples",
+        "800",
+        "--test-samples",
+        "200",
+    ]
+    run_script("split_data.py", *split, "--out", str(data), check=True)
+    options = ["--data", str(data), "--out", str(out), "--rounds", "2", "--epochs", "1", "--batch-size", "20"]
+    options += ["--optimizer", "sgd", "--sampling", "poisson", "--fraction", "0.75", "--seed", "3"]
+    run_script(
+        "experiments/simulation.py", *options, "--strategies", "fedavg", "dpfedavg:0", "dpfedavg:0.1", check=True
+    )
+    found = leakage_of_run(out, workers=1, log=lambda line: None)
+    assert json.loads((out / LEAKAGE_FILE).read_text()) == found
+    final = found["label_inference"]["final"]
+    assert set(final) == {"0", "0.01", "0.1", "1", "10"}
+    assert final["0"]["recall"] > 0.5  # shards: a client's two classes show in its update
+    auc = found["membership_auc"]
+    assert len(auc["local"]) == len(found["config"]["membership_clients"]) and set(auc["global"]) == {
+        "fedavg",
+        "dpfedavg:0",
+        "dpfedavg:0.1",
+    }
+    run = json.loads((out / "simulacion.json").read_text())
+    summary = summarize({"tiny": ("diminuto", [run, run], [found, found])})
+    rows = summary["scenarios"]["tiny"]["strategies"]
+    assert rows["dpfedavg:0.1"]["noise_std"] == pytest.approx(0.1 * 1.0 / 3.0)  # z·S/(q·N), q·N = 0.75·4
+    assert rows["dpfedavg:0.1"]["epsilon"] == pytest.approx(privacy.epsilon(0.1, 0.75, 2, 1e-3))
+    assert rows["dpfedavg:0"]["epsilon"] is None and "epsilon" not in rows["fedavg"]
+    written = write_summary(summary, tmp_path / "privacidad")
+    assert all(path.stat().st_size > 1000 for path in written)
