@@ -11,8 +11,8 @@ that run (the last round's checkpoint):
   hide an update from the server that clips it);
 - membership inference (Yeom et al., 2018) against MEMBERSHIP_CLIENTS clients that
   took part in the run: their local model after one more round from FedAvg's
-  final model, and every strategy's final global model; the non-members are as
-  many test images, the same for every model.
+  final model, and every strategy's final global model; the non-members are
+  NONMEMBERS test images, the same for every model.
 
 Each seed's measures go to fuga.json beside its simulacion.json. The summary over
 seeds and scenarios (privacidad.json, privacidad.png in results/privacidad/) adds,
@@ -47,6 +47,7 @@ LEAKAGE_FILE = "fuga.json"
 SUMMARY_DIR = RESULTS_DIR / "privacidad"
 SUMMARY_FILE, SUMMARY_FIGURE = "privacidad.json", "privacidad.png"
 MEMBERSHIP_CLIENTS = 10
+NONMEMBERS = 1000  # test images, the same ones against every model of a seed
 LOCAL_NOISE = (0.0, 0.01, 0.1, 1.0, 10.0)  # z of a client that noises its own update (0: clipped only)
 TARGET_EPSILON = 1.0
 TARGET_LOSS = 1.0  # points of accuracy
@@ -130,18 +131,23 @@ def participants(results, count=MEMBERSHIP_CLIENTS):
 def membership(model, federation, final, local, clients, seed):
     """Membership AUCs: {"local": [per client], "global": {strategy: [per client]}}."""
     x_test, y_test = federation.test_set
-    count = len(federation.clients[clients[0]][1])
+    count = min(NONMEMBERS, len(y_test))
     chosen = np.random.default_rng([seed, NONMEMBER_STREAM]).choice(len(y_test), size=count, replace=False)
     x_out, y_out = x_test[chosen], y_test[chosen]
 
-    def auc(weights, cid):
-        x_in, y_in = federation.clients[cid]
-        members = per_example_loss(model, weights, x_in, y_in)
-        return leakage.membership_auc(members, per_example_loss(model, weights, x_out, y_out))
+    def aucs(weights_of, cids):
+        """Each client's AUC against its own model (`weights_of` a client's weights, or one model for all)."""
+        shared = None if callable(weights_of) else per_example_loss(model, weights_of, x_out, y_out)
+        found = []
+        for cid in cids:
+            weights = weights_of(cid) if callable(weights_of) else weights_of
+            nonmembers = shared if shared is not None else per_example_loss(model, weights, x_out, y_out)
+            found.append(leakage.membership_auc(per_example_loss(model, weights, *federation.clients[cid]), nonmembers))
+        return found
 
     return {
-        "local": [auc(local[cid], cid) for cid in clients],
-        "global": {name: [auc(weights, cid) for cid in clients] for name, weights in final.items()},
+        "local": aucs(lambda cid: local[cid], clients),
+        "global": {name: aucs(weights, clients) for name, weights in final.items()},
     }
 
 
@@ -177,7 +183,7 @@ def leakage_of_run(run_dir, workers=2, log=print):
             "local_noise": list(LOCAL_NOISE),
             "held_share": leakage.HELD_SHARE,
             "membership_clients": clients,
-            "nonmembers": len(federation.clients[clients[0]][1]),
+            "nonmembers": min(NONMEMBERS, len(federation.test_set[1])),
         },
         "label_inference": labels,
         "membership_auc": membership(model, federation, final, from_final, clients, config["seed"]),

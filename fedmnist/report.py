@@ -275,10 +275,10 @@ def registry_table():
     return markdown(["clave", "referencia", "parámetros (por defecto)", "rondas", "Flower"], rows, "lllll")
 
 
-def seeded_summaries():
-    """(scenario, resumen.json) of every scenario run over seeds that has its summary in results/."""
+def seeded_summaries(prefix="deriva-"):
+    """(scenario, resumen.json) of every `prefix` scenario run over seeds that has its summary in results/."""
     found = []
-    for name in scenarios.names():
+    for name in (n for n in scenarios.names() if n.startswith(prefix)):
         scenario = scenarios.load(name)
         path = RESULTS_DIR / "simulacion" / name / "resumen.json"
         if scenario.seeds and path.is_file():
@@ -335,7 +335,121 @@ def rounds_per_hour_table():
     return markdown(header, rows, "lrrrr")
 
 
+PRIVACY_README_ROWS = ("fedavg", "dpfedavg:0", "dpfedavg:0.1", "dpfedavg:1")
+NO_PRIVACY_RESULTS = "(sin resultados: `make privacy`)"
+
+
+def privacy_summary():
+    path = RESULTS_DIR / "privacidad" / "privacidad.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def epsilon_text(row):
+    if "noise_multiplier" not in row:
+        return "—"
+    return "∞ (sin ruido)" if row["epsilon"] is None else f"{row['epsilon']:.3g}"
+
+
+def privacy_rows(scenario_names=None, strategy_names=None):
+    """DP-FedAvg against its ε: a row per strategy of each privacy scenario (None: all of them)."""
+    summary = privacy_summary()
+    if summary is None:
+        return [[NO_PRIVACY_RESULTS, "", "", "", "", ""]]
+    rows = []
+    for key, scenario in summary["scenarios"].items():
+        if scenario_names and key not in scenario_names:
+            continue
+        for name, row in scenario["strategies"].items():
+            if strategy_names and name not in strategy_names:
+                continue
+            low, high = row["minus_fedavg"]["ci95"]
+            rows.append(
+                [
+                    scenario["label"],
+                    row["label"],
+                    "—" if "noise_std" not in row else f"{row['noise_std']:.2g}",
+                    epsilon_text(row),
+                    mean_std(row["final_accuracy"]),
+                    "—" if name == "fedavg" else f"{row['minus_fedavg']['mean']:+.2f} [{low:+.2f}, {high:+.2f}]",
+                ]
+            )
+    return rows
+
+
+PRIVACY_HEADER = ["partición", "estrategia", "σ", "ε (δ = 10⁻³)", "exactitud final (%)", "− FedAvg (puntos, IC 95 %)"]
+
+
+def privacy_table():
+    """The README's accuracy against ε: FedAvg, clipping alone and two noise levels, IID and shards."""
+    rows = privacy_rows(("privacidad-iid", "privacidad-fragmentos"), PRIVACY_README_ROWS)
+    return markdown(PRIVACY_HEADER, rows, "llrrrr")
+
+
+def privacy_full_table():
+    """Every strategy of every privacy scenario against its ε."""
+    return markdown(PRIVACY_HEADER, privacy_rows(), "llrrrr")
+
+
+def leakage_table():
+    """What leaks with and without DP: label inference from one update, membership AUC of local and global models."""
+    summary = privacy_summary()
+    header = [
+        "partición",
+        "clases nombradas exactamente (%): sin ruido · z = 1 · z = 10 locales",
+        "AUC pertenencia (%): modelo local",
+        "global FedAvg",
+        "global DP-FedAvg (z = 0.1)",
+    ]
+    if summary is None:
+        return markdown(header, [[NO_PRIVACY_RESULTS, "", "", "", ""]], "lrrrr")
+    rows = []
+    for scenario in summary["scenarios"].values():
+        labels = (scenario["label_inference"] or {}).get("final")
+        named = "— (IID: todas)" if not labels else " · ".join(mean_std(labels[z]["exact"]) for z in ("0", "1", "10"))
+        auc = scenario["membership_auc"]
+        rows.append(
+            [
+                scenario["label"],
+                named,
+                mean_std(auc["local"]),
+                mean_std(auc["global"]["fedavg"]),
+                mean_std(auc["global"].get("dpfedavg:0.1")),
+            ]
+        )
+    return markdown(header, rows, "lrrrr")
+
+
+def cohort_table():
+    """How many clients a round would keep DP-FedAvg within a point of FedAvg at ε = 1 (trend and accountant)."""
+    summary = privacy_summary()
+    header = ["partición", "σ* (el mayor a ≤ 1 punto)", "q", "z para ε = 1", "clientes por ronda", "población"]
+    if summary is None:
+        return markdown(header, [[NO_PRIVACY_RESULTS, "", "", "", "", ""]], "lrrrrr")
+    rows = []
+    for scenario in summary["scenarios"].values():
+        cohort = scenario["cohort"]
+        if cohort["clients_per_round"] is None:
+            rows.append([scenario["label"], "ninguno medido", "", "", "", ""])
+            continue
+        for rate, need in cohort["clients_per_round"].items():
+            rows.append(
+                [
+                    scenario["label"],
+                    f"{cohort['noise_std_within']:.2g}",
+                    rate,
+                    f"{need['noise_multiplier']:.3g}",
+                    f"{need['clients_per_round']:,}".replace(",", " "),
+                    f"{need['population']:,}".replace(",", " "),
+                ]
+            )
+    return markdown(header, rows, "lrrrrr")
+
+
 TABLES = {
+    "privacidad": privacy_table,
+    "privacidad_completa": privacy_full_table,
+    "fuga": leakage_table,
+    "cohorte": cohort_table,
     "estrategias": registry_table,
     "deriva": drift_table,
     "rondas_por_hora": rounds_per_hour_table,
