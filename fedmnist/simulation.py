@@ -16,6 +16,8 @@ rounding of a different thread count).
 
 import math
 import multiprocessing
+import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -153,16 +155,30 @@ class LocalWork:
 _work = None  # this process's LocalWork, set by start_work
 
 
-def start_work(federation_or_dir, learning_rate, optimizer, single_thread=False):
-    """Set up this process's LocalWork (in a worker: from the data folder, with one TensorFlow thread)."""
+def start_work(federation_or_dir, learning_rate, optimizer, parent=None):
+    """Set up this process's LocalWork (in a worker of process `parent`: from the data folder, with one
+    TensorFlow thread)."""
     global _work
-    if single_thread:
+    if parent is not None:
+        exit_with_parent(parent)
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     federation = federation_or_dir
     if not isinstance(federation, Federation):
         federation = Federation.load(federation_or_dir, read_manifest(federation_or_dir))
     _work = LocalWork(federation, LocalTrainer(build_model(), learning_rate, optimizer))
+
+
+def exit_with_parent(parent):
+    """End this worker process as soon as `parent`, the run that started it, is gone (killed, say), even if that
+    happened before this worker got here; not after the task at hand."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def train_task(task):
@@ -183,7 +199,7 @@ class Executor:
                 settings.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=start_work,
-                initargs=(federation.data_dir, settings.learning_rate, settings.optimizer, True),
+                initargs=(federation.data_dir, settings.learning_rate, settings.optimizer, os.getpid()),
             )
         else:
             start_work(federation, settings.learning_rate, settings.optimizer)

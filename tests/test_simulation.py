@@ -2,10 +2,14 @@
 
 import dataclasses
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
-from conftest import last_line, run_script
+from conftest import REPO, last_line, run_script
 from fedmnist import strategies
 from fedmnist.data import read_manifest
 from fedmnist.simulation import Federation, RoundSettings, run_rounds, sample_clients
@@ -156,6 +160,29 @@ def test_cli_bad_options_stop_before_training(tiny_partition, tmp_path, options,
     done = run_script("experiments/simulation.py", "--data", str(tiny_partition), "--out", str(tmp_path), *options)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert message in last_line(done.stderr)
+
+
+def test_killing_a_run_ends_its_worker_processes(tiny_partition, tmp_path):
+    command = [sys.executable, "experiments/simulation.py", "--data", str(tiny_partition), "--out", str(tmp_path)]
+    run = subprocess.Popen([*command, "--workers", "2", "--rounds", "50"], cwd=REPO, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (tmp_path / "simulacion.en_curso.json").exists():
+        time.sleep(0.5)  # a round has ended: the workers are at work
+    children = [int(pid) for pid in Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()]
+    assert len(children) >= 2
+    run.kill()
+    run.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (alive := [pid for pid in children if status(pid) not in ("Z", "gone")]):
+        time.sleep(0.5)
+    assert alive == []
+
+
+def status(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return "gone"
 
 
 def test_client_sampling_is_shared_and_seeded():
