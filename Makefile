@@ -71,11 +71,12 @@ demo: venv
 	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(MU),--mu $(MU))
 
 bench: venv
-	@echo "==> benchmarks: training throughput, aggregation at K = 10, 100, 1000, end-to-end stages, rounds per hour -> results/benchmarks.json"
+	@echo "==> benchmarks: training throughput, aggregation at K = 10, 100, 1000, end-to-end stages, rounds per hour, DP-SGD -> results/benchmarks.json"
 	$(PY) -m benchmarks.training
 	$(PY) -m benchmarks.aggregation
 	$(PY) -m benchmarks.end_to_end
 	$(PY) -m benchmarks.rounds
+	$(PY) -m benchmarks.dp_sgd
 
 robustness: venv
 	@echo "==> every strategy against every attack, M = 1, 2 -> results/robustez.json"

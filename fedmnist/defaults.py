@@ -45,7 +45,7 @@ ACCURACY_TARGETS = (0.97, 0.99)
 WORKERS = 0  # worker processes for local training (0: train in the calling process)
 
 # Client-level differential privacy (fedmnist/privacy.py; the DP rows' other parameters live in the registry)
-DP_DELTA = 1e-3  # the δ at which ε is reported: below 1/K for K up to 1,000 clients
+DP_DELTA = 1e-3  # the δ at which ε is reported: a tenth of 1/K with K = 100 clients
 DP_CLIP = 1.0  # S, the clipping norm (DP-FedAvg's, and adaptive clipping's first round)
 
 # The robustness study

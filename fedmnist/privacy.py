@@ -204,6 +204,18 @@ def epsilon(noise_multiplier, sampling_rate, rounds, delta):
     return float(accountant.get_epsilon(delta))
 
 
+def dp_sgd_epsilon(noise_multiplier, batch_size, num_examples, epochs, delta):
+    """DP-SGD's ε for one client's data after `epochs` epochs of batches of B from its n examples.
+
+    Each step is counted as the sampled Gaussian mechanism with rate B/n, as if
+    each example joined each batch independently; the batches here are a
+    shuffled partition of the data instead, the usual approximation (TensorFlow
+    Privacy's compute_dp_sgd_privacy makes it too).
+    """
+    steps = epochs * math.ceil(num_examples / batch_size)
+    return epsilon(noise_multiplier, min(1.0, batch_size / num_examples), steps, delta)
+
+
 def noise_for_epsilon(target_epsilon, sampling_rate, rounds, delta):
     """The smallest noise multiplier z whose `rounds` rounds at rate q spend at most `target_epsilon`."""
     check_accounting(1.0, sampling_rate, rounds, delta)

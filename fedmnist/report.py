@@ -445,7 +445,23 @@ def cohort_table():
     return markdown(header, rows, "lrrrrr")
 
 
+def dp_sgd_table():
+    """DP-SGD's cost: images/s with and without per-example clipping and noise (python -m benchmarks.dp_sgd)."""
+    bench = load("benchmarks.json")["dp_sgd"]
+    rows = [
+        [
+            str(row["batch_size"]),
+            f"{row['sgd_images_per_second']:.0f}",
+            f"{row['dp_sgd_images_per_second']:.0f}",
+            f"{row['ratio']:.3f}",
+        ]
+        for row in bench["rows"]
+    ]
+    return markdown(["B", "SGD (imágenes/s)", "DP-SGD (imágenes/s)", "DP-SGD / SGD"], rows, "rrrr")
+
+
 TABLES = {
+    "dp_sgd": dp_sgd_table,
     "privacidad": privacy_table,
     "privacidad_completa": privacy_full_table,
     "fuga": leakage_table,

@@ -8,6 +8,13 @@ SCAFFOLD (Karimireddy et al., 2020) corrects every local gradient g by c − c�
 the server's control variate minus the client's. Adding the linear term
 ⟨w, c − cᵢ⟩ to the loss does exactly that, whichever optimizer follows; with a
 zero correction it contributes exact zeros (fedmnist/scaffold.py has the rest).
+
+DP-SGD (Abadi et al., 2016) protects each example of the client instead: every
+example's gradient is clipped to norm C, the batch's sum gets N(0, (σ·C)²)
+noise and is divided by the batch size B before the optimizer's step. The
+per-example gradients come from one batched forward pass and the Jacobian of the
+per-example losses, vectorised by TensorFlow (the model has no layer that mixes
+the examples of a batch). Its ε is fedmnist/privacy.py's dp_sgd_epsilon.
 """
 
 import keras
@@ -15,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from fedmnist.defaults import LEARNING_RATE, OPTIMIZER
-from model import compile_model
+from model import OPTIMIZERS, STEPS_PER_EXECUTION, compile_model
 
 
 class ProximalModel(keras.Model):
@@ -64,6 +71,45 @@ class ProximalModel(keras.Model):
         return loss + self.proximal_term() + self.correction_term() if training else loss
 
 
+class PrivateModel(keras.Model):
+    """Wraps a model so that each training step is DP-SGD's; shares its variables.
+
+    The clipping norm C, the noise multiplier σ and the batch size B are
+    non-trainable variables, assigned before each local training.
+    """
+
+    def __init__(self, inner):
+        super().__init__(name=f"{inner.name}_private")
+        self.inner = inner
+        self.clip = self.add_weight(shape=(), initializer="ones", trainable=False, name="clip")
+        self.noise_multiplier = self.add_weight(shape=(), initializer="zeros", trainable=False, name="noise")
+        self.batch_size = self.add_weight(shape=(), initializer="ones", trainable=False, name="batch_size")
+        self.noise_seed = keras.random.SeedGenerator(0)
+
+    def call(self, inputs, training=False):
+        return self.inner(inputs, training=training)
+
+    def private_gradients(self, x, y):
+        """(the clipped, noised mean gradients, the per-example losses) of one batch."""
+        variables = self.inner.trainable_variables
+        with tf.GradientTape() as tape:
+            losses = keras.losses.sparse_categorical_crossentropy(y, self(x, training=True))
+        jacobians = tape.jacobian(losses, variables)  # per variable: (examples, *shape)
+        squared = tf.add_n([tf.reduce_sum(tf.reshape(tf.square(j), [tf.shape(j)[0], -1]), axis=1) for j in jacobians])
+        scale = tf.minimum(1.0, self.clip / tf.maximum(tf.sqrt(squared), 1e-12))
+        gradients = []
+        for jacobian, variable in zip(jacobians, variables):
+            noise = keras.random.normal(variable.shape, stddev=self.noise_multiplier * self.clip, seed=self.noise_seed)
+            gradients.append((tf.tensordot(scale, jacobian, axes=1) + noise) / self.batch_size)
+        return gradients, losses
+
+    def train_step(self, data):
+        x, y = data
+        gradients, losses = self.private_gradients(x, y)
+        self.optimizer.apply_gradients(zip(gradients, self.inner.trainable_variables))
+        return {"loss": tf.reduce_mean(losses)}
+
+
 class LocalTrainer:
     """Local training with one compiled model per process, reused across clients and rounds."""
 
@@ -74,6 +120,7 @@ class LocalTrainer:
         self.proximal = compile_model(ProximalModel(model), learning_rate, optimizer)
         self.proximal.optimizer.build(self.proximal.trainable_variables)
         self.fresh_optimizer_state = [v.numpy() for v in self.proximal.optimizer.variables]
+        self.optimizer_name, self.private = optimizer, None  # the DP-SGD wrapper, compiled when first asked for
 
     def train(
         self,
@@ -86,6 +133,7 @@ class LocalTrainer:
         seed,
         mu=0.0,
         correction=None,
+        dp_sgd=None,
         validation_data=None,
         verbose=1,
     ):
@@ -93,11 +141,16 @@ class LocalTrainer:
 
         mu > 0 adds FedProx's proximal term anchored at `initial_weights`;
         `correction` (SCAFFOLD's c − cᵢ, one array per weight) is added to every
-        gradient. Every call starts from a fresh optimizer and reseeded
-        randomness, so the result depends only on the arguments, not on earlier calls.
+        gradient; `dp_sgd` = (C, σ) trains with DP-SGD instead (without either).
+        Every call starts from a fresh optimizer and reseeded randomness, so the
+        result depends only on the arguments, not on earlier calls.
         """
         if mu < 0:
             raise ValueError(f"mu must be >= 0, got {mu}")
+        if dp_sgd is not None:
+            if mu or correction is not None:
+                raise ValueError("DP-SGD trains without FedProx's or SCAFFOLD's terms")
+            return self.train_private(x, y, initial_weights, epochs, batch_size, seed, dp_sgd, validation_data, verbose)
         self.model.set_weights(initial_weights)
         self.proximal.set_anchor(initial_weights, mu, correction)
         for variable, value in zip(self.proximal.optimizer.variables, self.fresh_optimizer_state):
@@ -109,6 +162,35 @@ class LocalTrainer:
             epochs=epochs,
             validation_data=validation,
             shuffle=False,  # the dataset already reshuffles each epoch, with the seed
+            verbose=verbose,
+        )
+
+    def train_private(self, x, y, initial_weights, epochs, batch_size, seed, dp_sgd, validation_data, verbose):
+        """DP-SGD from `initial_weights` with `dp_sgd` = (clipping norm C, noise multiplier σ)."""
+        clip, noise_multiplier = dp_sgd
+        if not (clip > 0 and noise_multiplier >= 0):
+            raise ValueError(f"DP-SGD needs C > 0 and σ >= 0, got C = {clip}, σ = {noise_multiplier}")
+        if self.private is None:
+            self.private = PrivateModel(self.model)  # its train_step reports the loss itself: no compiled metrics
+            self.private.compile(
+                optimizer=OPTIMIZERS[self.optimizer_name](self.learning_rate), steps_per_execution=STEPS_PER_EXECUTION
+            )
+            self.private.optimizer.build(self.model.trainable_variables)
+            self.fresh_private_state = [v.numpy() for v in self.private.optimizer.variables]
+        self.model.set_weights(initial_weights)
+        for variable, value in zip(self.private.optimizer.variables, self.fresh_private_state):
+            variable.assign(value)
+        self.private.clip.assign(float(clip))
+        self.private.noise_multiplier.assign(float(noise_multiplier))
+        self.private.batch_size.assign(float(batch_size))
+        reset_random_state(self.model, seed)
+        self.private.noise_seed.state.assign(np.array([seed, 1], dtype=self.private.noise_seed.state.dtype))
+        validation = None if validation_data is None else make_dataset(*validation_data, batch_size=256)
+        return self.private.fit(
+            make_dataset(x, y, batch_size, seed=seed, shuffle=True),
+            epochs=epochs,
+            validation_data=validation,
+            shuffle=False,
             verbose=verbose,
         )
 
