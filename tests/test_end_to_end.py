@@ -63,13 +63,16 @@ def test_every_artifact_is_written(workflow):
         assert (out / name).is_file(), name
 
 
-def test_every_global_model_reaches_85_percent(workflow):
+def test_every_global_model_without_noise_reaches_85_percent(workflow):
     results = json.loads((workflow[1] / "resultados.json").read_text())
     computed = {k: v for k, v in results["methods"].items() if v["status"] == "ok"}
-    assert {"fedavg", "fedprox", "fedmed"} <= set(computed)
+    assert {"fedavg", "fedprox", "fedmed", "dpfedavg"} <= set(computed)
     assert results["methods"]["krum"]["status"].startswith("not computed")  # 2 clients cannot tolerate f = 1
     for key, entry in computed.items():
-        assert entry["accuracy"] >= 0.85, (key, entry["accuracy"])
+        if "privacy" in entry:  # DP-FedAvg's noise z·S/K per weight, with K = 2 clients, is its subject, not a bug
+            assert entry["privacy"]["epsilon"] > 0
+        else:
+            assert entry["accuracy"] >= 0.85, (key, entry["accuracy"])
 
 
 def test_notebook_refuses_a_client_id_outside_the_partition(workflow, tmp_path):
