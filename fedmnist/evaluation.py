@@ -95,28 +95,45 @@ def binomial_half_width(accuracy, num_samples, z=1.96):
     return z * np.sqrt(accuracy * (1 - accuracy) / num_samples)
 
 
+ZOOM_SPAN = 10.0  # points: models further than this below the best get a full-scale panel of their own
+
+
 def plot_method_comparison(method_accuracy, local_accuracy, title, num_samples):
     """Dot plot: each strategy's and each local model's test accuracy with its 95 % sampling interval.
 
     Dots, not bars: the differences are fractions of a point, and a bar's length would have to start at zero
-    to be honest. The interval is the test set's binomial sampling error alone (one seed, one split).
+    to be honest. The interval is the test set's binomial sampling error alone (one seed, one split). When a
+    model lies more than ZOOM_SPAN points below the best (DP-FedAvg with few clients, an attacked rule), a
+    first panel shows every model on the full 0-100 scale and a second zooms on those near the best.
     """
     names = list(method_accuracy) + [f"cliente {cid} (local)" for cid in local_accuracy]
-    values = np.array(list(method_accuracy.values()) + list(local_accuracy.values()), dtype=np.float64)
-    errors = binomial_half_width(values, num_samples)
+    values = 100 * np.array(list(method_accuracy.values()) + list(local_accuracy.values()), dtype=np.float64)
+    errors = 100 * binomial_half_width(values / 100, num_samples)
     colors = ["tab:blue"] * len(method_accuracy) + ["tab:gray"] * len(local_accuracy)
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.6))
+    near = values >= values.max() - ZOOM_SPAN
+    panels = [np.ones(len(values), bool), near] if not near.all() else [near]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(8 if len(panels) == 1 else 13, 0.45 * len(names) + 1.6), squeeze=False
+    )
     rows = np.arange(len(names))[::-1]
-    for row, value, error, color in zip(rows, values, errors, colors):
-        ax.errorbar(100 * value, row, xerr=100 * error, fmt="o", color=color, capsize=3)
-        ax.annotate(
-            f"{100 * value:.2f}", (100 * value, row), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8
-        )
-    ax.set_yticks(rows, names)
-    ax.set_xlabel(f"exactitud en test (%); barras: intervalo del 95 % por muestreo de {num_samples} imágenes")
-    ax.set_ylim(-0.7, len(names) - 0.3)
-    ax.set_title(title)
-    ax.grid(axis="x", alpha=0.3)
+    for index, (ax, shown) in enumerate(zip(axes[0], panels)):
+        labelled = shown & ~near if index == 0 and len(panels) == 2 else shown  # the zoom labels the close ones
+        for i in np.flatnonzero(shown):
+            row, value = rows[i], values[i]
+            ax.errorbar(value, row, xerr=errors[i], fmt="o", color=colors[i], capsize=3)
+            if labelled[i]:
+                ax.annotate(
+                    f"{value:.2f}", (value, row), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8
+                )
+        ax.set_yticks(rows, names)
+        ax.set_ylim(-0.7, len(names) - 0.3)
+        ax.grid(axis="x", alpha=0.3)
+    if len(panels) == 2:
+        axes[0][0].set_xlim(0, 100)
+        axes[0][0].set_title("todos, escala completa")
+        axes[0][1].set_title(f"a menos de {ZOOM_SPAN:g} puntos del mejor (ampliado)")
+    fig.supxlabel(f"exactitud en test (%); barras: intervalo del 95 % por muestreo de {num_samples} imágenes")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
