@@ -130,7 +130,7 @@ def dp_fedavg_adaptive(
 ):
     """One DP-FedAvg round with adaptive clipping: (new global weights, {CLIP_SLOT: [next round's S]})."""
     check_round(pairs, expected_clients)
-    clip = float(state[CLIP_SLOT][0]) if CLIP_SLOT in state else initial_clip
+    clip = current_clip(state, initial_clip)
     rng = np.random.default_rng(noise_seed)
     count_std = count_noise(expected_clients, count_noise_ratio) if noise_multiplier else 0.0
     weights, norms = noisy_clipped_mean(
@@ -159,11 +159,14 @@ def problem(values, expected_clients):
     return None
 
 
+def current_clip(state, first):
+    """The clipping norm of the coming round: the adaptive step's state, else the `first` one."""
+    return float(state[CLIP_SLOT][0]) if CLIP_SLOT in state else float(first)
+
+
 def clip_norm(state, values):
     """The clipping norm the next round will use, from a DP row's state and parameter values."""
-    if CLIP_SLOT in state:
-        return float(state[CLIP_SLOT][0])
-    return float(values.get("clip", values.get("initial_clip")))
+    return current_clip(state, values.get("clip", values.get("initial_clip")))
 
 
 # ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from fedmnist import leakage, privacy
 from fedmnist.data import load_initial_weights, read_manifest, read_weights_archive
 from fedmnist.defaults import DP_DELTA, PROJECT_DIR, RESULTS_DIR
 from fedmnist.evaluation import per_example_loss, write_json_and_figure
+from fedmnist.files import write_text_atomically
 from fedmnist.history import RESULTS_FILE, checkpoint_path
 from fedmnist.partition import PartitionError
 from fedmnist.seed_summary import mean_std, paired
@@ -101,9 +102,8 @@ def round_settings(config, workers):
     )
 
 
-def train_every_client(executor, federation, start, settings, round_number):
-    """{client id: weights after one round of local training from `start`}."""
-    ids = sorted(federation.clients)
+def train_clients(executor, federation, start, settings, round_number, ids):
+    """{client id: weights after one round of local training from `start`} for the clients `ids`."""
     tasks = [
         ClientTask(cid, start, settings.epochs, settings.batch_size, client_seed(settings.seed, round_number, cid))
         for cid in ids
@@ -127,16 +127,14 @@ def label_inference(federation, start, trained, clip, seed):
     return scores
 
 
-def participants(results, count=MEMBERSHIP_CLIENTS):
-    """The lowest `count` client ids that trained in at least one round of the run."""
-    seen = sorted({cid for rows in results["history"].values() for row in rows for cid in row["clients"]})
-    return seen[:count]
+def trained_clients(results):
+    """The client ids that trained in at least one round of the run."""
+    return {cid for rows in results["history"].values() for row in rows for cid in row["clients"]}
 
 
-def nonmember_pool(results, federation):
+def nonmember_pool(trained, federation):
     """(x, y, source): the images no model of the run trained on, from the clients that never took part in a
     round (the same distribution as the members), or the test set if every client took part."""
-    trained = {cid for rows in results["history"].values() for row in rows for cid in row["clients"]}
     idle = [cid for cid in sorted(federation.clients) if cid not in trained]
     if not idle:
         return (*federation.test_set, "test")
@@ -152,20 +150,16 @@ def membership(model, federation, final, local, clients, nonmembers, seed):
     chosen = np.random.default_rng([seed, NONMEMBER_STREAM]).choice(len(y_pool), size=count, replace=False)
     x_out, y_out = x_pool[chosen], y_pool[chosen]
 
-    def aucs(weights_of, cids):
-        """Each client's AUC against its own model (`weights_of` a client's weights, or one model for all)."""
-        shared = None if callable(weights_of) else per_example_loss(model, weights_of, x_out, y_out)
-        found = []
-        for cid in cids:
-            weights = weights_of(cid) if callable(weights_of) else weights_of
-            nonmembers = shared if shared is not None else per_example_loss(model, weights, x_out, y_out)
-            found.append(leakage.membership_auc(per_example_loss(model, weights, *federation.clients[cid]), nonmembers))
-        return found
+    def auc(weights, cid, nonmember_losses=None):
+        if nonmember_losses is None:
+            nonmember_losses = per_example_loss(model, weights, x_out, y_out)
+        return leakage.membership_auc(per_example_loss(model, weights, *federation.clients[cid]), nonmember_losses)
 
-    return {
-        "local": aucs(lambda cid: local[cid], clients),
-        "global": {name: aucs(weights, clients) for name, weights in final.items()},
-    }
+    global_auc = {}
+    for name, weights in final.items():
+        shared = per_example_loss(model, weights, x_out, y_out)  # one global model: the same non-member losses
+        global_auc[name] = [auc(weights, cid, shared) for cid in clients]
+    return {"local": [auc(local[cid], cid) for cid in clients], "global": global_auc}
 
 
 def leakage_of_run(run_dir, workers=2, log=print):
@@ -176,19 +170,24 @@ def leakage_of_run(run_dir, workers=2, log=print):
     initial = load_initial_weights(federation.data_dir)[0]
     next_round = results["rounds_completed"] + 1
     clip = parse_spec("dpfedavg").values["clip"]
+    trained = trained_clients(results)
+    clients = sorted(trained)[:MEMBERSHIP_CLIENTS]
+    infer_labels = config["partition"] != "iid"  # with IID data every client holds every class: nothing to infer
+    everyone = sorted(federation.clients)
     executor = Executor(federation, settings)
     try:
-        log(f"{run_dir}: every client's update from the initial model and from FedAvg's final one")
-        from_initial = train_every_client(executor, federation, initial, settings, 1)
-        from_final = train_every_client(executor, federation, final["fedavg"], settings, next_round)
+        log(f"{run_dir}: updates from FedAvg's final model" + (" and from the initial one" if infer_labels else ""))
+        from_final = train_clients(
+            executor, federation, final["fedavg"], settings, next_round, everyone if infer_labels else clients
+        )
+        from_initial = train_clients(executor, federation, initial, settings, 1, everyone) if infer_labels else None
     finally:
         executor.close()
-    clients = participants(results)
-    nonmembers = nonmember_pool(results, federation)
+    nonmembers = nonmember_pool(trained, federation)
     log(f"{run_dir}: membership against clients {clients}; non-members from {nonmembers[2]}")
     model = build_model()
     labels = None
-    if config["partition"] != "iid":  # with IID data every client holds every class: nothing to infer
+    if infer_labels:
         labels = {
             "initial": label_inference(federation, initial, from_initial, clip, config["seed"]),
             "final": label_inference(federation, final["fedavg"], from_final, clip, config["seed"]),
@@ -207,7 +206,7 @@ def leakage_of_run(run_dir, workers=2, log=print):
         "label_inference": labels,
         "membership_auc": membership(model, federation, final, from_final, clients, nonmembers, config["seed"]),
     }
-    (run_dir / LEAKAGE_FILE).write_text(json.dumps(found, indent=2) + "\n")
+    write_text_atomically(run_dir / LEAKAGE_FILE, json.dumps(found, indent=2) + "\n")
     return found
 
 
