@@ -1,10 +1,11 @@
-"""Re-render, or check, the tables that the essay and the README copy from results/.
+"""Re-render, or check, the tables and the cited numbers that the essay and the README copy from results/.
 
     python experiments/tables.py --write ensayo_aprendizaje_federado.md README.md
     python experiments/tables.py --check ensayo_aprendizaje_federado.md README.md
 
 --write replaces each marked table (<!-- tabla:NAME --> ... <!-- /tabla -->) with the one rendered
-from results/; --check exits non-zero, naming the table, when a document's copy differs.
+from results/, and each cited number (NUMBER<!-- FILE.json#/POINTER -->, see fedmnist/cited.py) with the
+value it names; --check exits non-zero, naming the table or the number, when a document's copy differs.
 """
 
 import argparse
@@ -12,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from fedmnist import cited
 from fedmnist.files import write_text_atomically
 from fedmnist.report import MARKED, render_document, stale_tables
 
@@ -29,11 +31,11 @@ def main(argv=None):
             text = path.read_text()
             if args.write:
                 write_text_atomically(path, render_document(text, path))
-                print(f"{path}: {len(MARKED.findall(text))} tables rendered from results/")
-            elif stale := stale_tables(text, path):
+                counts = f"{len(MARKED.findall(text))} tables and {len(cited.CITED.findall(text))} cited numbers"
+                print(f"{path}: {counts} rendered from results/")
+            elif stale := [*(f"table {name}" for name in stale_tables(text, path)), *cited.stale(text, path)]:
                 print(
-                    f"{path}: tables {', '.join(stale)} differ from results/; "
-                    f"run python experiments/tables.py --write {path}"
+                    f"{path}: differs from results/ in {'; '.join(stale)}; run python experiments/tables.py --write {path}"
                 )
                 failed = True
         except (OSError, KeyError, json.JSONDecodeError) as err:

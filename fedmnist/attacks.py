@@ -17,6 +17,19 @@ ATTACKS = MODEL_POISONING + ("label_flip",)
 DEFAULT_STRENGTH = {"sign_flip": 4.0, "scale": 10.0, "noise": 10.0}
 
 
+def label(attack):
+    """The attack's Spanish name for figures and tables, with its default strength."""
+    strength = f"{DEFAULT_STRENGTH.get(attack, 0):g}"
+    return {
+        "sign_flip": f"signo invertido (w⁰ − {strength}Δ)",
+        "scale": f"escalado (w⁰ + {strength}Δ)",
+        "noise": f"ruido ({strength}·σ(Δ)·N(0, 1))",
+        "zeros": "ceros (w = 0)",
+        "nan": "NaN",
+        "label_flip": "etiquetas invertidas (y → 9 − y)",
+    }[attack]
+
+
 def poison(weights, initial_weights, attack, strength=None, rng=None):
     """Return an attacked copy of one client's weights.
 

@@ -14,7 +14,7 @@ changed, or someone edited a number). experiments/tables.py is the command line.
 import json
 import re
 
-from fedmnist import scenarios, strategies
+from fedmnist import attacks, cited, scenarios, strategies
 from fedmnist.defaults import RESULTS_DIR
 from fedmnist.strategies import label_of
 
@@ -62,7 +62,7 @@ def robustness_table():
     summary = load("semillas.json")
     labels = rule_labels()
     rows = [
-        [attack, m, *(mean_std(row.get(key)) for key in labels)]
+        [attacks.label(attack), m, *(mean_std(row.get(key)) for key in labels)]
         for attack, by_m in summary["attacks"].items()
         for m, row in by_m.items()
         if m != "0"
@@ -490,8 +490,9 @@ def rendered(name, source):
 
 
 def render_document(text, source):
-    """The document with every marked table re-rendered."""
-    return MARKED.sub(lambda m: m.group(1) + rendered(m.group("name"), source) + m.group(4), text)
+    """The document with every marked table and every cited number (fedmnist.cited) re-rendered."""
+    text = MARKED.sub(lambda m: m.group(1) + rendered(m.group("name"), source) + m.group(4), text)
+    return cited.render(text, source)
 
 
 def stale_tables(text, source):

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm import tqdm
 
+from fedmnist import attacks as attack_names
 from fedmnist import strategies
 from fedmnist.attacks import ATTACKS, attack_updates, flip_labels
 from fedmnist.data import load_client_data, load_initial_weights, load_test_data, read_manifest
@@ -22,7 +23,6 @@ from fedmnist.partition import PartitionError
 from fedmnist.training import LocalTrainer
 from fedmnist.updates import ClientUpdate
 from model import build_model
-
 
 STUDY_FILE, STUDY_FIGURE = "robustez.json", "robustez.png"
 SUMMARY_FILE, SUMMARY_FIGURE = "semillas.json", "semillas.png"
@@ -164,7 +164,7 @@ def run_study(data_dir, settings=StudySettings()):
         "parameters": {row.key: settings.chosen(row) for row in strategies.noiseless_one_shot_rows() if row.parameters},
         "seed": settings.seed,
         "partition_seed": manifest.get("seed"),
-        "test_samples": int(len(test_set[1])),
+        "test_samples": len(test_set[1]),
         "training_seconds": round(training_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
@@ -187,7 +187,7 @@ def plot_robustness(results):
             ]
             if points:
                 ax.plot(*zip(*points), "o-", label=label)
-        ax.set_title(attack)
+        ax.set_title(attack_names.label(attack), fontsize=10)
         ax.set_xticks(results["config"]["malicious_counts"])
         ax.set_xlabel("clientes maliciosos M")
         ax.set_ylim(0, 100)
@@ -241,47 +241,51 @@ def summarize_seeds(runs, seeds, seconds):
     }
 
 
-def plot_seed_summary(summary):
-    """Left: one-shot accuracy per rule with the local models; right: each rule under one attacker, per attack."""
-    labels = strategy_labels()
-    fig, axes = plt.subplots(1, 2, figsize=(15, 4.8), gridspec_kw={"width_ratios": [1, 1.6]})
-    one_shot = summary["one_shot"]
-    names = {**labels, "local_mean": "local (media)", "local_best": "local (mejor)"}
-    means = [one_shot[k]["mean"] for k in names]
-    bars = axes[0].bar(
-        list(names.values()),
-        means,
-        yerr=[one_shot[k]["std"] for k in names],
-        capsize=4,
-        color=["tab:blue"] * len(labels) + ["tab:gray"] * 2,
-    )
-    axes[0].bar_label(bars, fmt="%.2f", fontsize=8, padding=6)
-    axes[0].set_ylim(min(means) - 2, 100)
-    axes[0].set_ylabel("exactitud en test (%)")
-    axes[0].set_title("Una ronda, sin ataques")
-    plt.setp(axes[0].get_xticklabels(), rotation=20, ha="right")
+def dot_with_error_bar(ax, y, cell, **style):
+    """One mean ± std as a dot with a horizontal error bar, and each seed's value as a faint dot."""
+    ax.errorbar(cell["mean"], y, xerr=cell["std"], fmt="o", capsize=3, **style)
+    ax.plot(cell["values"], [y] * len(cell["values"]), ".", alpha=0.35, color=style.get("color"))
 
+
+def plot_seed_summary(summary):
+    """Dot plots, mean ± std over the seeds: one round without attacks above, every attack with M = 1, 2 below."""
+    labels = strategy_labels()
+    colors = dict(zip(labels, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    counts = [m for m in map(str, summary["config"]["malicious_counts"]) if m != "0"]
+    fig = plt.figure(figsize=(13, 10.5))
+    grid = fig.add_gridspec(2, len(counts), height_ratios=[1, 1.3])
+    top = fig.add_subplot(grid[0, :])
+    names = {**labels, "local_mean": "modelo local (media de 5)", "local_best": "modelo local (el mejor)"}
+    for y, (key, name) in enumerate(reversed(names.items())):
+        dot_with_error_bar(top, y, summary["one_shot"][key], color=colors.get(key, "tab:gray"))
+    top.set_yticks(range(len(names)), list(reversed(names.values())))
+    top.set_xlabel("exactitud en test (%): eje recortado, los puntos llevan barras de error")
+    top.set_title("Una ronda, sin ataques")
     attacks = list(summary["attacks"])
-    width = 0.8 / len(labels)
-    for i, (key, label) in enumerate(labels.items()):
-        rows = [summary["attacks"][a]["1"].get(key) or {"mean": np.nan, "std": np.nan} for a in attacks]
-        axes[1].bar(
-            np.arange(len(attacks)) + (i - (len(labels) - 1) / 2) * width,
-            [r["mean"] for r in rows],
-            width,
-            yerr=[r["std"] for r in rows],
-            capsize=2,
-            label=label,
+    offsets = np.linspace(0.3, -0.3, len(labels))
+    bottom = [fig.add_subplot(grid[1, i]) for i in range(len(counts))]
+    for ax, m in zip(bottom, counts):
+        for offset, (key, name) in zip(offsets, labels.items()):
+            for y, attack in enumerate(reversed(attacks)):
+                cell = summary["attacks"][attack][m].get(key)
+                if cell is not None:
+                    dot_with_error_bar(ax, y + offset, cell, color=colors[key], label=name if y == 0 else None)
+        ax.set_yticks(
+            range(len(attacks)), [attack_names.label(a) for a in reversed(attacks)] if ax is bottom[0] else []
         )
-    axes[1].set_xticks(np.arange(len(attacks)), attacks)
-    axes[1].set_ylim(0, 100)
-    axes[1].set_title("Con 1 cliente malicioso de 5")
-    axes[1].legend(fontsize=8, ncol=len(labels), loc="upper center", bbox_to_anchor=(0.5, -0.08))
-    for ax in axes:
-        ax.grid(axis="y", alpha=0.3)
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("exactitud en test (%)")
+        plural = "" if m == "1" else "s"
+        ax.set_title(f"M = {m} cliente{plural} malicioso{plural} de {summary['config']['num_clients']}")
+    handles, names_ = bottom[0].get_legend_handles_labels()
+    fig.legend(handles, names_, ncol=len(labels), loc="lower center", fontsize=9)
+    for ax in (top, *bottom):
+        ax.grid(axis="x", alpha=0.3)
     seeds = summary["config"]["seeds"]
-    fig.suptitle(f"Media ± desviación típica sobre {len(seeds)} semillas ({', '.join(map(str, seeds))})")
-    fig.tight_layout()
+    fig.suptitle(
+        f"Media ± desviación típica sobre {len(seeds)} semillas ({', '.join(map(str, seeds))}); puntos claros: cada semilla"
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
 
 

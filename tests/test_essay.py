@@ -4,11 +4,14 @@ import json
 import re
 
 import pytest
-
 from conftest import REPO
-from fedmnist import report
+
+from fedmnist import cited, report
 
 ESSAY = REPO / "ensayo_aprendizaje_federado.md"
+DECIMAL = r"(?<![\w.])\d+[.,]\d+(?![\w.])"
+SETTING = re.compile(r"(?<![\w.])(?:α|β|μ|z|S|S₀|C|E|B|K|R|f|λ|γ|η|η_C|δ|q|r|M|τ|σ|σ_b) = (-?\d+(?:\.\d+)?)")
+VERSION = re.compile(r"(?:Flower|flwr|Python|TensorFlow|Keras|dp-accounting) \d+(?:\.\d+)+")
 DOCUMENTS = [ESSAY, REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
@@ -59,11 +62,37 @@ def test_every_table_is_the_one_rendered_from_results(document):
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
-def test_every_decimal_number_in_the_prose_comes_from_results(document):
+def test_every_cited_number_is_the_quantity_it_names(document):
+    assert cited.stale(document.read_text(), document) == []
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
+def test_every_decimal_number_in_the_prose_is_cited_or_a_setting_of_a_run(document):
+    """A measured decimal cites its JSON key; what is left are settings (μ = 0.01) that a run recorded."""
+    left = VERSION.sub("", SETTING.sub("", prose(cited.CITED.sub("", document.read_text()))))
+    assert re.findall(DECIMAL, left) == [], "cite each with NUMBER<!-- FILE.json#/POINTER --> (fedmnist/cited.py)"
     known = json_numbers()
-    numbers = re.findall(r"(?<![\w.])\d+[.,]\d+(?![\w.])", prose(document.read_text()))
-    unsourced = sorted({n for n in numbers if n.replace(",", ".") not in known})
-    assert unsourced == [], f"numbers with no source in results/*.json: {unsourced}"
+    settings = [m.group(1) for m in SETTING.finditer(prose(document.read_text()))]
+    assert sorted({s for s in settings if "." in s and s not in known}) == [], "settings no run in results/ used"
+
+
+def test_a_cited_number_edited_by_hand_is_caught(essay):
+    match = next(cited.CITED.finditer(essay))
+    edited = essay[: match.start()] + "1" + essay[match.start() :]
+    assert len(cited.stale(edited, ESSAY)) == 1 and cited.render(edited, ESSAY) == essay
+
+
+def test_a_citation_of_nothing_names_itself():
+    with pytest.raises(KeyError, match="semillas.json#/one_shot/no_such_rule"):
+        cited.render("98.03<!-- semillas.json#/one_shot/no_such_rule -->", ESSAY)
+    with pytest.raises(KeyError, match="cannot be written"):
+        cited.render("98.03<!-- semillas.json#/one_shot/fedavg -->", ESSAY)
+
+
+def test_a_fraction_is_cited_as_a_percent():
+    value = json.loads((REPO / "results" / "resultados.json").read_text())["methods"]["fedavg"]["accuracy"]
+    text = "0.0<!-- resultados.json#/methods/fedavg/accuracy ×100 -->"
+    assert cited.render(text, ESSAY).startswith(f"{100 * value:.1f}<!--")
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)

@@ -1,16 +1,36 @@
-"""The robustness study, end to end on a small real-MNIST partition."""
+"""The robustness study: its summary over seeds by hand, and end to end on a small real-MNIST partition."""
 
 import json
 
 import pytest
-
 from conftest import run_script
+
 from fedmnist import strategies
 from fedmnist.attacks import ATTACKS
+from fedmnist.robustness import summarize_seeds, write_summary
 
-pytestmark = pytest.mark.slow
+
+def a_run(seed, accuracy):
+    """One seed's study with every rule at `accuracy` under every attack and M, and local models around it."""
+    rules = {row.key: accuracy for row in strategies.noiseless_one_shot_rows()}
+    return {
+        "attacks": {attack: {m: dict(rules) for m in ("0", "1", "2")} for attack in ATTACKS},
+        "local_accuracy": {"1": accuracy - 0.01, "2": accuracy + 0.01},
+        "config": {"num_clients": 5, "malicious_counts": [0, 1, 2], "seed": seed},
+    }
 
 
+def test_summary_over_seeds_gives_mean_and_sample_std_in_percent_and_draws_it(tmp_path):
+    summary = summarize_seeds([a_run(1, 0.90), a_run(2, 0.92), a_run(3, 0.94)], [1, 2, 3], seconds=5.0)
+    cell = summary["attacks"]["sign_flip"]["2"]["fedavg"]
+    assert cell["mean"] == pytest.approx(92.0) and cell["std"] == pytest.approx(2.0)
+    assert summary["one_shot"]["local_best"]["values"] == pytest.approx([91.0, 93.0, 95.0])
+    assert summary["config"]["seeds"] == [1, 2, 3] and "seed" not in summary["config"]
+    paths = write_summary(tmp_path, summary)
+    assert [p.name for p in paths] == ["semillas.json", "semillas.png"] and all(p.stat().st_size for p in paths)
+
+
+@pytest.mark.slow
 def test_study_writes_every_attack_strategy_and_m(tmp_path):
     data, out = tmp_path / "data", tmp_path / "results"
     run_script(
