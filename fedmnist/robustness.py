@@ -99,8 +99,8 @@ def scenario_updates(trained, manifest, initial_weights, attack, attackers, seed
 
 
 def evaluate_scenario(model, updates, test_set, settings, initial_weights, num_clients):
-    """Each strategy's test accuracy on one scenario's updates (None where the strategy cannot run)."""
-    accuracy = {}
+    """Each strategy's test accuracy and loss on one scenario's updates (None where the strategy cannot run)."""
+    accuracy, loss = {}, {}
     for strategy in strategies.noiseless_one_shot_rows():
         chosen = updates["fedprox" if strategy.fedprox_updates else "plain"]
         pairs = [(u.weights, u.num_samples) for u in chosen]
@@ -109,10 +109,11 @@ def evaluate_scenario(model, updates, test_set, settings, initial_weights, num_c
                 strategy, pairs, initial_weights, settings.chosen(strategy), settings.seed, num_clients
             )
         except ValueError:
-            accuracy[strategy.key] = None
+            accuracy[strategy.key] = loss[strategy.key] = None
             continue
-        accuracy[strategy.key] = evaluate_weights(model, weights, *test_set)[0]["accuracy"]
-    return accuracy
+        metrics = evaluate_weights(model, weights, *test_set)[0]
+        accuracy[strategy.key], loss[strategy.key] = metrics["accuracy"], metrics["loss"]
+    return accuracy, loss
 
 
 def run_study(data_dir, settings=StudySettings()):
@@ -129,21 +130,26 @@ def run_study(data_dir, settings=StudySettings()):
     malicious_pool = list(range(1, max(settings.malicious_counts) + 1))
     model, trained = train_variants(data_dir, manifest, initial_weights, malicious_pool, settings)
     training_seconds = time.perf_counter() - started
-    local_accuracy = {
-        str(cid): evaluate_weights(model, weights, *test_set)[0]["accuracy"]
-        for cid, weights in sorted(trained["plain"].items())
+    local = {
+        str(cid): evaluate_weights(model, weights, *test_set)[0] for cid, weights in sorted(trained["plain"].items())
     }
     counts = [0] + sorted(set(settings.malicious_counts))
-    baseline = None
-    results = {"attacks": {}, "local_accuracy": local_accuracy}
+    baseline = baseline_loss = None
+    results = {
+        "attacks": {},
+        "loss": {},
+        "local_accuracy": {cid: metrics["accuracy"] for cid, metrics in local.items()},
+        "local_loss": {cid: metrics["loss"] for cid, metrics in local.items()},
+    }
     for attack, m in tqdm([(a, m) for a in ATTACKS for m in counts], desc="attacks × M × rules", unit="scenario"):
         if m == 0 and baseline is not None:
-            row = baseline
+            row, row_loss = baseline, baseline_loss
         else:
             updates = scenario_updates(trained, manifest, initial_weights, attack, malicious_pool[:m], settings.seed)
-            row = evaluate_scenario(model, updates, test_set, settings, initial_weights, num_clients)
-            baseline = baseline or row
+            row, row_loss = evaluate_scenario(model, updates, test_set, settings, initial_weights, num_clients)
+            baseline, baseline_loss = baseline or row, baseline_loss or row_loss
         results["attacks"].setdefault(attack, {})[str(m)] = row
+        results["loss"].setdefault(attack, {})[str(m)] = row_loss
     results["points_lost"] = {
         attack: {
             str(m): {
@@ -200,11 +206,11 @@ def plot_robustness(results):
     return fig
 
 
-def spread(values):
-    """Mean and sample standard deviation of accuracies given as fractions, in percent (None if a run had none)."""
+def spread(values, scale=100):
+    """Mean and sample standard deviation of `scale` × values (accuracies as fractions: percent); None if any is."""
     if any(v is None for v in values):
         return None
-    percent = 100 * np.asarray(values, dtype=np.float64)
+    percent = scale * np.asarray(values, dtype=np.float64)
     return {
         "mean": float(percent.mean()),
         "std": float(percent.std(ddof=1)) if len(percent) > 1 else 0.0,
@@ -212,32 +218,42 @@ def spread(values):
     }
 
 
-def summarize_seeds(runs, seeds, seconds):
-    """Mean ± std over seeds of every strategy's accuracy (per attack and M), and of the mean and best local model."""
-    first = runs[0]
-    attacks = {
+def over_seeds(runs, key, scale):
+    """{attack: {M: {rule: spread}}} of one per-run table (accuracy or loss) over the runs."""
+    return {
         attack: {
-            m: {rule: spread([run["attacks"][attack][m][rule] for run in runs]) for rule in row}
+            m: {rule: spread([run[key][attack][m][rule] for run in runs], scale) for rule in row}
             for m, row in rows.items()
         }
-        for attack, rows in first["attacks"].items()
+        for attack, rows in runs[0][key].items()
     }
-    baseline = next(iter(attacks.values()))["0"]
-    local = [list(run["local_accuracy"].values()) for run in runs]
-    one_shot = {
+
+
+def with_local_models(baseline, runs, key, scale):
+    """The no-attack row, plus the mean and the best local model of each run (best: highest accuracy)."""
+    local = [run[key] for run in runs]
+    best = [max(run["local_accuracy"], key=run["local_accuracy"].get) for run in runs]
+    return {
         **baseline,
-        "local_mean": spread([np.mean(acc) for acc in local]),
-        "local_best": spread([max(acc) for acc in local]),
+        "local_mean": spread([np.mean(list(values.values())) for values in local], scale),
+        "local_best": spread([values[cid] for values, cid in zip(local, best)], scale),
     }
+
+
+def summarize_seeds(runs, seeds, seconds):
+    """Mean ± std over seeds of every strategy's accuracy (%) and test loss, per attack and M, with the local models."""
+    attacks, loss = over_seeds(runs, "attacks", 100), over_seeds(runs, "loss", 1)
     config = {
         key: value
-        for key, value in first["config"].items()
+        for key, value in runs[0]["config"].items()
         if key not in ("seed", "partition_seed", "training_seconds", "total_seconds")
     }
     return {
         "config": {**config, "seeds": list(seeds), "seconds": round(seconds, 1)},
-        "one_shot": one_shot,
+        "one_shot": with_local_models(next(iter(attacks.values()))["0"], runs, "local_accuracy", 100),
+        "one_shot_loss": with_local_models(next(iter(loss.values()))["0"], runs, "local_loss", 1),
         "attacks": attacks,
+        "loss": loss,
     }
 
 

@@ -15,7 +15,9 @@ def a_run(seed, accuracy):
     rules = {row.key: accuracy for row in strategies.noiseless_one_shot_rows()}
     return {
         "attacks": {attack: {m: dict(rules) for m in ("0", "1", "2")} for attack in ATTACKS},
+        "loss": {attack: {m: {k: 1 - v for k, v in rules.items()} for m in ("0", "1", "2")} for attack in ATTACKS},
         "local_accuracy": {"1": accuracy - 0.01, "2": accuracy + 0.01},
+        "local_loss": {"1": 0.5, "2": 0.3},
         "config": {"num_clients": 5, "malicious_counts": [0, 1, 2], "seed": seed},
     }
 
@@ -25,6 +27,9 @@ def test_summary_over_seeds_gives_mean_and_sample_std_in_percent_and_draws_it(tm
     cell = summary["attacks"]["sign_flip"]["2"]["fedavg"]
     assert cell["mean"] == pytest.approx(92.0) and cell["std"] == pytest.approx(2.0)
     assert summary["one_shot"]["local_best"]["values"] == pytest.approx([91.0, 93.0, 95.0])
+    assert summary["loss"]["zeros"]["1"]["krum"]["mean"] == pytest.approx(0.08)
+    assert summary["one_shot_loss"]["local_best"]["values"] == pytest.approx([0.3] * 3)
+    assert summary["one_shot_loss"]["local_mean"]["mean"] == pytest.approx(0.4)
     assert summary["config"]["seeds"] == [1, 2, 3] and "seed" not in summary["config"]
     paths = write_summary(tmp_path, summary)
     assert [p.name for p in paths] == ["semillas.json", "semillas.png"] and all(p.stat().st_size for p in paths)
