@@ -221,6 +221,8 @@ def aggregation_table():
     """Every rule at K = 10, 100, 1000 beside Flower's own functions (python -m benchmarks.aggregation)."""
     bench = load("benchmarks.json")["aggregation"]
     labels = rule_labels()
+    labels["trimmed_mean"] += f" (β = {bench['trim_beta']:g})"
+    labels["krum"] += f" (f = {str(bench['krum_f']).replace('K // 10', '⌊K/10⌋')})"
     rows = []
     for row in bench["rows"]:
         flower = row.get("flower_seconds")
