@@ -34,9 +34,8 @@ def main(argv=None):
                 counts = f"{len(MARKED.findall(text))} tables and {len(cited.CITED.findall(text))} cited numbers"
                 print(f"{path}: {counts} rendered from results/")
             elif stale := [*(f"table {name}" for name in stale_tables(text, path)), *cited.stale(text, path)]:
-                print(
-                    f"{path}: differs from results/ in {'; '.join(stale)}; run python experiments/tables.py --write {path}"
-                )
+                fix = f"run python experiments/tables.py --write {path}"
+                print(f"{path}: differs from results/ in {'; '.join(stale)}; {fix}")
                 failed = True
         except (OSError, KeyError, json.JSONDecodeError) as err:
             sys.exit(f"tables.py: error: {err}")

@@ -298,9 +298,8 @@ def plot_seed_summary(summary):
     for ax in (top, *bottom):
         ax.grid(axis="x", alpha=0.3)
     seeds = summary["config"]["seeds"]
-    fig.suptitle(
-        f"Media ± desviación típica sobre {len(seeds)} semillas ({', '.join(map(str, seeds))}); puntos claros: cada semilla"
-    )
+    listed = ", ".join(map(str, seeds))
+    fig.suptitle(f"Media ± desviación típica sobre {len(seeds)} semillas ({listed}); puntos claros: cada semilla")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
 
