@@ -14,7 +14,7 @@ changed, or someone edited a number). experiments/tables.py is the command line.
 import json
 import re
 
-from fedmnist import attacks, cited, scenarios, strategies
+from fedmnist import attacks, cited, scenarios, seed_summary, strategies
 from fedmnist.defaults import RESULTS_DIR
 from fedmnist.strategies import label_of
 
@@ -49,12 +49,27 @@ def one_shot_table():
     summary = load("semillas.json")
     seeds = summary["config"]["seeds"]
     names = {**rule_labels(), "local_mean": "modelo local (media de los 5)", "local_best": "modelo local (el mejor)"}
+    fedavg = summary["one_shot"]["fedavg"]["values"]
+
+    def minus_fedavg(key):
+        if key == "fedavg":
+            return "—"
+        difference = seed_summary.paired(summary["one_shot"][key]["values"], fedavg)
+        low, high = difference["ci95"]
+        return f"{difference['mean']:+.2f} [{low:+.2f}, {high:+.2f}]"
+
     rows = [
-        [name, mean_std(summary["one_shot"][key]), *(f"{v:.2f}" for v in summary["one_shot"][key]["values"])]
+        [
+            name,
+            mean_std(summary["one_shot"][key]),
+            minus_fedavg(key),
+            *(f"{v:.2f}" for v in summary["one_shot"][key]["values"]),
+        ]
         for key, name in names.items()
         if summary["one_shot"].get(key)
     ]
-    return markdown(["método", "exactitud (%)", *(f"semilla {s}" for s in seeds)], rows, "lr" + "r" * len(seeds))
+    header = ["método", "exactitud (%)", "− FedAvg (puntos, IC 95 % pareado)", *(f"semilla {s}" for s in seeds)]
+    return markdown(header, rows, "lrr" + "r" * len(seeds))
 
 
 def robustness_table():
