@@ -310,9 +310,10 @@ def plot_summary(summary):
     scenarios = summary["scenarios"]
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
     names = ["local"] + list(dict.fromkeys(n for s in scenarios.values() for n in s["membership_auc"]["global"]))
+    epsilon_at = epsilon_by_noise(scenarios.values())
     for index, (name, scenario) in enumerate(scenarios.items()):
         marker, color = "os^v"[index % 4], f"C{index}"
-        plot_accuracy_against_noise(axes[0], scenario, marker, color)
+        plot_accuracy_against_noise(axes[0], scenario, marker, color, annotate=epsilon_at is None)
         for start, style in (("initial", "--"), ("final", "-")):
             by_z = (scenario["label_inference"] or {}).get(start)
             if by_z:
@@ -340,7 +341,11 @@ def plot_summary(summary):
     axes[0].set_ylim(0, 100)
     axes[0].set_xlabel("ruido sobre la actualización media, σ = z·S/(q·N) (escala log)")
     axes[0].set_ylabel("exactitud final en test (%), media ± d.t. por semilla")
-    axes[0].set_title(f"DP-FedAvg: exactitud frente al ruido (ε con δ = {summary['config']['delta']:g})")
+    axes[0].set_title(f"DP-FedAvg: exactitud frente al ruido (ε con δ = {summary['config']['delta']:g})", pad=28)
+    if epsilon_at:
+        top = axes[0].secondary_xaxis("top")
+        top.set_xticks(list(epsilon_at), [f"{e:.3g}" for e in epsilon_at.values()], fontsize=8)
+        top.set_xlabel("ε gastado en la ejecución (el mismo en todas las particiones)", fontsize=8)
     axes[1].set_xscale("symlog", linthresh=0.01)
     axes[1].set_ylim(0, 100)
     axes[1].set_xlabel("z del ruido que añade el propio cliente (0: solo recorte a S)")
@@ -358,8 +363,19 @@ def plot_summary(summary):
     return fig
 
 
-def plot_accuracy_against_noise(ax, scenario, marker, color):
-    """DP-FedAvg's final accuracy against σ, each point with its ε; FedAvg and clipping alone as lines."""
+def epsilon_by_noise(scenarios):
+    """{σ: ε} of every noisy DP-FedAvg row, or None when one σ spends different ε in different scenarios."""
+    found = {}
+    for scenario in scenarios:
+        for name, row in scenario["strategies"].items():
+            if name.startswith("dpfedavg:") and row["noise_multiplier"] > 0:
+                if found.setdefault(row["noise_std"], row["epsilon"]) != row["epsilon"]:
+                    return None
+    return dict(sorted(found.items()))
+
+
+def plot_accuracy_against_noise(ax, scenario, marker, color, annotate=True):
+    """DP-FedAvg's final accuracy against σ (with each point's ε if `annotate`); FedAvg and clipping as lines."""
     rows = scenario["strategies"]
     noisy = [r for n, r in rows.items() if n.startswith("dpfedavg:") and r["noise_multiplier"] > 0]
     ax.errorbar(
@@ -371,7 +387,7 @@ def plot_accuracy_against_noise(ax, scenario, marker, color):
         capsize=3,
         label=f"{scenario['label']}: DP-FedAvg",
     )
-    for index, r in enumerate(noisy):
+    for index, r in enumerate(noisy if annotate else []):
         ax.annotate(
             f"ε={r['epsilon']:.3g}",
             (r["noise_std"], r["final_accuracy"]["mean"]),
