@@ -366,11 +366,15 @@ def plot_summary(summary):
 def epsilon_by_noise(scenarios):
     """{σ: ε} of every noisy DP-FedAvg row, or None when one σ spends different ε in different scenarios."""
     found = {}
-    for scenario in scenarios:
-        for name, row in scenario["strategies"].items():
-            if name.startswith("dpfedavg:") and row["noise_multiplier"] > 0:
-                if found.setdefault(row["noise_std"], row["epsilon"]) != row["epsilon"]:
-                    return None
+    noisy = [
+        row
+        for scenario in scenarios
+        for name, row in scenario["strategies"].items()
+        if name.startswith("dpfedavg:") and row["noise_multiplier"] > 0
+    ]
+    for row in noisy:
+        if found.setdefault(row["noise_std"], row["epsilon"]) != row["epsilon"]:
+            return None
     return dict(sorted(found.items()))
 
 
