@@ -25,8 +25,8 @@ CITED = re.compile(
 
 def resolve(file, pointer, source="document"):
     """The value at `pointer` in results/`file`; KeyError naming the document and the citation if absent."""
-    path = RESULTS_DIR / file
-    if not path.is_file():
+    path = (RESULTS_DIR / file).resolve()
+    if RESULTS_DIR.resolve() not in path.parents or not path.is_file():
         raise KeyError(f"{source}: cites {file}, which is not in results/")
     value = json.loads(path.read_text())
     for token in pointer.split("/")[1:]:

@@ -85,6 +85,8 @@ def test_a_cited_number_edited_by_hand_is_caught(essay):
 def test_a_citation_of_nothing_names_itself():
     with pytest.raises(KeyError, match="semillas.json#/one_shot/no_such_rule"):
         cited.render("98.03<!-- semillas.json#/one_shot/no_such_rule -->", ESSAY)
+    with pytest.raises(KeyError, match="not in results/"):
+        cited.render("1.0<!-- ../pyproject.json#/version -->", ESSAY)
     with pytest.raises(KeyError, match="cannot be written"):
         cited.render("98.03<!-- semillas.json#/one_shot/fedavg -->", ESSAY)
 
