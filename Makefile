@@ -16,15 +16,16 @@ PYTEST_ARGS ?=
 FLOWER_TIMEOUT ?=
 SECURE ?=
 ALL_SCENARIOS := $(basename $(notdir $(wildcard experiments/scenarios/*.toml)))
-SCENARIOS := $(filter-out deriva-% privacidad-%,$(ALL_SCENARIOS))
+SCENARIOS := $(filter-out deriva-% privacidad-% factores-%,$(ALL_SCENARIOS))
 DRIFT_SCENARIOS := $(filter deriva-%,$(ALL_SCENARIOS))
 PRIVACY_SCENARIOS := $(filter privacidad-%,$(ALL_SCENARIOS))
+FACTOR_SCENARIOS := $(filter factores-%,$(ALL_SCENARIOS))
 WORKERS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED = 1
 
-.PHONY: venv flower lock notebook demo bench robustness scenarios heterogeneity privacy seeds results flower-simulation flower-deployment flower-compare test test-fast clean
+.PHONY: venv flower lock notebook demo bench robustness scenarios heterogeneity privacy factors seeds results flower-simulation flower-deployment flower-compare test test-fast clean
 
 # Python versions with TensorFlow 2.21 wheels (pyproject.toml's requires-python).
 PYTHON_OK := $(shell $(PYTHON) -c 'import sys; print(int((3, 10) <= sys.version_info[:2] <= (3, 13)))' 2>/dev/null)
@@ -98,12 +99,19 @@ privacy: venv
 	for s in $(PRIVACY_SCENARIOS); do $(PY) experiments/simulation.py --scenario $$s --resume $(if $(WORKERS),--workers $(WORKERS)) || exit 1; done
 	$(PY) experiments/privacy.py
 
+# α, FedProx's μ and E at fixed R·E, each level over deriva-dirichlet-k5's seeds (about an hour): resumable.
+factors: venv
+	@echo "==> the factors study ($(FACTOR_SCENARIOS)) over their seeds -> results/simulacion/, results/factores.json"
+	$(PY) experiments/simulation.py --scenario deriva-dirichlet-k5 --resume $(if $(WORKERS),--workers $(WORKERS))
+	for s in $(FACTOR_SCENARIOS); do $(PY) experiments/simulation.py --scenario $$s --resume $(if $(WORKERS),--workers $(WORKERS)) || exit 1; done
+	$(PY) experiments/factors.py
+
 seeds: venv
 	@echo "==> one-shot comparison and robustness over the study's seeds -> results/semillas.json"
 	$(PY) experiments/seeds.py
 
 # Everything the essay and the README report (the demo's comparison included), then their tables re-rendered.
-results: seeds scenarios heterogeneity privacy
+results: seeds scenarios heterogeneity privacy factors
 	$(PY) demo.py --results results
 	$(PY) experiments/tables.py --write ensayo_aprendizaje_federado.md README.md docs/*.md
 

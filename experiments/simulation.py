@@ -224,7 +224,7 @@ def run_one(args, scenario, configured, run):
     print_summary(results["summary"])
     print(f"Wrote {out / RESULTS_FILE} and {out / FIGURE_FILE}")
     baseline = None
-    if args.seeds:
+    if args.seeds and (scenario is None or scenario.centralized):
         baseline = read_baseline(out, settings, manifest["num_clients"])
         if baseline is None:
             baseline = train_centralized(federation, settings)

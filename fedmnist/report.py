@@ -14,7 +14,7 @@ changed, or someone edited a number). experiments/tables.py is the command line.
 import json
 import re
 
-from fedmnist import attacks, cited, scenarios, seed_summary, strategies
+from fedmnist import attacks, cited, factors, scenarios, seed_summary, strategies
 from fedmnist.defaults import RESULTS_DIR
 from fedmnist.strategies import label_of
 
@@ -525,7 +525,37 @@ def dp_sgd_table():
     return markdown(["B", "SGD (imágenes/s)", "DP-SGD (imágenes/s)", "DP-SGD / SGD"], rows, "rrrr")
 
 
+def factors_table():
+    """The factors study: each level's final accuracy over the seeds and its paired difference with its reference."""
+    path = factors.SUMMARY_JSON
+    if not path.is_file():
+        return markdown(["factor"], [["(sin resultados: `make factors`)"]], "l")
+    rows = []
+    for key, factor in json.loads(path.read_text())["factors"].items():
+        for row in factor["rows"]:
+            rows.append(
+                [
+                    factor["label"],
+                    factors.level_text(key, row),
+                    row["label"],
+                    mean_std(row["final_accuracy"]),
+                    "—" if row["is_reference"] else paired_text(row["difference"]),
+                    factor["compared_with"],
+                ]
+            )
+    header = [
+        "factor",
+        "valor",
+        "estrategia",
+        "exactitud final (%)",
+        "diferencia (puntos, IC 95 % pareado)",
+        "frente a",
+    ]
+    return markdown(header, rows, "lllrrl")
+
+
 TABLES = {
+    "factores": factors_table,
     "dp_sgd": dp_sgd_table,
     "privacidad": privacy_table,
     "privacidad_completa": privacy_full_table,

@@ -2,6 +2,7 @@
 
     label = "IID"                     # how tables and figures name its partition (Spanish)
     seeds = [42, 43, 44]              # optional: run it once per seed by default (else --seed, one run)
+    centralized = false               # optional: skip the centralized baseline of each seed (default true)
     [split]                           # SplitSpec fields: num_clients, partition, alpha, shards_per_client
     [run]                             # RoundSettings fields, and strategies = ["fedavg", "fedprox:0.01", ...]
 
@@ -18,6 +19,7 @@ from fedmnist.simulation import RoundSettings
 
 SPLIT_KEYS = {f.name for f in fields(SplitSpec)} - {"seed"}
 RUN_KEYS = {f.name for f in fields(RoundSettings)} - {"seed"}
+TOP_KEYS = ("label", "seeds", "centralized", "split", "run")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Scenario:
     run: dict  # RoundSettings fields except the seed
     strategies: tuple
     seeds: tuple = ()  # the seeds it runs over by default; empty: one run with --seed
+    centralized: bool = True  # train the centralized baseline beside each seed's run
 
     def split_spec(self, seed):
         return SplitSpec(seed=seed, **self.split)
@@ -56,6 +59,9 @@ def load(name, folder=SCENARIOS_DIR):
     seeds = table.get("seeds", [])
     if not (isinstance(seeds, list) and all(isinstance(s, int) and 0 <= s < 2**32 for s in seeds)):
         raise PartitionError(f"{path}: seeds must be a list of integers in 0..2^32-1")
-    if unknown := set(table) - {"label", "seeds", "split", "run"}:
-        raise PartitionError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: label, seeds, split, run")
-    return Scenario(name, str(table.get("label", name)), split, run, strategies, tuple(seeds))
+    centralized = table.get("centralized", True)
+    if not isinstance(centralized, bool):
+        raise PartitionError(f"{path}: centralized must be true or false")
+    if unknown := set(table) - set(TOP_KEYS):
+        raise PartitionError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(TOP_KEYS)}")
+    return Scenario(name, str(table.get("label", name)), split, run, strategies, tuple(seeds), centralized)

@@ -1,0 +1,183 @@
+"""The factors study: what heterogeneity (α), FedProx's μ and local work against rounds (E at R·E fixed) change.
+
+Each factor moves one setting of deriva-dirichlet-k5 (K = 5, all clients every round, SGD, B = 64, seeds 42, 43
+and 44) and keeps the rest; the factores-* scenarios hold the other levels. A level is a strategy of one of those
+scenarios over the same seeds, so two levels are paired by seed: the same seed gives the same initial weights,
+and for the same α the same partition. Each point is compared with its factor's reference, paired:
+
+- α: each rule against FedAvg at the same α (which rule wins as the data grow more skewed);
+- μ: FedProx at each μ against FedAvg (μ = 0);
+- E: each rule at E local epochs and R = 20/E rounds against itself at E = 1, R = 20 (the same local epochs).
+
+Reads each scenario's resumen.json (fedmnist/seed_summary.py); writes results/factores.json and factores.png.
+"""
+
+import json
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from fedmnist import scenarios
+from fedmnist.defaults import RESULTS_DIR
+from fedmnist.evaluation import write_json_and_figure
+from fedmnist.partition import PartitionError
+from fedmnist.seed_summary import SUMMARY_FILE, mean_std, paired
+from fedmnist.strategies import label_of
+
+REFERENCE = "deriva-dirichlet-k5"
+SUMMARY_JSON, SUMMARY_FIGURE = RESULTS_DIR / "factores.json", RESULTS_DIR / "factores.png"
+
+
+@dataclass(frozen=True)
+class Factor:
+    label: str  # Spanish: the axis of the figure and the table
+    scenarios: tuple  # where its levels were run, the reference first
+    strategies: tuple  # the result names it follows (a prefix followed by ":" matches every value)
+    compared_with: str  # Spanish: what each point's paired difference is against
+
+
+FACTORS = {
+    "alpha": Factor(
+        "α de Dirichlet (menor: clientes más desiguales)",
+        (REFERENCE, "factores-alfa-1", "factores-alfa-100"),
+        ("fedavg", "fedprox:0.01", "fedmed", "fedadam:0.01"),
+        "FedAvg con la misma α",
+    ),
+    "mu": Factor("μ de FedProx (0: FedAvg)", (REFERENCE, "factores-mu"), ("fedavg", "fedprox:"), "FedAvg (μ = 0)"),
+    "epochs": Factor(
+        "E épocas locales por ronda, R = 20/E rondas",
+        (REFERENCE, "factores-e2", "factores-e5"),
+        ("fedavg", "fedprox:0.01"),
+        "la misma regla con E = 1, R = 20",
+    ),
+}
+
+
+def read_summaries(names, results_dir=RESULTS_DIR):
+    """{scenario: resumen.json}; PartitionError naming the first one missing and the command that makes it."""
+    found = {}
+    for name in names:
+        path = results_dir / "simulacion" / name / SUMMARY_FILE
+        if not path.is_file():
+            raise PartitionError(f"{path}: missing; run experiments/simulation.py --scenario {name} --resume")
+        found[name] = json.loads(path.read_text())
+    seeds = {name: summary["config"]["seeds"] for name, summary in found.items()}
+    if len({tuple(s) for s in seeds.values()}) > 1:
+        raise PartitionError(f"the factor scenarios ran over different seeds ({seeds}): they cannot be paired")
+    return found
+
+
+def followed(factor, name):
+    return any(name == s or (s.endswith(":") and name.startswith(s)) for s in factor.strategies)
+
+
+def level_of(key, scenario, summary, name):
+    """The factor's value at this point, read from the scenario file (α) or the run's recorded settings."""
+    config = summary["config"]
+    if key == "alpha":
+        return scenario.split["alpha"]
+    if key == "mu":
+        return config["parameters"].get(name, {}).get("mu", 0.0)
+    return config["epochs"]
+
+
+def comparison_of(key, factor, scenario_name, name):
+    """(scenario, strategy) that a point is compared with: FedAvg at the same α, FedAvg for μ, itself at E = 1."""
+    if key == "alpha":
+        return scenario_name, "fedavg"
+    if key == "mu":
+        return factor.scenarios[0], "fedavg"
+    return factor.scenarios[0], name
+
+
+def finals(summary, name):
+    return summary["strategies"][name]["final_accuracy"]["values"]
+
+
+def factor_rows(key, factor, summaries):
+    """One row per (scenario, followed strategy): its level, final accuracy over the seeds, paired difference."""
+    rows = []
+    for scenario_name in factor.scenarios:
+        scenario, summary = scenarios.load(scenario_name), summaries[scenario_name]
+        for name in (n for n in summary["strategies"] if followed(factor, n)):
+            against_scenario, against_name = comparison_of(key, factor, scenario_name, name)
+            against = finals(summaries[against_scenario], against_name)
+            rows.append(
+                {
+                    "scenario": scenario_name,
+                    "strategy": name,
+                    "label": label_of(name),
+                    "level": level_of(key, scenario, summary, name),
+                    "rounds": summary["config"]["rounds"],
+                    "epochs": summary["config"]["epochs"],
+                    "final_accuracy": mean_std(finals(summary, name)),
+                    "is_reference": (against_scenario, against_name) == (scenario_name, name),
+                    "difference": paired(finals(summary, name), against),
+                }
+            )
+    return sorted(rows, key=lambda row: (row["level"], factor.strategies.index(series_of(factor, row["strategy"]))))
+
+
+def series_of(factor, name):
+    """The entry of factor.strategies that `name` belongs to (FedProx's values are one series in μ)."""
+    return next(s for s in factor.strategies if name == s or (s.endswith(":") and name.startswith(s)))
+
+
+def summarize(summaries):
+    seeds = next(iter(summaries.values()))["config"]["seeds"]
+    return {
+        "reference": REFERENCE,
+        "seeds": seeds,
+        "factors": {
+            key: {
+                "label": factor.label,
+                "scenarios": list(factor.scenarios),
+                "compared_with": factor.compared_with,
+                "rows": factor_rows(key, factor, summaries),
+            }
+            for key, factor in FACTORS.items()
+        },
+    }
+
+
+def all_scenarios():
+    return list(dict.fromkeys(name for factor in FACTORS.values() for name in factor.scenarios))
+
+
+def plot_factors(summary):
+    """One dot plot per factor: each seed's final accuracy, and the mean ± std, series side by side."""
+    fig, axes = plt.subplots(1, len(summary["factors"]), figsize=(6 * len(summary["factors"]), 4.8))
+    for ax, (key, factor) in zip(axes, summary["factors"].items()):
+        levels = sorted({row["level"] for row in factor["rows"]})
+        series = list(dict.fromkeys("FedProx" if key == "mu" else row["label"] for row in factor["rows"]))
+        width = 0.7 / len(series)
+        for index, label in enumerate(series):
+            color = plt.cm.tab10.colors[index]
+            rows = [row for row in factor["rows"] if key == "mu" or row["label"] == label]
+            x = np.array([levels.index(row["level"]) for row in rows]) + (index - (len(series) - 1) / 2) * width
+            for position, row in zip(x, rows):
+                values = row["final_accuracy"]["values"]
+                ax.plot([position] * len(values), values, "o", color=color, alpha=0.4)
+            means = [row["final_accuracy"]["mean"] for row in rows]
+            stds = [row["final_accuracy"]["std"] or 0 for row in rows]
+            ax.errorbar(x, means, yerr=stds, fmt="D", color=color, capsize=4, label=label)
+        first = {row["level"]: row for row in reversed(factor["rows"])}
+        ax.set_xticks(range(len(levels)), [level_text(key, first[level]) for level in levels])
+        ax.set_xlabel(factor["label"])
+        ax.set_ylabel("exactitud final en test (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    seeds = ", ".join(map(str, summary["seeds"]))
+    fig.suptitle(f"Factores sobre Dirichlet K = 5: cada semilla ({seeds}) y media ± desv. típica")
+    fig.tight_layout()
+    return fig
+
+
+def level_text(key, row):
+    """How tables and figures name a point's level: its value, or E and R for local work."""
+    return f"E = {row['epochs']}, R = {row['rounds']}" if key == "epochs" else f"{row['level']:g}"
+
+
+def write_summary(summary):
+    return write_json_and_figure(SUMMARY_JSON, summary, SUMMARY_FIGURE, plot_factors(summary))
