@@ -1,7 +1,8 @@
 """The factors study: what heterogeneity (α), FedProx's μ and local work against rounds (E at R·E fixed) change.
 
 Each factor moves one setting of deriva-dirichlet-k5 (K = 5, all clients every round, SGD, B = 64, seeds 42, 43
-and 44) and keeps the rest; the factores-* scenarios hold the other levels. A level is a strategy of one of those
+and 44) and keeps the rest; the factores-* scenarios hold the other levels: α = 1, μ = 0.1 and 1, E = 5 with
+R = 4. Few levels: each costs as much local training as one of deriva-dirichlet-k5's strategies. A level is a strategy of one of those
 scenarios over the same seeds, so two levels are paired by seed: the same seed gives the same initial weights,
 and for the same α the same partition. Each point is compared with its factor's reference, paired:
 
@@ -40,14 +41,14 @@ class Factor:
 FACTORS = {
     "alpha": Factor(
         "α de Dirichlet (menor: clientes más desiguales)",
-        (REFERENCE, "factores-alfa-1", "factores-alfa-100"),
-        ("fedavg", "fedprox:0.01", "fedmed", "fedadam:0.01"),
+        (REFERENCE, "factores-alfa-1"),
+        ("fedavg", "fedprox:0.01", "fedmed"),
         "FedAvg con la misma α",
     ),
     "mu": Factor("μ de FedProx (0: FedAvg)", (REFERENCE, "factores-mu"), ("fedavg", "fedprox:"), "FedAvg (μ = 0)"),
     "epochs": Factor(
         "E épocas locales por ronda, R = 20/E rondas",
-        (REFERENCE, "factores-e2", "factores-e5"),
+        (REFERENCE, "factores-e5"),
         ("fedavg", "fedprox:0.01"),
         "la misma regla con E = 1, R = 20",
     ),

@@ -31,25 +31,9 @@ SUMMARIES = {
         }
     ),
     "factores-alfa-1": summary(
-        {
-            "fedavg": [98.0, 98.0, 98.0],
-            "fedprox:0.01": [98.0, 98.0, 98.0],
-            "fedmed": [97.0, 96.0, 95.0],
-            "fedadam:0.01": [98.5, 98.5, 98.5],
-        }
+        {"fedavg": [98.0, 98.0, 98.0], "fedprox:0.01": [98.0, 98.0, 98.0], "fedmed": [97.0, 96.0, 95.0]}
     ),
-    "factores-alfa-100": summary(
-        {
-            "fedavg": [99.0, 99.0, 99.0],
-            "fedprox:0.01": [98.9, 99.0, 99.0],
-            "fedmed": [99.0, 98.9, 99.1],
-            "fedadam:0.01": [99.0, 99.0, 99.0],
-        }
-    ),
-    "factores-mu": summary(
-        {"fedprox:0.001": [97.0, 98.0, 96.0], "fedprox:0.1": [97.0, 98.5, 97.0], "fedprox:1": [95.0, 96.0, 94.0]}
-    ),
-    "factores-e2": summary({"fedavg": [96.0, 97.0, 95.0], "fedprox:0.01": [96.0, 97.0, 95.5]}, epochs=2, rounds=10),
+    "factores-mu": summary({"fedprox:0.1": [97.0, 98.5, 97.0], "fedprox:1": [95.0, 96.0, 94.0]}),
     "factores-e5": summary({"fedavg": [93.0, 95.0, 92.0], "fedprox:0.01": [94.0, 95.0, 93.0]}, epochs=5, rounds=4),
 }
 
@@ -73,44 +57,37 @@ def rows(study, key):
 
 def test_alpha_reads_each_level_from_its_scenario_and_pairs_each_rule_with_fedavg_at_that_alpha(study):
     alpha = rows(study, "alpha")
-    assert sorted({level for level, _ in alpha}) == [0.1, 1.0, 100.0]
-    assert ("scaffold:1" not in {name for _, name in alpha}) and len(alpha) == 12
+    assert sorted({level for level, _ in alpha}) == [0.1, 1.0]
+    assert {name for _, name in alpha} == {"fedavg", "fedprox:0.01", "fedmed"} and len(alpha) == 6
     fedmed = alpha[(1.0, "fedmed")]["difference"]
     assert fedmed["mean"] == pytest.approx(-2.0)  # (97 − 98, 96 − 98, 95 − 98) / 3
     assert fedmed["ci95"][0] < -2.0 < fedmed["ci95"][1]
-    assert alpha[(100.0, "fedavg")]["is_reference"] and not alpha[(100.0, "fedmed")]["is_reference"]
+    assert alpha[(1.0, "fedavg")]["is_reference"] and not alpha[(1.0, "fedmed")]["is_reference"]
 
 
 def test_mu_is_one_series_from_fedavg_at_zero_against_fedavg(study):
     mu = study["factors"]["mu"]["rows"]
-    assert [row["level"] for row in mu] == [0.0, 0.001, 0.01, 0.1, 1.0]
-    assert [row["strategy"] for row in mu][:2] == ["fedavg", "fedprox:0.001"]
+    assert [row["level"] for row in mu] == [0.0, 0.01, 0.1, 1.0]
+    assert [row["strategy"] for row in mu] == ["fedavg", "fedprox:0.01", "fedprox:0.1", "fedprox:1"]
     by_level = {row["level"]: row for row in mu}
-    assert by_level[0.0]["is_reference"] and by_level[0.001]["difference"]["mean"] == 0.0
+    assert by_level[0.0]["is_reference"] and by_level[0.01]["difference"]["mean"] == pytest.approx(0.5 / 3, abs=0.005)
     assert by_level[1.0]["difference"]["mean"] == pytest.approx(-2.0)  # (95 − 97, 96 − 98, 94 − 96) / 3
     assert by_level[0.1]["difference"]["mean"] == pytest.approx(0.5)  # (0, 0.5, 1) / 3
 
 
 def test_local_epochs_are_paired_with_the_same_rule_at_one_epoch_and_twenty_rounds(study):
     epochs = rows(study, "epochs")
-    assert sorted(epochs) == [
-        (1, "fedavg"),
-        (1, "fedprox:0.01"),
-        (2, "fedavg"),
-        (2, "fedprox:0.01"),
-        (5, "fedavg"),
-        (5, "fedprox:0.01"),
-    ]
+    assert sorted(epochs) == [(1, "fedavg"), (1, "fedprox:0.01"), (5, "fedavg"), (5, "fedprox:0.01")]
     assert epochs[(5, "fedprox:0.01")]["rounds"] == 4
     difference = epochs[(5, "fedprox:0.01")]["difference"]["mean"]
     assert difference == pytest.approx((-3.5 - 3 - 3) / 3, abs=0.005)  # (94, 95, 93) against (97.5, 98, 96)
-    assert epochs[(1, "fedavg")]["is_reference"] and not epochs[(2, "fedavg")]["is_reference"]
+    assert epochs[(1, "fedavg")]["is_reference"] and not epochs[(5, "fedavg")]["is_reference"]
     assert factors.level_text("epochs", epochs[(5, "fedavg")]) == "E = 5, R = 4"
 
 
 def test_a_missing_scenario_is_named_with_the_command_that_runs_it(tmp_path):
-    write_summaries(tmp_path, {k: v for k, v in SUMMARIES.items() if k != "factores-e2"})
-    with pytest.raises(PartitionError, match="factores-e2/resumen.json: missing; run .*--scenario factores-e2"):
+    write_summaries(tmp_path, {k: v for k, v in SUMMARIES.items() if k != "factores-e5"})
+    with pytest.raises(PartitionError, match="factores-e5/resumen.json: missing; run .*--scenario factores-e5"):
         factors.read_summaries(factors.all_scenarios(), tmp_path)
 
 
@@ -124,4 +101,4 @@ def test_the_figure_has_a_dot_plot_per_factor(study):
     figure = factors.plot_factors(study)
     assert [ax.get_xlabel() for ax in figure.axes] == [f.label for f in factors.FACTORS.values()]
     mu_ticks = [tick.get_text() for tick in figure.axes[1].get_xticklabels()]
-    assert mu_ticks == ["0", "0.001", "0.01", "0.1", "1"]
+    assert mu_ticks == ["0", "0.01", "0.1", "1"]
