@@ -2,9 +2,10 @@
 
 Each factor moves one setting of deriva-dirichlet-k5 (K = 5, all clients every round, SGD, B = 64, seeds 42, 43
 and 44) and keeps the rest; the factores-* scenarios hold the other levels: α = 1, μ = 0.1 and 1, E = 5 with
-R = 4. Few levels: each costs as much local training as one of deriva-dirichlet-k5's strategies. A level is a strategy of one of those
-scenarios over the same seeds, so two levels are paired by seed: the same seed gives the same initial weights,
-and for the same α the same partition. Each point is compared with its factor's reference, paired:
+R = 4. Few levels: each costs as much local training as one of deriva-dirichlet-k5's strategies. A level is a
+strategy of one of those scenarios over the same seeds, so two levels are paired by seed: the same seed gives
+the same initial weights, and for the same α the same partition. Each point is compared with its factor's
+reference, paired:
 
 - α: each rule against FedAvg at the same α (which rule wins as the data grow more skewed);
 - μ: FedProx at each μ against FedAvg (μ = 0);
