@@ -70,10 +70,6 @@ def read_summaries(names, results_dir=RESULTS_DIR):
     return found
 
 
-def followed(factor, name):
-    return any(name == s or (s.endswith(":") and name.startswith(s)) for s in factor.strategies)
-
-
 def level_of(key, scenario, summary, name):
     """The factor's value at this point, read from the scenario file (α) or the run's recorded settings."""
     config = summary["config"]
@@ -102,7 +98,7 @@ def factor_rows(key, factor, summaries):
     rows = []
     for scenario_name in factor.scenarios:
         scenario, summary = scenarios.load(scenario_name), summaries[scenario_name]
-        for name in (n for n in summary["strategies"] if followed(factor, n)):
+        for name in (n for n in summary["strategies"] if series_of(factor, n)):
             against_scenario, against_name = comparison_of(key, factor, scenario_name, name)
             against = finals(summaries[against_scenario], against_name)
             rows.append(
@@ -122,8 +118,8 @@ def factor_rows(key, factor, summaries):
 
 
 def series_of(factor, name):
-    """The entry of factor.strategies that `name` belongs to (FedProx's values are one series in μ)."""
-    return next(s for s in factor.strategies if name == s or (s.endswith(":") and name.startswith(s)))
+    """The entry of factor.strategies that `name` belongs to (FedProx's values are one series in μ), or None."""
+    return next((s for s in factor.strategies if name == s or (s.endswith(":") and name.startswith(s))), None)
 
 
 def summarize(summaries):
