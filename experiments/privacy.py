@@ -15,7 +15,6 @@ import json
 import sys
 
 from fedmnist import scenarios
-from fedmnist.defaults import RESULTS_DIR
 from fedmnist.history import RESULTS_FILE
 from fedmnist.partition import PartitionError
 from fedmnist.privacy_study import LEAKAGE_FILE, leakage_of_run, summarize, write_summary
@@ -38,7 +37,7 @@ def scenario_results(name, workers, force):
     scenario = scenarios.load(name)
     runs, found = [], []
     for seed in scenario.seeds:
-        run_dir = RESULTS_DIR / "simulacion" / name / f"semilla_{seed}"
+        run_dir = scenarios.results_dir(name) / f"semilla_{seed}"
         if not (run_dir / RESULTS_FILE).is_file():
             raise PartitionError(f"{run_dir / RESULTS_FILE}: missing; run experiments/simulation.py --scenario {name}")
         runs.append(json.loads((run_dir / RESULTS_FILE).read_text()))

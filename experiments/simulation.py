@@ -159,7 +159,7 @@ def resolve(args):
     configured = [strategies.parse_spec(spec, values) for spec in specs]
     if len({c.name for c in configured}) != len(configured):
         raise ValueError(f"--strategies {' '.join(specs)}: each strategy may appear once")
-    out = args.out or defaults.RESULTS_DIR / "simulacion" / (scenario.name if scenario else "run")
+    out = args.out or scenarios.results_dir(scenario.name if scenario else "run")
     data = args.data or (defaults.SCENARIO_DATA_DIR / scenario.name if scenario else defaults.DATA_DIR)
     runs = []
     for seed in seeds:

@@ -60,7 +60,7 @@ def read_summaries(names, results_dir=RESULTS_DIR):
     """{scenario: resumen.json}; PartitionError naming the first one missing and the command that makes it."""
     found = {}
     for name in names:
-        path = results_dir / "simulacion" / name / SUMMARY_FILE
+        path = scenarios.results_dir(name, results_dir) / SUMMARY_FILE
         if not path.is_file():
             raise PartitionError(f"{path}: missing; run experiments/simulation.py --scenario {name} --resume")
         found[name] = json.loads(path.read_text())
@@ -70,11 +70,11 @@ def read_summaries(names, results_dir=RESULTS_DIR):
     return found
 
 
-def level_of(key, scenario, summary, name):
+def level_of(key, scenario_name, summary, name):
     """The factor's value at this point, read from the scenario file (α) or the run's recorded settings."""
     config = summary["config"]
     if key == "alpha":
-        return scenario.split["alpha"]
+        return scenarios.load(scenario_name).split["alpha"]
     if key == "mu":
         return config["parameters"].get(name, {}).get("mu", 0.0)
     return config["epochs"]
@@ -97,7 +97,7 @@ def factor_rows(key, factor, summaries):
     """One row per (scenario, followed strategy): its level, final accuracy over the seeds, paired difference."""
     rows = []
     for scenario_name in factor.scenarios:
-        scenario, summary = scenarios.load(scenario_name), summaries[scenario_name]
+        summary = summaries[scenario_name]
         for name in (n for n in summary["strategies"] if series_of(factor, n)):
             against_scenario, against_name = comparison_of(key, factor, scenario_name, name)
             against = finals(summaries[against_scenario], against_name)
@@ -106,7 +106,7 @@ def factor_rows(key, factor, summaries):
                     "scenario": scenario_name,
                     "strategy": name,
                     "label": label_of(name),
-                    "level": level_of(key, scenario, summary, name),
+                    "level": level_of(key, scenario_name, summary, name),
                     "rounds": summary["config"]["rounds"],
                     "epochs": summary["config"]["epochs"],
                     "final_accuracy": mean_std(finals(summary, name)),

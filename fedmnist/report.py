@@ -301,7 +301,7 @@ def seeded_summaries(prefix="deriva-"):
     found = []
     for name in (n for n in scenarios.names() if n.startswith(prefix)):
         scenario = scenarios.load(name)
-        path = RESULTS_DIR / "simulacion" / name / "resumen.json"
+        path = scenarios.results_dir(name) / seed_summary.SUMMARY_FILE
         if scenario.seeds and path.is_file():
             found.append((scenario, json.loads(path.read_text())))
     return found

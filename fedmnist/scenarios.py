@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, fields
 
 from fedmnist.data import SplitSpec
-from fedmnist.defaults import ROUND_STRATEGIES, SCENARIOS_DIR
+from fedmnist.defaults import RESULTS_DIR, ROUND_STRATEGIES, SCENARIOS_DIR
 from fedmnist.partition import PartitionError
 from fedmnist.simulation import RoundSettings
 
@@ -34,6 +34,11 @@ class Scenario:
 
     def split_spec(self, seed):
         return SplitSpec(seed=seed, **self.split)
+
+
+def results_dir(name, results=RESULTS_DIR):
+    """Where scenario `name` writes its runs (semilla_<s>/ for each seed) and their summary."""
+    return results / "simulacion" / name
 
 
 def names(folder=SCENARIOS_DIR):
