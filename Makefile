@@ -99,7 +99,7 @@ privacy: venv
 	for s in $(PRIVACY_SCENARIOS); do $(PY) experiments/simulation.py --scenario $$s --resume $(if $(WORKERS),--workers $(WORKERS)) || exit 1; done
 	$(PY) experiments/privacy.py
 
-# α, FedProx's μ and E at fixed R·E, each level over deriva-dirichlet-k5's seeds (about an hour): resumable.
+# α, K, FedProx's μ and E at fixed R·E, each level over deriva-dirichlet-k5's seeds (about 4 h): resumable.
 factors: venv
 	@echo "==> the factors study ($(FACTOR_SCENARIOS)) over their seeds -> results/simulacion/, results/factores.json"
 	$(PY) experiments/simulation.py --scenario deriva-dirichlet-k5 --resume $(if $(WORKERS),--workers $(WORKERS))

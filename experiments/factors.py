@@ -1,4 +1,4 @@
-"""The factors study: α, FedProx's μ and E at fixed R·E, each against its reference, over the same seeds.
+"""The factors study: α, K, FedProx's μ and E at fixed R·E, each against its reference, over the same seeds.
 
 Run the scenarios first (make factors does both):
 

@@ -1,13 +1,15 @@
-"""The factors study: what heterogeneity (α), FedProx's μ and local work against rounds (E at R·E fixed) change.
+"""The factors study: what heterogeneity (α), the number of clients (K), FedProx's μ and local work against
+rounds (E at R·E fixed) change.
 
-Each factor moves one setting of deriva-dirichlet-k5 (K = 5, all clients every round, SGD, B = 64, seeds 42, 43
-and 44) and keeps the rest; the factores-* scenarios hold the other levels: α = 1, μ = 0.1 and 1, E = 5 with
-R = 4. Few levels: each costs as much local training as one of deriva-dirichlet-k5's strategies. A level is a
-strategy of one of those scenarios over the same seeds, so two levels are paired by seed: the same seed gives
-the same initial weights, and for the same α the same partition. Each point is compared with its factor's
-reference, paired:
+Each factor moves one setting of deriva-dirichlet-k5 (K = 5, all clients every round, SGD, B = 64, seeds 42,
+43 and 44) and keeps the rest; the factores-* scenarios hold the other levels: α = 1, K = 20 (the same images,
+fewer per client), μ = 0.1 and 1, E = 5 with R = 4. Few levels: each costs as much local training as one of
+deriva-dirichlet-k5's strategies. A level is a strategy of one of those scenarios over the same seeds, so two
+levels are paired by seed: the same seed gives the same initial weights, and for the same α and K the same
+partition. Each point is compared with its factor's reference, paired:
 
 - α: each rule against FedAvg at the same α (which rule wins as the data grow more skewed);
+- K: likewise, each rule against FedAvg at the same K;
 - μ: FedProx at each μ against FedAvg (μ = 0);
 - E: each rule at E local epochs and R = 20/E rounds against itself at E = 1, R = 20 (the same local epochs).
 
@@ -46,6 +48,12 @@ FACTORS = {
         ("fedavg", "fedprox:0.01", "fedmed"),
         "FedAvg con la misma α",
     ),
+    "clients": Factor(
+        "K clientes, todos en cada ronda (más: menos imágenes cada uno)",
+        (REFERENCE, "factores-k20"),
+        ("fedavg", "fedmed"),
+        "FedAvg con la misma K",
+    ),
     "mu": Factor("μ de FedProx (0: FedAvg)", (REFERENCE, "factores-mu"), ("fedavg", "fedprox:"), "FedAvg (μ = 0)"),
     "epochs": Factor(
         "E épocas locales por ronda, R = 20/E rondas",
@@ -75,14 +83,16 @@ def level_of(key, scenario_name, summary, name):
     config = summary["config"]
     if key == "alpha":
         return scenarios.load(scenario_name).split["alpha"]
+    if key == "clients":
+        return config["num_clients"]
     if key == "mu":
         return config["parameters"].get(name, {}).get("mu", 0.0)
     return config["epochs"]
 
 
 def comparison_of(key, factor, scenario_name, name):
-    """(scenario, strategy) that a point is compared with: FedAvg at the same α, FedAvg for μ, itself at E = 1."""
-    if key == "alpha":
+    """(scenario, strategy) a point is compared with: FedAvg at the same α or K, FedAvg for μ, itself at E = 1."""
+    if key in ("alpha", "clients"):
         return scenario_name, "fedavg"
     if key == "mu":
         return factor.scenarios[0], "fedavg"
@@ -145,8 +155,10 @@ def all_scenarios():
 
 def plot_factors(summary):
     """One dot plot per factor: each seed's final accuracy, and the mean ± std, series side by side."""
-    fig, axes = plt.subplots(1, len(summary["factors"]), figsize=(6 * len(summary["factors"]), 4.8))
-    for ax, (key, factor) in zip(axes, summary["factors"].items()):
+    columns = 2
+    rows_of_plots = -(-len(summary["factors"]) // columns)
+    fig, axes = plt.subplots(rows_of_plots, columns, figsize=(6 * columns, 4.6 * rows_of_plots), squeeze=False)
+    for ax, (key, factor) in zip(axes.flat, summary["factors"].items()):
         levels = sorted({row["level"] for row in factor["rows"]})
         series = list(dict.fromkeys("FedProx" if key == "mu" else row["label"] for row in factor["rows"]))
         width = 0.7 / len(series)
@@ -166,6 +178,8 @@ def plot_factors(summary):
         ax.set_ylabel("exactitud final en test (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    for unused in axes.flat[len(summary["factors"]) :]:
+        unused.remove()
     seeds = ", ".join(map(str, summary["seeds"]))
     fig.suptitle(f"Factores sobre Dirichlet K = 5: cada semilla ({seeds}) y media ± desv. típica")
     fig.tight_layout()

@@ -11,11 +11,12 @@ from fedmnist.seed_summary import SUMMARY_FILE
 SEEDS = [42, 43, 44]
 
 
-def summary(finals, epochs=1, rounds=20, seeds=SEEDS):
+def summary(finals, epochs=1, rounds=20, seeds=SEEDS, num_clients=5):
     """A resumen.json with only what the study reads: {strategy: final accuracy per seed}."""
     parameters = {name: {"mu": float(name.split(":")[1])} for name in finals if name.startswith("fedprox:")}
+    config = {"seeds": seeds, "rounds": rounds, "epochs": epochs, "num_clients": num_clients, "parameters": parameters}
     return {
-        "config": {"seeds": seeds, "rounds": rounds, "epochs": epochs, "parameters": parameters},
+        "config": config,
         "strategies": {name: {"final_accuracy": {"values": values}} for name, values in finals.items()},
     }
 
@@ -33,6 +34,7 @@ SUMMARIES = {
     "factores-alfa-1": summary(
         {"fedavg": [98.0, 98.0, 98.0], "fedprox:0.01": [98.0, 98.0, 98.0], "fedmed": [97.0, 96.0, 95.0]}
     ),
+    "factores-k20": summary({"fedavg": [96.0, 97.0, 95.0], "fedmed": [80.0, 85.0, 87.0]}, num_clients=20),
     "factores-mu": summary({"fedprox:0.1": [97.0, 98.5, 97.0], "fedprox:1": [95.0, 96.0, 94.0]}),
     "factores-e5": summary({"fedavg": [93.0, 95.0, 92.0], "fedprox:0.01": [94.0, 95.0, 93.0]}, epochs=5, rounds=4),
 }
@@ -63,6 +65,14 @@ def test_alpha_reads_each_level_from_its_scenario_and_pairs_each_rule_with_fedav
     assert fedmed["mean"] == pytest.approx(-2.0)  # (97 − 98, 96 − 98, 95 − 98) / 3
     assert fedmed["ci95"][0] < -2.0 < fedmed["ci95"][1]
     assert alpha[(1.0, "fedavg")]["is_reference"] and not alpha[(1.0, "fedmed")]["is_reference"]
+
+
+def test_clients_reads_k_from_the_run_and_pairs_each_rule_with_fedavg_at_that_k(study):
+    clients = rows(study, "clients")
+    assert sorted(clients) == [(5, "fedavg"), (5, "fedmed"), (20, "fedavg"), (20, "fedmed")]
+    assert clients[(20, "fedmed")]["difference"]["mean"] == pytest.approx(-12.0)  # (80 − 96, 85 − 97, 87 − 95) / 3
+    assert clients[(5, "fedmed")]["difference"]["mean"] == pytest.approx(-5.0)  # (90 − 97, 92 − 98, 94 − 96) / 3
+    assert clients[(20, "fedavg")]["is_reference"] and clients[(20, "fedavg")]["difference"]["mean"] == 0
 
 
 def test_mu_is_one_series_from_fedavg_at_zero_against_fedavg(study):
@@ -100,5 +110,5 @@ def test_scenarios_run_over_other_seeds_cannot_be_paired(tmp_path):
 def test_the_figure_has_a_dot_plot_per_factor(study):
     figure = factors.plot_factors(study)
     assert [ax.get_xlabel() for ax in figure.axes] == [f.label for f in factors.FACTORS.values()]
-    mu_ticks = [tick.get_text() for tick in figure.axes[1].get_xticklabels()]
+    mu_ticks = [tick.get_text() for tick in figure.axes[list(factors.FACTORS).index("mu")].get_xticklabels()]
     assert mu_ticks == ["0", "0.01", "0.1", "1"]
