@@ -9,6 +9,7 @@ import json
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib.ticker import LogFormatter
 from sklearn.metrics import confusion_matrix, f1_score
 
 from fedmnist.files import OutputSet, atomic_path
@@ -49,6 +50,20 @@ def save_figure(fig, path, dpi=120):
     """Write `fig` as a PNG atomically."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+
+
+def log_axis(ax):
+    """A log-scale y axis labelled with plain numbers (0.5, 2, 1e+21); the minor ticks too within about a decade."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(LogFormatter())
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
+
+
+def legend_below(fig, ax, columns=4):
+    """One legend for the whole figure, from `ax`'s labelled lines, under the panels: it covers no curve."""
+    handles, labels = ax.get_legend_handles_labels()
+    ncol = min(columns, len(labels))
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False)
 
 
 def write_json_and_figure(json_path, data, figure_path, figure):

@@ -36,7 +36,7 @@ from matplotlib.ticker import MaxNLocator
 
 from fedmnist.data import read_slots_archive, read_weights_archive, slots_archive_bytes, weights_archive_bytes
 from fedmnist.defaults import ACCURACY_TARGETS, OPTIMIZER, SAMPLING
-from fedmnist.evaluation import save_figure
+from fedmnist.evaluation import legend_below, log_axis, save_figure
 from fedmnist.files import OutputSet, write_bytes_atomically, write_text_atomically
 from fedmnist.partition import PartitionError
 from fedmnist.strategies import label_of, parse_spec
@@ -262,32 +262,34 @@ def write_results(out_dir, results, title, extra_files=()):
 
 
 def plot_history(results, title):
-    """Test accuracy, test loss and (where recorded) the clients' drift per round, one line per strategy."""
+    """Test accuracy (axis from 0), test loss and (where recorded) the clients' drift per round, a line per strategy.
+
+    Loss and drift are on log scales: a diverging strategy would otherwise flatten every other line.
+    """
     has_drift = any(row.get("drift") for rows in results["history"].values() for row in rows)
     fig, axes = plt.subplots(1, 3 if has_drift else 2, figsize=(16 if has_drift else 12, 4.5))
     for name, rows in results["history"].items():
         rounds = [row["round"] for row in rows]
-        axes[0].plot(rounds, [100 * row["accuracy"] for row in rows], "o-", label=label_of(name), markersize=4)
-        axes[1].plot(rounds, [row["loss"] for row in rows], "o-", label=label_of(name), markersize=4)
+        label = label_of(name, short=True)
+        axes[0].plot(rounds, [100 * row["accuracy"] for row in rows], "o-", label=label, markersize=3)
+        axes[1].plot(rounds, [row["loss"] for row in rows], "o-", label=label, markersize=3)
         drifted = [(row["round"], row["drift"]["mean_client_distance"]) for row in rows if row.get("drift")]
         if drifted:
-            axes[2].plot(*zip(*drifted), "o-", label=label_of(name), markersize=4)
+            axes[2].plot(*zip(*drifted), "o-", label=label, markersize=3)
     for target in ACCURACY_TARGETS:
         axes[0].axhline(100 * target, color="gray", linestyle=":", linewidth=1)
-    lowest = min((row["accuracy"] for rows in results["history"].values() for row in rows), default=0.9)
-    axes[0].set_ylim(max(0, 100 * lowest - 2), 100)
+    axes[0].set_ylim(0, 100)
     axes[0].set_ylabel("exactitud en test (%)")
-    axes[1].set_ylabel("pérdida en test")
-    axes[1].set_yscale("log")
+    axes[1].set_ylabel("pérdida en test (escala log.)")
+    log_axis(axes[1])
     if has_drift:
-        axes[2].set_ylabel("deriva media de los clientes ‖w_k − w‖")
-        axes[2].set_ylim(bottom=0)
+        axes[2].set_ylabel("deriva media de los clientes ‖w_k − w‖ (escala log.)")
+        log_axis(axes[2])
     for ax in axes:
         ax.set_xlabel("ronda")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        if ax.has_data():
-            ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
+    legend_below(fig, axes[0])
     return fig

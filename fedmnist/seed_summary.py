@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from fedmnist.defaults import ACCURACY_TARGETS
-from fedmnist.evaluation import write_json_and_figure
+from fedmnist.evaluation import legend_below, log_axis, write_json_and_figure
 from fedmnist.strategies import label_of
 
 SUMMARY_FILE, SUMMARY_FIGURE = "resumen.json", "resumen.png"
@@ -116,18 +116,22 @@ def write_seed_summary(out_dir, runs, label, baselines=()):
 
 
 def plot_seed_summary(summary):
-    """Accuracy per round (mean over seeds, band ± 1 std, axis from 0), final accuracy per seed, client drift."""
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5), gridspec_kw={"width_ratios": [1.4, 1, 1]})
+    """Accuracy per round (mean over seeds, band ± 1 std, axis from 0), final accuracy per seed, client drift.
+
+    Drift is on a log scale: a diverging strategy would otherwise flatten every other line.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5), gridspec_kw={"width_ratios": [1.3, 1, 1]})
     names = list(summary["strategies"])
     colors = dict(zip(names, plt.cm.tab10.colors))
+    short = {name: label_of(name, short=True) for name in names}
     for name, row in summary["strategies"].items():
         rounds = np.arange(1, len(row["curve_mean"]) + 1)
         mean = np.array(row["curve_mean"])
-        axes[0].plot(rounds, mean, "-", color=colors[name], label=row["label"])
+        axes[0].plot(rounds, mean, "-", color=colors[name], label=short[name])
         if row["curve_std"]:
             std = np.array(row["curve_std"])
             axes[0].fill_between(rounds, mean - std, mean + std, color=colors[name], alpha=0.2)
-        axes[2].plot(rounds, row["drift_mean"], "-", color=colors[name], label=row["label"])
+        axes[2].plot(rounds, row["drift_mean"], "-", color=colors[name])
     if "centralized" in summary:
         central = summary["centralized"]
         axes[0].plot(central["equivalent_rounds"], central["curve_mean"], "k--", label="centralizado (mismas épocas)")
@@ -140,7 +144,7 @@ def plot_seed_summary(summary):
         axes[1].plot(final["values"], [position] * len(final["values"]), "o", color=colors[name], alpha=0.5)
         if final["std"] is not None:
             axes[1].errorbar(final["mean"], position, xerr=final["std"], fmt="D", color="black", capsize=4)
-    labels = [summary["strategies"][n]["label"] for n in names]
+    labels = [short[name] for name in names]
     if "centralized" in summary:
         final = summary["centralized"]["final_accuracy"]
         axes[1].plot(final["values"], [len(names)] * len(final["values"]), "o", color="gray", alpha=0.5)
@@ -149,18 +153,19 @@ def plot_seed_summary(summary):
         labels.append("centralizado")
     axes[1].set_yticks(range(len(labels)), labels)
     axes[1].invert_yaxis()
+    axes[1].set_xlim(0, 100)
     axes[1].set_xlabel("exactitud final (%): cada semilla, y media ± desv. típica")
-    axes[2].set_ylim(bottom=0)
-    axes[2].set_ylabel("deriva media de los clientes ‖w_k − w‖")
+    log_axis(axes[2])
+    axes[2].set_ylabel("deriva media de los clientes ‖w_k − w‖ (escala log.)")
     for ax in (axes[0], axes[2]):
         ax.set_xlabel("ronda")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
     seeds = ", ".join(map(str, summary["config"]["seeds"]))
     fig.suptitle(f"{summary['label']}: K = {summary['config']['num_clients']}, semillas {seeds}")
     fig.tight_layout()
+    legend_below(fig, axes[0])
     return fig
 
 

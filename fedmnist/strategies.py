@@ -128,12 +128,13 @@ class Strategy:
             "delta": DP_DELTA,
         }
 
-    def describe(self, values=None):
-        """The strategy with its parameter values, as a label: FedProx (μ = 0.01)."""
+    def describe(self, values=None, short=False):
+        """The strategy with its parameter values, as a label: FedProx (μ = 0.01); `short`: the first one only."""
         values = {**self.defaults(), **(values or {})}
         if not self.parameters:
             return self.label
-        return f"{self.label} (" + ", ".join(f"{p.symbol} = {values[p.name]:g}" for p in self.parameters) + ")"
+        shown = self.parameters[:1] if short else self.parameters
+        return f"{self.label} (" + ", ".join(f"{p.symbol} = {values[p.name]:g}" for p in shown) + ")"
 
 
 REGISTRY = {}
@@ -237,8 +238,8 @@ class Configured:
     def step(self, pairs, current, state, **round_inputs):
         return self.strategy.step(pairs, current, state, self.values, **round_inputs)
 
-    def label(self):
-        return self.strategy.describe(self.values)
+    def label(self, short=False):
+        return self.strategy.describe(self.values, short)
 
 
 def parse_spec(spec, values=None):
@@ -264,10 +265,13 @@ def parse_spec(spec, values=None):
     return Configured(row, chosen)
 
 
-def label_of(name):
-    """The Spanish label of a result name such as 'fedprox:0.01' (the name itself if no row matches)."""
+def label_of(name, short=False):
+    """The Spanish label of a result name such as 'fedprox:0.01' (the name itself if no row matches).
+
+    `short`, for figures: only the parameter the name sets, FedAdam (η = 0.01); the tables give them all.
+    """
     try:
-        return parse_spec(name).label()
+        return parse_spec(name).label(short)
     except ValueError:
         return name
 

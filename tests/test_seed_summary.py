@@ -2,7 +2,8 @@
 
 import pytest
 
-from fedmnist.seed_summary import mean_std, paired, summarize_runs
+from fedmnist.history import plot_history
+from fedmnist.seed_summary import mean_std, paired, plot_seed_summary, summarize_runs
 
 
 def test_paired_differences_by_hand():
@@ -21,7 +22,8 @@ def test_mean_std_uses_the_sample_standard_deviation():
 
 
 def run(seed, curve):
-    rows = [{"round": r, "accuracy": a, "drift": {"mean_client_distance": 0.1}} for r, a in enumerate(curve, 1)]
+    drift = {"mean_client_distance": 0.1}
+    rows = [{"round": r, "accuracy": a, "loss": 1 - a, "drift": dict(drift)} for r, a in enumerate(curve, 1)]
     return {
         "config": {"seed": seed, "partition_seed": seed, "data": "x", "strategies": ["fedavg"], "num_clients": 5},
         "rounds_completed": len(curve),
@@ -39,3 +41,21 @@ def test_every_curve_is_kept_and_the_baseline_is_paired_with_each_strategy():
     assert fedavg["curves"] == [[50.0, 80.0], [60.0, 90.0]] and fedavg["curve_mean"] == [55.0, 85.0]
     assert fedavg["final_accuracy"]["mean"] == 85.0 and summary["config"]["seeds"] == [1, 2]
     assert summary["paired_final_accuracy"]["fedavg - centralized"]["mean"] == -5.0
+
+
+def test_the_figures_start_accuracy_at_zero_keep_a_diverging_run_readable_and_leave_the_curves_uncovered():
+    diverged = run(2, [0.6, 0.1])
+    diverged["history"]["fedavg"][1]["drift"]["mean_client_distance"] = 1e21
+    runs = [run(1, [0.95, 0.97]), diverged]
+    for name in ("fedprox:0.01", "fedadam:0.01"):
+        for result in runs:
+            result["history"][name] = result["history"]["fedavg"]
+            result["config"]["strategies"].append(name)
+            result["summary"][name] = result["summary"]["fedavg"]
+    seed_figure = plot_history(diverged, "prueba")
+    summary_figure = plot_seed_summary(summarize_runs(runs, "prueba"))
+    for figure in (seed_figure, summary_figure):
+        accuracy, drift = figure.axes[0], figure.axes[2]
+        assert accuracy.get_ylim() == (0, 100) and drift.get_yscale() == "log"
+        assert all(ax.get_legend() is None for ax in figure.axes)
+        assert [text.get_text() for text in figure.legends[0].get_texts()][-1] == "FedAdam (η = 0.01)"
