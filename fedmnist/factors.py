@@ -35,7 +35,8 @@ SUMMARY_JSON, SUMMARY_FIGURE = RESULTS_DIR / "factores.json", RESULTS_DIR / "fac
 
 @dataclass(frozen=True)
 class Factor:
-    label: str  # Spanish: the axis of the figure and the table
+    symbol: str  # the table's first column
+    label: str  # Spanish: the axis of the figure
     scenarios: tuple  # where its levels were run, the reference first
     strategies: tuple  # the result names it follows (a prefix followed by ":" matches every value)
     compared_with: str  # Spanish: what each point's paired difference is against
@@ -43,19 +44,22 @@ class Factor:
 
 FACTORS = {
     "alpha": Factor(
+        "α",
         "α de Dirichlet (menor: clientes más desiguales)",
         (REFERENCE, "factores-alfa-1"),
         ("fedavg", "fedprox:0.01", "fedmed"),
         "FedAvg con la misma α",
     ),
     "clients": Factor(
+        "K",
         "K clientes, todos en cada ronda (más: menos imágenes cada uno)",
         (REFERENCE, "factores-k20"),
         ("fedavg", "fedmed"),
         "FedAvg con la misma K",
     ),
-    "mu": Factor("μ de FedProx (0: FedAvg)", (REFERENCE, "factores-mu"), ("fedavg", "fedprox:"), "FedAvg (μ = 0)"),
+    "mu": Factor("μ", "μ de FedProx (0: FedAvg)", (REFERENCE, "factores-mu"), ("fedavg", "fedprox:"), "FedAvg (μ = 0)"),
     "epochs": Factor(
+        "E",
         "E épocas locales por ronda, R = 20/E rondas",
         (REFERENCE, "factores-e5"),
         ("fedavg", "fedprox:0.01"),
@@ -139,6 +143,7 @@ def summarize(summaries):
         "seeds": seeds,
         "factors": {
             key: {
+                "symbol": factor.symbol,
                 "label": factor.label,
                 "scenarios": list(factor.scenarios),
                 "compared_with": factor.compared_with,
@@ -181,7 +186,9 @@ def plot_factors(summary):
     for unused in axes.flat[len(summary["factors"]) :]:
         unused.remove()
     seeds = ", ".join(map(str, summary["seeds"]))
-    fig.suptitle(f"Factores sobre Dirichlet K = 5: cada semilla ({seeds}) y media ± desv. típica")
+    fig.suptitle(
+        f"Cada factor movido desde Dirichlet α = 0.1, K = 5, E = 1, R = 20: cada semilla ({seeds}) y media ± desv. típica"
+    )
     fig.tight_layout()
     return fig
 

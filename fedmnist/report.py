@@ -535,7 +535,7 @@ def factors_table():
         for row in factor["rows"]:
             rows.append(
                 [
-                    factor["label"],
+                    factor["symbol"],
                     factors.level_text(key, row),
                     row["label"],
                     mean_std(row["final_accuracy"]),
