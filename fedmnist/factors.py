@@ -187,7 +187,8 @@ def plot_factors(summary):
         unused.remove()
     seeds = ", ".join(map(str, summary["seeds"]))
     fig.suptitle(
-        f"Cada factor movido desde Dirichlet α = 0.1, K = 5, E = 1, R = 20: cada semilla ({seeds}) y media ± desv. típica"
+        "Cada factor movido desde Dirichlet α = 0.1, K = 5, E = 1, R = 20: "
+        f"cada semilla ({seeds}) y media ± desv. típica"
     )
     fig.tight_layout()
     return fig
