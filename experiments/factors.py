@@ -6,7 +6,8 @@ Run the scenarios first (make factors does both):
     python experiments/factors.py
 
 It reads deriva-dirichlet-k5's and the factores-* scenarios' resumen.json and writes
-results/factores.json and results/factores.png. See fedmnist/factors.py for the design.
+results/factores.json and results/factores.png with every factor whose runs have all finished; the others
+are listed as pending. See fedmnist/factors.py for the design.
 """
 
 import argparse
@@ -33,6 +34,9 @@ def main(argv=None):
                 f"  {row['level']:>7g}  {row['label']:<48} {final['mean']:6.2f} ± {final['std']:.2f}   "
                 f"{difference['mean']:+6.2f} [{low:+.2f}, {high:+.2f}]"
             )
+    for pending in summary["pending"].values():
+        missing = ", ".join(pending["missing"])
+        print(f"\n{pending['label']}: pending, no results yet for {missing}; run: make factors")
     print(f"\nWrote {' and '.join(map(str, written))}")
 
 

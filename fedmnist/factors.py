@@ -69,13 +69,12 @@ FACTORS = {
 
 
 def read_summaries(names, results_dir=RESULTS_DIR):
-    """{scenario: resumen.json}; PartitionError naming the first one missing and the command that makes it."""
+    """{scenario: resumen.json} for those of `names` that have one; PartitionError if they ran over other seeds."""
     found = {}
     for name in names:
         path = scenarios.results_dir(name, results_dir) / SUMMARY_FILE
-        if not path.is_file():
-            raise PartitionError(f"{path}: missing; run experiments/simulation.py --scenario {name} --resume")
-        found[name] = json.loads(path.read_text())
+        if path.is_file():
+            found[name] = json.loads(path.read_text())
     seeds = {name: summary["config"]["seeds"] for name, summary in found.items()}
     if len({tuple(s) for s in seeds.values()}) > 1:
         raise PartitionError(f"the factor scenarios ran over different seeds ({seeds}): they cannot be paired")
@@ -137,10 +136,20 @@ def series_of(factor, name):
 
 
 def summarize(summaries):
-    seeds = next(iter(summaries.values()))["config"]["seeds"]
+    """Every factor whose scenarios have all run; the others are listed as pending, with what they still lack.
+
+    PartitionError when no factor can be summarized yet, naming the command that runs the first missing scenario.
+    """
+    ready = {key: f for key, f in FACTORS.items() if all(name in summaries for name in f.scenarios)}
+    pending = {key: missing_scenarios(f, summaries) for key, f in FACTORS.items() if key not in ready}
+    if not ready:
+        first = next(iter(pending.values()))[0]
+        raise PartitionError(
+            f"no factor has all its runs yet; start with: python experiments/simulation.py --scenario {first} --resume"
+        )
     return {
         "reference": REFERENCE,
-        "seeds": seeds,
+        "seeds": next(iter(summaries.values()))["config"]["seeds"],
         "factors": {
             key: {
                 "symbol": factor.symbol,
@@ -149,9 +158,17 @@ def summarize(summaries):
                 "compared_with": factor.compared_with,
                 "rows": factor_rows(key, factor, summaries),
             }
-            for key, factor in FACTORS.items()
+            for key, factor in ready.items()
+        },
+        "pending": {
+            key: {"symbol": FACTORS[key].symbol, "label": FACTORS[key].label, "missing": missing}
+            for key, missing in pending.items()
         },
     }
+
+
+def missing_scenarios(factor, summaries):
+    return [name for name in factor.scenarios if name not in summaries]
 
 
 def all_scenarios():

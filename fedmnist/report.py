@@ -530,8 +530,8 @@ def factors_table():
     path = factors.SUMMARY_JSON
     if not path.is_file():
         return markdown(["factor"], [["(sin resultados: `make factors`)"]], "l")
-    rows = []
-    for key, factor in json.loads(path.read_text())["factors"].items():
+    summary, rows = json.loads(path.read_text()), []
+    for key, factor in summary["factors"].items():
         for row in factor["rows"]:
             rows.append(
                 [
@@ -543,6 +543,9 @@ def factors_table():
                     factor["compared_with"],
                 ]
             )
+    for pending in summary["pending"].values():
+        missing = ", ".join(f"`{name}`" for name in pending["missing"])
+        rows.append([pending["symbol"], "—", f"(pendiente: falta {missing}; `make factors`)", "—", "—", "—"])
     header = [
         "factor",
         "valor",

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fedmnist import factors
+from fedmnist import factors, report
 from fedmnist.partition import PartitionError
 from fedmnist.seed_summary import SUMMARY_FILE
 
@@ -95,10 +95,33 @@ def test_local_epochs_are_paired_with_the_same_rule_at_one_epoch_and_twenty_roun
     assert factors.level_text("epochs", epochs[(5, "fedavg")]) == "E = 5, R = 4"
 
 
-def test_a_missing_scenario_is_named_with_the_command_that_runs_it(tmp_path):
-    write_summaries(tmp_path, {k: v for k, v in SUMMARIES.items() if k != "factores-e5"})
-    with pytest.raises(PartitionError, match="factores-e5/resumen.json: missing; run .*--scenario factores-e5"):
-        factors.read_summaries(factors.all_scenarios(), tmp_path)
+def test_a_factor_whose_runs_have_not_all_finished_is_pending_and_the_others_are_summarized(study, tmp_path):
+    results_dir = tmp_path / "partial"
+    write_summaries(results_dir, {k: v for k, v in SUMMARIES.items() if k != "factores-e5"})
+    partial = factors.summarize(factors.read_summaries(factors.all_scenarios(), results_dir))
+    assert partial["factors"] == {key: study["factors"][key] for key in ("alpha", "clients", "mu")}
+    assert partial["pending"] == {
+        "epochs": {"symbol": "E", "label": factors.FACTORS["epochs"].label, "missing": ["factores-e5"]}
+    }
+    assert study["pending"] == {}
+
+
+def test_the_table_has_a_row_per_point_and_one_per_pending_factor(tmp_path, monkeypatch):
+    results_dir = tmp_path / "partial"
+    write_summaries(results_dir, {k: v for k, v in SUMMARIES.items() if k != "factores-e5"})
+    partial = factors.summarize(factors.read_summaries(factors.all_scenarios(), results_dir))
+    monkeypatch.setattr(factors, "SUMMARY_JSON", tmp_path / "factores.json")
+    factors.SUMMARY_JSON.write_text(json.dumps(partial))
+    lines = report.factors_table().splitlines()[2:]
+    assert len(lines) == 6 + 4 + 4 + 1
+    assert [line.split(" | ")[0] for line in lines] == ["| α"] * 6 + ["| K"] * 4 + ["| μ"] * 4 + ["| E"]
+    assert "pendiente: falta `factores-e5`" in lines[-1]
+
+
+def test_with_no_factor_complete_the_error_names_the_command_that_runs_a_missing_scenario(tmp_path):
+    write_summaries(tmp_path, {"deriva-dirichlet-k5": SUMMARIES["deriva-dirichlet-k5"]})
+    with pytest.raises(PartitionError, match="no factor has all its runs yet; .*--scenario factores-alfa-1 --resume"):
+        factors.summarize(factors.read_summaries(factors.all_scenarios(), tmp_path))
 
 
 def test_scenarios_run_over_other_seeds_cannot_be_paired(tmp_path):
