@@ -177,7 +177,7 @@ def all_scenarios():
 
 def plot_factors(summary):
     """One dot plot per factor: each seed's final accuracy, and the mean ± std, series side by side."""
-    columns = 2
+    columns = min(2, len(summary["factors"]))
     rows_of_plots = -(-len(summary["factors"]) // columns)
     fig, axes = plt.subplots(rows_of_plots, columns, figsize=(6 * columns, 4.6 * rows_of_plots), squeeze=False)
     for ax, (key, factor) in zip(axes.flat, summary["factors"].items()):
@@ -204,8 +204,9 @@ def plot_factors(summary):
         unused.remove()
     seeds = ", ".join(map(str, summary["seeds"]))
     fig.suptitle(
-        "Cada factor movido desde Dirichlet α = 0.1, K = 5, E = 1, R = 20: "
+        "Cada factor movido desde Dirichlet α = 0.1, K = 5, E = 1, R = 20\n"
         f"cada semilla ({seeds}) y media ± desv. típica"
+        + "".join(f"; {p['symbol']} pendiente" for p in summary["pending"].values())
     )
     fig.tight_layout()
     return fig

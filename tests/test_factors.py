@@ -104,6 +104,8 @@ def test_a_factor_whose_runs_have_not_all_finished_is_pending_and_the_others_are
         "epochs": {"symbol": "E", "label": factors.FACTORS["epochs"].label, "missing": ["factores-e5"]}
     }
     assert study["pending"] == {}
+    figure = factors.plot_factors(partial)
+    assert len(figure.axes) == 3 and figure.get_suptitle().endswith("; E pendiente")
 
 
 def test_the_table_has_a_row_per_point_and_one_per_pending_factor(tmp_path, monkeypatch):
