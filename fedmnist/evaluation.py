@@ -52,11 +52,18 @@ def save_figure(fig, path, dpi=120):
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
 
 
+class PlainLogFormatter(LogFormatter):
+    """LogFormatter's choice of which ticks to label, each written as a plain number (0.6, 2, 1e+21), not 6e−01."""
+
+    def __call__(self, x, pos=None):
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
 def log_axis(ax):
     """A log-scale y axis labelled with plain numbers (0.5, 2, 1e+21); the minor ticks too within about a decade."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(LogFormatter())
-    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
+    ax.yaxis.set_major_formatter(PlainLogFormatter())
+    ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
 
 
 def legend_below(fig, ax, columns=4):

@@ -1,7 +1,9 @@
 """The summary over seeds: mean ± std, and the paired comparison computed by hand."""
 
+import matplotlib.pyplot as plt
 import pytest
 
+from fedmnist.evaluation import log_axis
 from fedmnist.history import plot_history
 from fedmnist.seed_summary import mean_std, paired, plot_seed_summary, summarize_runs
 
@@ -59,3 +61,13 @@ def test_the_figures_start_accuracy_at_zero_keep_a_diverging_run_readable_and_le
         assert accuracy.get_ylim() == (0, 100) and drift.get_yscale() == "log"
         assert all(ax.get_legend() is None for ax in figure.axes)
         assert [text.get_text() for text in figure.legends[0].get_texts()][-1] == "FedAdam (η = 0.01)"
+
+
+def test_a_log_axis_within_a_decade_labels_its_ticks_as_plain_numbers():
+    figure, ax = plt.subplots()
+    ax.plot([1, 2], [0.42, 1.1])
+    log_axis(ax)
+    figure.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if t.get_text()]
+    assert "0.6" in labels and not [label for label in labels if "e" in label]  # "0.6", not "6e−01"
+    plt.close(figure)
