@@ -26,13 +26,13 @@ def main(argv=None):
         sys.exit(f"factors.py: error: {err}")
     for factor in summary["factors"].values():
         print(f"\n{factor['label']}: final accuracy (%) over seeds {summary['seeds']}")
-        print(f"  each against {factor['compared_with']}, paired: mean [95 % interval] in points")
+        print("  each against the point it names, paired: mean [95 % interval] in points")
         for row in factor["rows"]:
             final, difference = row["final_accuracy"], row["difference"]
             low, high = difference["ci95"]
             print(
                 f"  {row['level']:>7g}  {row['label']:<48} {final['mean']:6.2f} ± {final['std']:.2f}   "
-                f"{difference['mean']:+6.2f} [{low:+.2f}, {high:+.2f}]"
+                f"{difference['mean']:+6.2f} [{low:+.2f}, {high:+.2f}]  against {row['against']}"
             )
     for pending in summary["pending"].values():
         missing = ", ".join(pending["missing"])

@@ -8,8 +8,9 @@ deriva-dirichlet-k5's strategies. A level is a strategy of one of those scenario
 levels are paired by seed: the same seed gives the same initial weights, and for the same α and K the same
 partition. Each point is compared with its factor's reference, paired:
 
-- α: each rule against FedAvg at the same α (which rule wins as the data grow more skewed);
-- K: likewise, each rule against FedAvg at the same K;
+- α: FedAvg against FedAvg at α = 0.1 (the factor's own effect), each other rule against FedAvg at the same α
+  (which rule wins as the data grow more skewed);
+- K: likewise, FedAvg against FedAvg at K = 5, each other rule against FedAvg at the same K;
 - μ: FedProx at each μ against FedAvg (μ = 0);
 - E: each rule at E local epochs and R = 20/E rounds against itself at E = 1, R = 20 (the same local epochs).
 
@@ -39,7 +40,6 @@ class Factor:
     label: str  # Spanish: the axis of the figure
     scenarios: tuple  # where its levels were run, the reference first
     strategies: tuple  # the result names it follows (a prefix followed by ":" matches every value)
-    compared_with: str  # Spanish: what each point's paired difference is against
 
 
 FACTORS = {
@@ -48,22 +48,19 @@ FACTORS = {
         "α de Dirichlet (menor: clientes más desiguales)",
         (REFERENCE, "factores-alfa-1"),
         ("fedavg", "fedprox:0.01", "fedmed"),
-        "FedAvg con la misma α",
     ),
     "clients": Factor(
         "K",
         "K clientes, todos en cada ronda (más: menos imágenes cada uno)",
         (REFERENCE, "factores-k20"),
         ("fedavg", "fedmed"),
-        "FedAvg con la misma K",
     ),
-    "mu": Factor("μ", "μ de FedProx (0: FedAvg)", (REFERENCE, "factores-mu"), ("fedavg", "fedprox:"), "FedAvg (μ = 0)"),
+    "mu": Factor("μ", "μ de FedProx (0: FedAvg)", (REFERENCE, "factores-mu"), ("fedavg", "fedprox:")),
     "epochs": Factor(
         "E",
         "E épocas locales por ronda, R = 20/E rondas",
         (REFERENCE, "factores-e5"),
         ("fedavg", "fedprox:0.01"),
-        "la misma regla con E = 1, R = 20",
     ),
 }
 
@@ -94,9 +91,10 @@ def level_of(key, scenario_name, summary, name):
 
 
 def comparison_of(key, factor, scenario_name, name):
-    """(scenario, strategy) a point is compared with: FedAvg at the same α or K, FedAvg for μ, itself at E = 1."""
+    """(scenario, strategy) a point is compared with: for α and K, FedAvg at the reference level for FedAvg and
+    FedAvg at the same level for the other rules; FedAvg for μ; the same rule at E = 1 for E."""
     if key in ("alpha", "clients"):
-        return scenario_name, "fedavg"
+        return (factor.scenarios[0] if name == "fedavg" else scenario_name), "fedavg"
     if key == "mu":
         return factor.scenarios[0], "fedavg"
     return factor.scenarios[0], name
@@ -114,6 +112,7 @@ def factor_rows(key, factor, summaries):
         for name in (n for n in summary["strategies"] if series_of(factor, n)):
             against_scenario, against_name = comparison_of(key, factor, scenario_name, name)
             against = finals(summaries[against_scenario], against_name)
+            against_summary = summaries[against_scenario]
             rows.append(
                 {
                     "scenario": scenario_name,
@@ -125,6 +124,7 @@ def factor_rows(key, factor, summaries):
                     "final_accuracy": mean_std(finals(summary, name)),
                     "is_reference": (against_scenario, against_name) == (scenario_name, name),
                     "difference": paired(finals(summary, name), against),
+                    "against": point_text(key, factor, against_scenario, against_summary, against_name),
                 }
             )
     return sorted(rows, key=lambda row: (row["level"], factor.strategies.index(series_of(factor, row["strategy"]))))
@@ -155,7 +155,6 @@ def summarize(summaries):
                 "symbol": factor.symbol,
                 "label": factor.label,
                 "scenarios": list(factor.scenarios),
-                "compared_with": factor.compared_with,
                 "rows": factor_rows(key, factor, summaries),
             }
             for key, factor in ready.items()
@@ -210,6 +209,16 @@ def plot_factors(summary):
     )
     fig.tight_layout()
     return fig
+
+
+def point_text(key, factor, scenario_name, summary, name):
+    """A point named in Spanish for the table's "frente a" column: its rule and its level ("FedAvg, K = 5")."""
+    config = summary["config"]
+    if key == "epochs":
+        level = f"E = {config['epochs']}, R = {config['rounds']}"
+    else:
+        level = f"{factor.symbol} = {level_of(key, scenario_name, summary, name):g}"
+    return f"{label_of(name)}, {level}"
 
 
 def level_text(key, row):

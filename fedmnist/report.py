@@ -540,7 +540,7 @@ def factors_table():
                     row["label"],
                     mean_std(row["final_accuracy"]),
                     "—" if row["is_reference"] else paired_text(row["difference"]),
-                    factor["compared_with"],
+                    "—" if row["is_reference"] else row["against"],
                 ]
             )
     for pending in summary["pending"].values():

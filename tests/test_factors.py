@@ -64,7 +64,10 @@ def test_alpha_reads_each_level_from_its_scenario_and_pairs_each_rule_with_fedav
     fedmed = alpha[(1.0, "fedmed")]["difference"]
     assert fedmed["mean"] == pytest.approx(-2.0)  # (97 − 98, 96 − 98, 95 − 98) / 3
     assert fedmed["ci95"][0] < -2.0 < fedmed["ci95"][1]
-    assert alpha[(1.0, "fedavg")]["is_reference"] and not alpha[(1.0, "fedmed")]["is_reference"]
+    assert alpha[(0.1, "fedavg")]["is_reference"] and not alpha[(1.0, "fedmed")]["is_reference"]
+    assert alpha[(1.0, "fedmed")]["against"] == "FedAvg, α = 1"
+    fedavg = alpha[(1.0, "fedavg")]  # α's own effect: FedAvg against FedAvg at α = 0.1
+    assert fedavg["difference"]["mean"] == pytest.approx(1.0) and fedavg["against"] == "FedAvg, α = 0.1"
 
 
 def test_clients_reads_k_from_the_run_and_pairs_each_rule_with_fedavg_at_that_k(study):
@@ -72,7 +75,9 @@ def test_clients_reads_k_from_the_run_and_pairs_each_rule_with_fedavg_at_that_k(
     assert sorted(clients) == [(5, "fedavg"), (5, "fedmed"), (20, "fedavg"), (20, "fedmed")]
     assert clients[(20, "fedmed")]["difference"]["mean"] == pytest.approx(-12.0)  # (80 − 96, 85 − 97, 87 − 95) / 3
     assert clients[(5, "fedmed")]["difference"]["mean"] == pytest.approx(-5.0)  # (90 − 97, 92 − 98, 94 − 96) / 3
-    assert clients[(20, "fedavg")]["is_reference"] and clients[(20, "fedavg")]["difference"]["mean"] == 0
+    fedavg = clients[(20, "fedavg")]  # K's own effect: (96 − 97, 97 − 98, 95 − 96) / 3
+    assert fedavg["difference"]["mean"] == pytest.approx(-1.0) and fedavg["against"] == "FedAvg, K = 5"
+    assert clients[(20, "fedmed")]["against"] == "FedAvg, K = 20" and clients[(5, "fedavg")]["is_reference"]
 
 
 def test_mu_is_one_series_from_fedavg_at_zero_against_fedavg(study):
@@ -83,6 +88,7 @@ def test_mu_is_one_series_from_fedavg_at_zero_against_fedavg(study):
     assert by_level[0.0]["is_reference"] and by_level[0.01]["difference"]["mean"] == pytest.approx(0.5 / 3, abs=0.005)
     assert by_level[1.0]["difference"]["mean"] == pytest.approx(-2.0)  # (95 − 97, 96 − 98, 94 − 96) / 3
     assert by_level[0.1]["difference"]["mean"] == pytest.approx(0.5)  # (0, 0.5, 1) / 3
+    assert by_level[1.0]["against"] == "FedAvg, μ = 0"
 
 
 def test_local_epochs_are_paired_with_the_same_rule_at_one_epoch_and_twenty_rounds(study):
@@ -93,6 +99,7 @@ def test_local_epochs_are_paired_with_the_same_rule_at_one_epoch_and_twenty_roun
     assert difference == pytest.approx((-3.5 - 3 - 3) / 3, abs=0.005)  # (94, 95, 93) against (97.5, 98, 96)
     assert epochs[(1, "fedavg")]["is_reference"] and not epochs[(5, "fedavg")]["is_reference"]
     assert factors.level_text("epochs", epochs[(5, "fedavg")]) == "E = 5, R = 4"
+    assert epochs[(5, "fedprox:0.01")]["against"] == "FedProx (μ = 0.01), E = 1, R = 20"
 
 
 def test_a_factor_whose_runs_have_not_all_finished_is_pending_and_the_others_are_summarized(study, tmp_path):
