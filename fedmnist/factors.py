@@ -112,7 +112,6 @@ def factor_rows(key, factor, summaries):
         for name in (n for n in summary["strategies"] if series_of(factor, n)):
             against_scenario, against_name = comparison_of(key, factor, scenario_name, name)
             against = finals(summaries[against_scenario], against_name)
-            against_summary = summaries[against_scenario]
             rows.append(
                 {
                     "scenario": scenario_name,
@@ -124,7 +123,7 @@ def factor_rows(key, factor, summaries):
                     "final_accuracy": mean_std(finals(summary, name)),
                     "is_reference": (against_scenario, against_name) == (scenario_name, name),
                     "difference": paired(finals(summary, name), against),
-                    "against": point_text(key, factor, against_scenario, against_summary, against_name),
+                    "against": point_text(key, factor, against_scenario, summaries[against_scenario], against_name),
                 }
             )
     return sorted(rows, key=lambda row: (row["level"], factor.strategies.index(series_of(factor, row["strategy"]))))
