@@ -71,11 +71,26 @@ def read_summaries(names, results_dir=RESULTS_DIR):
     for name in names:
         path = scenarios.results_dir(name, results_dir) / SUMMARY_FILE
         if path.is_file():
-            found[name] = json.loads(path.read_text())
+            found[name] = summary_at(path, name)
     seeds = {name: summary["config"]["seeds"] for name, summary in found.items()}
     if len({tuple(s) for s in seeds.values()}) > 1:
         raise PartitionError(f"the factor scenarios ran over different seeds ({seeds}): they cannot be paired")
     return found
+
+
+def summary_at(path, name):
+    """A scenario's resumen.json; PartitionError naming it and the command that rewrites it if it is not one."""
+    try:
+        summary = json.loads(path.read_text())
+    except ValueError:
+        summary = None
+    config = summary.get("config") if isinstance(summary, dict) else None
+    if not (isinstance(config, dict) and "seeds" in config and isinstance(summary.get("strategies"), dict)):
+        raise PartitionError(
+            f"{path}: not a summary over seeds; rewrite it from its runs with "
+            f"python experiments/simulation.py --scenario {name} --resume"
+        )
+    return summary
 
 
 def level_of(key, scenario_name, summary, name):

@@ -133,6 +133,16 @@ def test_with_no_factor_complete_the_error_names_the_command_that_runs_a_missing
         factors.summarize(factors.read_summaries(factors.all_scenarios(), tmp_path))
 
 
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"config": {}}', "\udcff"])
+def test_a_damaged_summary_is_named_with_the_command_that_rewrites_it(tmp_path, content):
+    write_summaries(tmp_path, SUMMARIES)
+    (tmp_path / "simulacion" / "factores-k20" / SUMMARY_FILE).write_bytes(content.encode("utf-8", "surrogateescape"))
+    with pytest.raises(
+        PartitionError, match="factores-k20/resumen.json: not a summary .*--scenario factores-k20 --resume"
+    ):
+        factors.read_summaries(factors.all_scenarios(), tmp_path)
+
+
 def test_scenarios_run_over_other_seeds_cannot_be_paired(tmp_path):
     write_summaries(tmp_path, {**SUMMARIES, "factores-mu": summary({"fedprox:1": [1.0, 2.0]}, seeds=[1, 2])})
     with pytest.raises(PartitionError, match="different seeds"):
