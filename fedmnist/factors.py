@@ -229,7 +229,7 @@ def point_text(key, factor, scenario_name, summary, name):
     """A point named in Spanish for the table's "frente a" column: its rule and its level ("FedAvg, K = 5")."""
     config = summary["config"]
     if key == "epochs":
-        level = f"E = {config['epochs']}, R = {config['rounds']}"
+        level = local_work_text(config["epochs"], config["rounds"])
     else:
         level = f"{factor.symbol} = {level_of(key, scenario_name, summary, name):g}"
     return f"{label_of(name)}, {level}"
@@ -237,7 +237,11 @@ def point_text(key, factor, scenario_name, summary, name):
 
 def level_text(key, row):
     """How tables and figures name a point's level: its value, or E and R for local work."""
-    return f"E = {row['epochs']}, R = {row['rounds']}" if key == "epochs" else f"{row['level']:g}"
+    return local_work_text(row["epochs"], row["rounds"]) if key == "epochs" else f"{row['level']:g}"
+
+
+def local_work_text(epochs, rounds):
+    return f"E = {epochs}, R = {rounds}"
 
 
 def write_summary(summary):
