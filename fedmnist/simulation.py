@@ -219,12 +219,12 @@ def strategy_problems(configured, settings, num_clients=None):
         needed = c.strategy.local_optimizer
         if needed and settings.optimizer != needed:
             return (
-                f"strategy {c.name}: {c.strategy.name} is defined for {needed} clients, not {settings.optimizer}; "
+                f"strategy {c.name!r}: {c.strategy.name} is defined for {needed} clients, not {settings.optimizer}; "
                 f"use --optimizer {needed}"
             )
         if c.strategy.private and settings.fraction < 1 and settings.sampling != "poisson":
             return (
-                f"strategy {c.name}: {c.strategy.name}'s ε assumes each client joins a round independently with "
+                f"strategy {c.name!r}: {c.strategy.name}'s ε assumes each client joins a round independently with "
                 f"probability C; use --sampling poisson (or --fraction 1)"
             )
         if (
@@ -232,7 +232,7 @@ def strategy_problems(configured, settings, num_clients=None):
             and num_clients
             and (problem := privacy.problem(c.values, settings.fraction * num_clients))
         ):
-            return f"strategy {c.name}: {problem}"
+            return f"strategy {c.name!r}: {problem}"
     return None
 
 

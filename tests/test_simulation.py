@@ -144,10 +144,16 @@ def test_cli_resume_over_a_broken_state_is_one_clear_line(tiny_partition, tmp_pa
         (["--trim", "0.7"], "--trim 0.7: must be a number at least 0 and below 0.5"),
         (["--krum-f", "-1"], "--krum-f -1: must be an integer at least 0"),
         (["--workers", "-1"], "--workers -1: must be at least 0"),
-        (["--strategies", "scaffold"], "SCAFFOLD is defined for sgd clients, not adam; use --optimizer sgd"),
+        (
+            ["--strategies", "scaffold"],
+            "strategy 'scaffold:1': SCAFFOLD is defined for sgd clients, not adam; use --optimizer sgd",
+        ),
         (["--seeds", "1", "1"], "--seeds 1 1: each seed once"),
         (["--fedadam-beta2", "2"], "--fedadam-beta2 2.0: must be a number at least 0 and at most 1"),
-        (["--strategies", "dpfedavg", "--fraction", "0.5"], "DP-FedAvg's ε assumes each client joins a round"),
+        (
+            ["--strategies", "dpfedavg", "--fraction", "0.5"],
+            "'dpfedavg:1': DP-FedAvg's ε assumes each client joins a round",
+        ),
         (["--dp-quantile", "1.5"], "--dp-quantile 1.5: must be a number at least 0 and at most 1"),
         (["--dp-clip", "0"], "--dp-clip 0.0: must be a number at least 1e-12"),
         (
