@@ -9,7 +9,6 @@ value it names; --check exits non-zero, naming the table or the number, when a d
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -37,7 +36,7 @@ def main(argv=None):
                 fix = f"run python experiments/tables.py --write {path}"
                 print(f"{path}: differs from results/ in {'; '.join(stale)}; {fix}")
                 failed = True
-        except (OSError, KeyError, json.JSONDecodeError) as err:
+        except (OSError, KeyError, ValueError) as err:  # ValueError: a damaged JSON file or summary
             sys.exit(f"tables.py: error: {err}")
     sys.exit(1 if failed else 0)
 

@@ -17,7 +17,6 @@ partition. Each point is compared with its factor's reference, paired:
 Reads each scenario's resumen.json (fedmnist/seed_summary.py); writes results/factores.json and factores.png.
 """
 
-import json
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -27,7 +26,7 @@ from fedmnist import scenarios
 from fedmnist.defaults import RESULTS_DIR
 from fedmnist.evaluation import write_json_and_figure
 from fedmnist.partition import PartitionError
-from fedmnist.seed_summary import SUMMARY_FILE, mean_std, paired
+from fedmnist.seed_summary import SUMMARY_FILE, mean_std, paired, read_seed_summary
 from fedmnist.strategies import label_of
 
 REFERENCE = "deriva-dirichlet-k5"
@@ -71,26 +70,11 @@ def read_summaries(names, results_dir=RESULTS_DIR):
     for name in names:
         path = scenarios.results_dir(name, results_dir) / SUMMARY_FILE
         if path.is_file():
-            found[name] = summary_at(path, name)
+            found[name] = read_seed_summary(path, name)
     seeds = {name: summary["config"]["seeds"] for name, summary in found.items()}
     if len({tuple(s) for s in seeds.values()}) > 1:
         raise PartitionError(f"the factor scenarios ran over different seeds ({seeds}): they cannot be paired")
     return found
-
-
-def summary_at(path, name):
-    """A scenario's resumen.json; PartitionError naming it and the command that rewrites it if it is not one."""
-    try:
-        summary = json.loads(path.read_text())
-    except ValueError:
-        summary = None
-    config = summary.get("config") if isinstance(summary, dict) else None
-    if not (isinstance(config, dict) and "seeds" in config and isinstance(summary.get("strategies"), dict)):
-        raise PartitionError(
-            f"{path}: not a summary over seeds; rewrite it from its runs with "
-            f"python experiments/simulation.py --scenario {name} --resume"
-        )
-    return summary
 
 
 def level_of(key, scenario_name, summary, name):

@@ -303,7 +303,7 @@ def seeded_summaries(prefix="deriva-"):
         scenario = scenarios.load(name)
         path = scenarios.results_dir(name) / seed_summary.SUMMARY_FILE
         if scenario.seeds and path.is_file():
-            found.append((scenario, json.loads(path.read_text())))
+            found.append((scenario, seed_summary.read_seed_summary(path, name)))
     return found
 
 

@@ -1,7 +1,7 @@
 """One scenario over several seeds: every curve kept, mean ± std, rounds to each target, paired comparisons.
 
-Writes resumen.json and resumen.png beside the per-seed folders (semilla_<s>/simulacion.json and the
-centralized baseline's centralizado.json).
+Owns resumen.json: writes it, with resumen.png, beside the per-seed folders (semilla_<s>/simulacion.json and
+the centralized baseline's centralizado.json), and reads it back validated.
 Accuracies are in percent; std is the sample standard deviation (n − 1). Two
 strategies are compared on the same seeds, hence the same partitions, initial
 weights and sampled clients: the paired differences of their final accuracies
@@ -9,6 +9,7 @@ give a mean, a 95 % t-interval and the paired t-test's p-value.
 """
 
 import itertools
+import json
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,6 +18,7 @@ from scipy import stats
 
 from fedmnist.defaults import ACCURACY_TARGETS
 from fedmnist.evaluation import legend_below, log_axis, write_json_and_figure
+from fedmnist.partition import PartitionError
 from fedmnist.strategies import label_of
 
 SUMMARY_FILE, SUMMARY_FIGURE = "resumen.json", "resumen.png"
@@ -113,6 +115,21 @@ def write_seed_summary(out_dir, runs, label, baselines=()):
     summary = summarize_runs(runs, label, baselines)
     paths = write_json_and_figure(out_dir / SUMMARY_FILE, summary, out_dir / SUMMARY_FIGURE, plot_seed_summary(summary))
     return summary, list(paths)
+
+
+def read_seed_summary(path, name):
+    """A scenario's resumen.json; PartitionError naming it and the command that rewrites it if it is not one."""
+    try:
+        summary = json.loads(path.read_text())
+    except ValueError:
+        summary = None
+    config = summary.get("config") if isinstance(summary, dict) else None
+    if not (isinstance(config, dict) and "seeds" in config and isinstance(summary.get("strategies"), dict)):
+        raise PartitionError(
+            f"{path}: not a summary over seeds; rewrite it from its runs with "
+            f"python experiments/simulation.py --scenario {name} --resume"
+        )
+    return summary
 
 
 def plot_seed_summary(summary):
