@@ -354,7 +354,7 @@ def paired_difference(pairs, a, b):
 
 
 def drift_table():
-    """One row per heterogeneous-data scenario: FedAvg, the best strategy by mean final accuracy, centralized."""
+    """One row per heterogeneous-data scenario: FedAvg, the strategy with the highest mean final accuracy (a tie with others is possible: the CI says), centralized."""
     rows = []
     for scenario, summary in seeded_summaries():
         strategies_ = summary["strategies"]
@@ -377,8 +377,8 @@ def drift_table():
         "partición",
         "K / C / E / B",
         "FedAvg (%)",
-        "la mejor (%)",
-        "FedAvg − la mejor (IC 95 %)",
+        "mayor media (%)",
+        "FedAvg − mayor media (IC 95 %)",
         "centralizado (%)",
     ]
     return markdown(header, rows, "llrlrr")
