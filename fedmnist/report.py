@@ -354,7 +354,11 @@ def paired_difference(pairs, a, b):
 
 
 def drift_table():
-    """One row per heterogeneous-data scenario: FedAvg, the strategy with the highest mean final accuracy (a tie with others is possible: the CI says), centralized."""
+    """One row per heterogeneous-data scenario: FedAvg, the highest mean final accuracy, centralized.
+
+    The highest mean is not always a winner: others may tie with it, and the paired CI against FedAvg says
+    whether it even beats FedAvg.
+    """
     rows = []
     for scenario, summary in seeded_summaries():
         strategies_ = summary["strategies"]
