@@ -24,6 +24,10 @@ from fedmnist.strategies import label_of
 SUMMARY_FILE, SUMMARY_FIGURE = "resumen.json", "resumen.png"
 
 
+class SummaryError(PartitionError):
+    """A resumen.json that is not a summary over seeds; the message names it and the command that rewrites it."""
+
+
 def mean_std(values):
     values = np.asarray(values, dtype=np.float64)
     return {
@@ -118,14 +122,14 @@ def write_seed_summary(out_dir, runs, label, baselines=()):
 
 
 def read_seed_summary(path, name):
-    """A scenario's resumen.json; PartitionError naming it and the command that rewrites it if it is not one."""
+    """A scenario's resumen.json, checked; SummaryError if it is not one."""
     try:
         summary = json.loads(path.read_text())
     except ValueError:
         summary = None
     config = summary.get("config") if isinstance(summary, dict) else None
     if not (isinstance(config, dict) and "seeds" in config and isinstance(summary.get("strategies"), dict)):
-        raise PartitionError(
+        raise SummaryError(
             f"{path}: not a summary over seeds; rewrite it from its runs with "
             f"python experiments/simulation.py --scenario {name} --resume"
         )
