@@ -139,7 +139,9 @@ def read_seed_summary(path, name):
 def plot_seed_summary(summary):
     """Accuracy per round (mean over seeds, band ± 1 std, axis from 0), final accuracy per seed, client drift.
 
-    Drift is on a log scale: a diverging strategy would otherwise flatten every other line.
+    The final accuracies are a dot plot with error bars, so their axis spans the points, not 0 to 100: strategies
+    a few tenths apart would otherwise overlap. Drift is on a log scale: a diverging strategy would otherwise
+    flatten every other line.
     """
     fig, axes = plt.subplots(1, 3, figsize=(17, 5), gridspec_kw={"width_ratios": [1.3, 1, 1]})
     names = list(summary["strategies"])
@@ -174,8 +176,9 @@ def plot_seed_summary(summary):
         labels.append("centralizado")
     axes[1].set_yticks(range(len(labels)), labels)
     axes[1].invert_yaxis()
-    axes[1].set_xlim(0, 100)
-    axes[1].set_xlabel("exactitud final (%): cada semilla, y media ± desv. típica")
+    low, high = axes[1].get_xlim()
+    axes[1].set_xlim(max(low, 0), min(high, 100))  # a bar of ± 1 std may pass 100 %, an accuracy cannot
+    axes[1].set_xlabel("exactitud final (%): eje recortado; cada semilla, y media ± desv. típica")
     log_axis(axes[2])
     axes[2].set_ylabel("deriva media de los clientes ‖w_k − w‖ (escala log.)")
     for ax in (axes[0], axes[2]):

@@ -63,6 +63,20 @@ def test_the_figures_start_accuracy_at_zero_keep_a_diverging_run_readable_and_le
         assert [text.get_text() for text in figure.legends[0].get_texts()][-1] == "FedAdam (η = 0.01)"
 
 
+def test_the_final_accuracies_are_a_dot_plot_whose_axis_spans_its_points():
+    summary = summarize_runs([run(1, [0.9, 0.975]), run(2, [0.9, 0.985])], "prueba")
+    final = plot_seed_summary(summary).axes[1]
+    low, high = final.get_xlim()
+    assert 90 < low < 97.5 and 98.5 < high < 100 and "recortado" in final.get_xlabel()
+    plt.close("all")
+
+
+def test_the_final_accuracy_axis_stops_at_100_even_when_a_bar_of_one_std_passes_it():
+    summary = summarize_runs([run(1, [0.9, 0.1]), run(2, [0.9, 0.99])], "prueba")  # 54.5 ± 62.9
+    assert plot_seed_summary(summary).axes[1].get_xlim()[1] == 100
+    plt.close("all")
+
+
 def test_a_log_axis_within_a_decade_labels_its_ticks_as_plain_numbers():
     figure, ax = plt.subplots()
     ax.plot([1, 2], [0.42, 1.1])
