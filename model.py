@@ -11,6 +11,7 @@ from keras import layers
 
 from fedmnist.defaults import LEARNING_RATE, OPTIMIZER
 from fedmnist.files import atomic_path
+from fedmnist.seeds import int_seeds
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -20,8 +21,9 @@ STEPS_PER_EXECUTION = 16
 
 
 def build_model(seed=None):
-    """Return the uncompiled CNN; `seed` fixes the initial weights and the dropout masks."""
-    initializer_seeds = iter(range(seed, seed + 8)) if seed is not None else iter([None] * 8)
+    """Return the uncompiled CNN; `seed` fixes the initial weights (each layer's initializer seed drawn from the
+    "initial_weights" stream, so no two seeds share a layer's draw) and the dropout masks."""
+    initializer_seeds = iter(int_seeds(seed, "initial_weights", 5) if seed is not None else [None] * 5)
 
     def kernel_init():
         return keras.initializers.GlorotUniform(seed=next(initializer_seeds))

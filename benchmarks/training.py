@@ -20,7 +20,7 @@ from fedmnist.defaults import LEARNING_RATE
 from fedmnist.evaluation import evaluate_weights
 from fedmnist.mnist import load_mnist
 from fedmnist.partition import stratified_subset
-from fedmnist.training import LocalTrainer, make_dataset, reset_random_state
+from fedmnist.training import LocalTrainer, epoch_dataset, epoch_orders, reset_random_state
 from model import build_model
 
 # Forward multiply-accumulates per image of model.py's CNN (3x3 'same' convolutions, then two Dense layers).
@@ -79,10 +79,10 @@ def settings_comparison(x, y, initial_weights, batch_size=64, epochs=2):
                 jit_compile=jit_compile,
                 steps_per_execution=steps_per_execution,
             )
-            dataset = make_dataset(x, y, batch_size, seed=0, shuffle=True)
-            model.fit(dataset, epochs=1, shuffle=False, verbose=0)
+            dataset = epoch_dataset(x, y, epoch_orders(0, len(x), 1)[0], batch_size)
+            model.fit(dataset, epochs=1, verbose=0)
             started = time.perf_counter()
-            model.fit(dataset, epochs=epochs, shuffle=False, verbose=0)
+            model.fit(dataset, epochs=epochs, verbose=0)
             rate = len(x) * epochs / (time.perf_counter() - started)
             rows.append(
                 {

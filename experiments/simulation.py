@@ -51,6 +51,7 @@ SETTING_OPTIONS = (
     "learning_rate",
     "attack",
     "malicious",
+    "trainer",
     "workers",
 )
 
@@ -111,9 +112,16 @@ def parse_args(argv=None):
         "--seeds", type=int, nargs="+", help="several seeds, each a run in --out/semilla_<s>/, then summarised together"
     )
     parser.add_argument(
+        "--trainer",
+        choices=defaults.TRAINERS,
+        help="batched: each round's clients in one computation, in this process; per-client: one client at a time, "
+        f"here or in --workers processes (default: {defaults.TRAINER})",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
-        help=f"worker processes for local training, one thread each (default: {defaults.WORKERS}, this process)",
+        help="worker processes of the per-client trainer, one thread each "
+        f"(default: {defaults.WORKERS}, this process; the batched trainer uses this process)",
     )
     parser.add_argument(
         "--resume",
@@ -194,7 +202,8 @@ def run_one(args, scenario, configured, run):
         attack=settings.attack,
         malicious=settings.malicious,
         parameters={c.name: c.values for c in configured if c.values},
-        training_threads=1 if settings.workers else None,
+        trainer=settings.trainer,
+        training_threads=1 if settings.workers and settings.trainer == "per-client" else None,
     )
     print("simulation: " + ", ".join(f"{k}={v}" for k, v in config.items()) + f", rounds={settings.rounds}")
     federation = Federation.load(data, manifest)

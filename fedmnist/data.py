@@ -141,7 +141,7 @@ def split(out_dir, spec, mnist_path=None, log=print):
         raise PartitionError(f"--seed {spec.seed}: must be in 0..2^32-1")
     x_train, y_train, x_test, y_test = load_mnist_uint8(mnist_path, log=log)
     train_idx = stratified_subset(y_train, spec.train_samples, spec.seed)
-    test_idx = stratified_subset(y_test, spec.test_samples, spec.seed)
+    test_idx = stratified_subset(y_test, spec.test_samples, spec.seed, part=1)
     parts = make_partition(
         y_train[train_idx], spec.num_clients, spec.seed, spec.partition, spec.alpha, spec.shards_per_client
     )

@@ -89,6 +89,7 @@ def run_config(
     optimizer=OPTIMIZER,
     training_threads=None,
     sampling=SAMPLING,
+    trainer="per-client",
 ):
     """The config block of a history: the same keys for every runtime."""
     return {
@@ -103,6 +104,7 @@ def run_config(
         "batch_size": batch_size,
         "optimizer": optimizer,
         "learning_rate": learning_rate,
+        "trainer": trainer,  # "batched" (fedmnist/batched_training.py) or "per-client" (LocalTrainer)
         # 1: each client trained in a single-thread worker process (the same result for any number of workers);
         # None: TensorFlow's default threading
         "training_threads": training_threads,
@@ -116,7 +118,7 @@ def run_config(
 
 
 # Config keys added after runs were recorded, with the value those runs implied: such a run still resumes.
-ADDED_CONFIG_KEYS = {"sampling": "fixed"}
+ADDED_CONFIG_KEYS = {"sampling": "fixed", "trainer": "per-client"}
 
 
 def upgraded(config):

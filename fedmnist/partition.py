@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from fedmnist import seeds
 from fedmnist.defaults import DIRICHLET_ALPHA, PARTITION, SHARDS_PER_CLIENT
 
 NUM_CLASSES = 10
@@ -17,9 +18,8 @@ class PartitionError(ValueError):
     """A partition folder, file or request that cannot be used."""
 
 
-def shuffled_by_class(labels, seed):
-    """All indices, shuffled within each class and laid out class after class."""
-    rng = np.random.default_rng(seed)
+def shuffled_by_class(labels, rng):
+    """All indices, shuffled within each class (by NumPy Generator `rng`) and laid out class after class."""
     return np.concatenate([rng.permutation(np.flatnonzero(labels == c)) for c in range(NUM_CLASSES)])
 
 
@@ -31,7 +31,7 @@ def iid_partition(labels, num_clients, seed):
     """
     if not 1 <= num_clients <= len(labels):
         raise PartitionError(f"K={num_clients} clients: need 1 <= K <= {len(labels)} (the number of training examples)")
-    dealt = shuffled_by_class(labels, seed)
+    dealt = shuffled_by_class(labels, seeds.rng(seed, "partition"))
     return [np.sort(dealt[k::num_clients]) for k in range(num_clients)]
 
 
@@ -44,7 +44,7 @@ def dirichlet_partition(labels, num_clients, seed, alpha, max_draws=100):
         raise PartitionError(f"--alpha {alpha}: must be a positive number (0.1 is very skewed, 100 is nearly IID)")
     if not 1 <= num_clients <= len(labels):
         raise PartitionError(f"K={num_clients} clients: need 1 <= K <= {len(labels)} (the number of training examples)")
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed, "partition")
     for _ in range(max_draws):
         parts = [[] for _ in range(num_clients)]
         for c in range(NUM_CLASSES):
@@ -65,8 +65,8 @@ def shards_partition(labels, num_clients, seed, shards_per_client):
     num_shards = num_clients * shards_per_client
     if shards_per_client < 1 or not 1 <= num_shards <= len(labels):
         raise PartitionError(f"K={num_clients} clients x {shards_per_client} shards: need 1 <= K*s <= {len(labels)}")
-    rng = np.random.default_rng(seed)
-    by_label = shuffled_by_class(labels, seed)  # label order, random order within each label
+    rng = seeds.rng(seed, "partition")
+    by_label = shuffled_by_class(labels, rng)  # label order, random order within each label
     shards = np.array_split(by_label, num_shards)
     order = rng.permutation(num_shards)
     return [
@@ -95,9 +95,10 @@ def class_histogram(labels):
     return np.bincount(labels, minlength=NUM_CLASSES).tolist()
 
 
-def stratified_subset(labels, size, seed):
-    """Indices of a seeded, class-stratified subset of `size` examples (for quick runs and tests)."""
+def stratified_subset(labels, size, seed, part=0):
+    """Indices of a seeded, class-stratified subset of `size` examples (for quick runs and tests); `part` tells
+    the subsets of one seed apart (0: training pool, 1: test set)."""
     if size is None or size >= len(labels):
         return np.arange(len(labels))
     evenly_spaced = (np.arange(size) * len(labels)) // size
-    return np.sort(shuffled_by_class(labels, seed)[evenly_spaced])
+    return np.sort(shuffled_by_class(labels, seeds.rng(seed, "subset", part))[evenly_spaced])

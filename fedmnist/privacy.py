@@ -34,7 +34,8 @@ import numpy as np
 from dp_accounting.mechanism_calibration import calibrate_dp_mechanism
 from dp_accounting.rdp import RdpAccountant
 
-NOISE_STREAM = 2  # the noise of a round is drawn from [seed, round, NOISE_STREAM] (the noise attack's: [.., client, 1])
+from fedmnist import seeds
+
 CLIP_SLOT = "clip"  # the adaptive step's state: the clipping norm for the next round
 RDP_ORDERS = tuple(range(2, 257))  # integer orders: no numerical trouble near 1, tight enough for ε below ~30
 
@@ -74,7 +75,7 @@ def noisy_clipped_mean(current, pairs, *, clip, update_noise, expected_clients, 
 
 def round_inputs(seed, round_number, expected_clients):
     """What a DP-FedAvg step takes besides the updates: its noise's seed and the expected cohort q·N."""
-    return {"noise_seed": [seed, round_number, NOISE_STREAM], "expected_clients": expected_clients}
+    return {"noise_seed": seeds.sequence(seed, "dp_noise", round_number), "expected_clients": expected_clients}
 
 
 def check_round(pairs, expected_clients):

@@ -36,17 +36,16 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from fedmnist import leakage, privacy
+from fedmnist import leakage, privacy, seeds
 from fedmnist.data import load_initial_weights, read_manifest, read_weights_archive
 from fedmnist.defaults import DP_DELTA, PROJECT_DIR, RESULTS_DIR
 from fedmnist.evaluation import per_example_loss, write_json_and_figure
 from fedmnist.files import write_text_atomically
-from fedmnist.history import RESULTS_FILE, checkpoint_path
+from fedmnist.history import RESULTS_FILE, checkpoint_path, upgraded
 from fedmnist.partition import PartitionError
 from fedmnist.seed_summary import mean_std, paired
-from fedmnist.simulation import ClientTask, Executor, Federation, RoundSettings, train_task
+from fedmnist.simulation import ClientTask, Executor, Federation, RoundSettings
 from fedmnist.strategies import label_of, parse_spec
-from fedmnist.training import client_seed
 from model import build_model
 
 LEAKAGE_FILE = "fuga.json"
@@ -58,7 +57,6 @@ LOCAL_NOISE = (0.0, 0.01, 0.1, 1.0, 10.0)  # z of a client that noises its own u
 TARGET_EPSILON = 1.0
 TARGET_LOSS = 1.0  # points of accuracy
 COHORT_RATES = (0.1, 0.01)  # the sampling rates q at which the cohort is extrapolated
-NOISE_STREAM, NONMEMBER_STREAM = 3, 4  # seeds: [seed, stream, ...]
 
 
 class StudyError(PartitionError):
@@ -98,6 +96,7 @@ def round_settings(config, workers):
         optimizer=config["optimizer"],
         learning_rate=config["learning_rate"],
         seed=config["seed"],
+        trainer=upgraded(config)["trainer"],  # the run's own trainer, so a client's update is the one it sent
         workers=workers,
     )
 
@@ -105,10 +104,16 @@ def round_settings(config, workers):
 def train_clients(executor, federation, start, settings, round_number, ids):
     """{client id: weights after one round of local training from `start`} for the clients `ids`."""
     tasks = [
-        ClientTask(cid, start, settings.epochs, settings.batch_size, client_seed(settings.seed, round_number, cid))
+        ClientTask(
+            cid,
+            start,
+            settings.epochs,
+            settings.batch_size,
+            seeds.client_training_seed(settings.seed, round_number, cid),
+        )
         for cid in ids
     ]
-    return {cid: weights for cid, (weights, _) in zip(ids, executor.map(train_task, tasks))}
+    return {cid: weights for cid, (weights, _) in zip(ids, executor.train(tasks))}
 
 
 def label_inference(federation, start, trained, clip, seed):
@@ -118,7 +123,7 @@ def label_inference(federation, start, trained, clip, seed):
     deltas = {cid: [t - s for t, s in zip(trained[cid], start)] for cid in ids}
     scores = {}
     for z in LOCAL_NOISE:
-        rng = np.random.default_rng([seed, NOISE_STREAM, round(z * 1000)])
+        rng = seeds.rng(seed, "leakage_noise", round(z * 1000))
         changes = [
             leakage.locally_noised(deltas[cid], clip, z, rng)[-1] if z else deltas[cid][-1].astype(np.float64)
             for cid in ids
@@ -147,7 +152,7 @@ def membership(model, federation, final, local, clients, nonmembers, seed):
     """Membership AUCs: {"local": [per client], "global": {strategy: [per client]}}."""
     x_pool, y_pool, _ = nonmembers
     count = min(NONMEMBERS, len(y_pool))
-    chosen = np.random.default_rng([seed, NONMEMBER_STREAM]).choice(len(y_pool), size=count, replace=False)
+    chosen = seeds.rng(seed, "nonmembers").choice(len(y_pool), size=count, replace=False)
     x_out, y_out = x_pool[chosen], y_pool[chosen]
 
     def auc(weights, cid, nonmember_losses=None):

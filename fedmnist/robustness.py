@@ -14,7 +14,8 @@ import numpy as np
 from tqdm import tqdm
 
 from fedmnist import attacks as attack_names
-from fedmnist import strategies
+from fedmnist import seeds, strategies
+from fedmnist.seeds import client_training_seed
 from fedmnist.attacks import ATTACKS, attack_updates, flip_labels
 from fedmnist.data import load_client_data, load_initial_weights, load_test_data, read_manifest
 from fedmnist.defaults import BATCH_SIZE, EPOCHS, MALICIOUS_COUNTS, SEED
@@ -62,7 +63,7 @@ def train_variants(data_dir, manifest, initial_weights, malicious_pool, settings
             initial_weights=initial_weights,
             epochs=settings.epochs,
             batch_size=settings.batch_size,
-            seed=settings.seed + cid,
+            seed=client_training_seed(settings.seed, 1, cid),  # the course's one round is round 1
             mu=m,
             verbose=0,
         )
@@ -92,7 +93,9 @@ def scenario_updates(trained, manifest, initial_weights, attack, attackers, seed
                 for u in honest
             ]
         elif attackers:
-            updates[kind], _ = attack_updates(honest, initial_weights, attack, attackers, None, seed)
+            updates[kind], _ = attack_updates(
+                honest, initial_weights, attack, attackers, None, seeds.sequence(seed, "attack", 1)
+            )
         else:
             updates[kind] = honest
     return updates

@@ -7,11 +7,15 @@ then its server optimizer or SCAFFOLD's control variates where it has one), and
 evaluates the new global model on the common test set. The rows are
 fedmnist/history.py's; experiments/simulation.py is the command line.
 
-Local trainings and evaluations run in this process (workers = 0, TensorFlow's
-default threading) or in a pool of worker processes with one TensorFlow thread
-each. Every client's training depends only on its task, so the results are the
-same for any number of workers ≥ 1 (and differ from workers = 0 only by the
-rounding of a different thread count).
+Local training runs on one of two trainers. The batched trainer (the default,
+fedmnist/batched_training.py) trains a round's clients, of every strategy, in
+one TensorFlow computation in this process, grouped by their sampled ids alone,
+and evaluates here too, on all cores: `workers` plays no part. The per-client
+trainer runs one LocalTrainer call per client, in this process (workers = 0,
+TensorFlow's default threading) or in a pool of worker processes with one
+TensorFlow thread each. Every client's training depends only on its task, so
+the results are the same for any number of workers ≥ 1 (and differ from
+workers = 0, and between trainers, only by floating-point rounding).
 """
 
 import math
@@ -26,7 +30,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from fedmnist import privacy, scaffold
+from fedmnist import privacy, scaffold, seeds
+from fedmnist.batched_training import BatchedClient, BatchedTrainer
 from fedmnist.attacks import MODEL_POISONING, attack_updates, flip_labels
 from fedmnist.data import load_client_data, load_initial_weights, load_test_data, read_manifest
 from fedmnist.defaults import (
@@ -39,12 +44,15 @@ from fedmnist.defaults import (
     SAMPLING,
     SAMPLINGS,
     SEED,
+    TRAINER,
+    TRAINERS,
     WORKERS,
 )
 from fedmnist.drift import round_drift
 from fedmnist.evaluation import evaluate_weights
 from fedmnist.history import StrategyState, new_history, round_row
-from fedmnist.training import LocalTrainer, client_seed
+from fedmnist.seeds import client_training_seed
+from fedmnist.training import LocalTrainer
 from fedmnist.updates import ClientUpdate, UpdateError, validate_weights
 from model import OPTIMIZERS, build_model
 
@@ -63,7 +71,8 @@ class RoundSettings:
     seed: int = SEED  # of client sampling, local training and the noise attack
     attack: str | None = None
     malicious: int = 0  # M, the attackers: client ids 1..M
-    workers: int = WORKERS  # processes for local training and evaluation (0: this one)
+    trainer: str = TRAINER  # "batched": a round's clients in one computation; "per-client": one at a time
+    workers: int = WORKERS  # the per-client trainer's processes (0: this one)
 
     def __post_init__(self):
         if self.learning_rate is None and self.optimizer in LEARNING_RATES:
@@ -84,6 +93,8 @@ class RoundSettings:
             return f"--learning-rate {self.learning_rate}: must be a positive number"
         if self.malicious < 0 or (self.malicious and not self.attack):
             return f"--malicious {self.malicious}: must be at least 0, and needs --attack"
+        if self.trainer not in TRAINERS:
+            return f"--trainer {self.trainer}: choose {' or '.join(TRAINERS)}"
         if self.workers < 0:
             return f"--workers {self.workers}: must be at least 0 (0 trains in this process)"
         return None
@@ -121,18 +132,21 @@ class ClientTask:
 
 @dataclass
 class LocalWork:
-    """What one process needs to train any client and evaluate any model: the data and one compiled trainer."""
+    """What one process needs to train any client and evaluate any model: the data and its trainers."""
 
     federation: Federation
     trainer: LocalTrainer
+    batched: BatchedTrainer | None = None  # the batched trainer, in the run's own process
+
+    def labels(self, task):
+        y = self.federation.clients[task.client_id][1]
+        return flip_labels(y) if task.flip_labels else y
 
     def train(self, task):
         """(trained weights, cᵢ⁺ or None) for `task`."""
-        x, y = self.federation.clients[task.client_id]
-        labels = flip_labels(y) if task.flip_labels else y
         self.trainer.train(
-            x,
-            labels,
+            self.federation.clients[task.client_id][0],
+            self.labels(task),
             initial_weights=task.weights,
             epochs=task.epochs,
             batch_size=task.batch_size,
@@ -141,10 +155,25 @@ class LocalWork:
             correction=task.correction,
             verbose=0,
         )
-        trained = self.trainer.model.get_weights()
+        return self.with_control(task, self.trainer.model.get_weights())
+
+    def train_together(self, tasks):
+        """[(trained weights, cᵢ⁺ or None)] for `tasks` (one E and B), trained together by the batched trainer."""
+        if not tasks:
+            return []
+        clients = [
+            BatchedClient(
+                self.federation.clients[t.client_id][0], self.labels(t), t.weights, t.seed, t.mu, t.correction
+            )
+            for t in tasks
+        ]
+        trained = self.batched.train(clients, tasks[0].epochs, tasks[0].batch_size)
+        return [self.with_control(task, weights) for task, weights in zip(tasks, trained)]
+
+    def with_control(self, task, trained):
         if not task.control:
             return trained, None
-        steps = task.epochs * math.ceil(len(labels) / task.batch_size)
+        steps = task.epochs * math.ceil(len(self.federation.clients[task.client_id][1]) / task.batch_size)
         control = scaffold.new_client_control(task.correction, task.weights, trained, steps, self.trainer.learning_rate)
         return trained, control
 
@@ -155,9 +184,9 @@ class LocalWork:
 _work = None  # this process's LocalWork, set by start_work
 
 
-def start_work(federation_or_dir, learning_rate, optimizer, parent=None):
+def start_work(federation_or_dir, learning_rate, optimizer, parent=None, batched=False):
     """Set up this process's LocalWork (in a worker of process `parent`: from the data folder, with one
-    TensorFlow thread)."""
+    TensorFlow thread; with `batched`, the batched trainer too)."""
     global _work
     if parent is not None:
         exit_with_parent(parent)
@@ -166,7 +195,8 @@ def start_work(federation_or_dir, learning_rate, optimizer, parent=None):
     federation = federation_or_dir
     if not isinstance(federation, Federation):
         federation = Federation.load(federation_or_dir, read_manifest(federation_or_dir))
-    _work = LocalWork(federation, LocalTrainer(build_model(), learning_rate, optimizer))
+    trainer = LocalTrainer(build_model(), learning_rate, optimizer)
+    _work = LocalWork(federation, trainer, BatchedTrainer(learning_rate, optimizer) if batched else None)
 
 
 def exit_with_parent(parent):
@@ -190,11 +220,12 @@ def evaluate_task(weights):
 
 
 class Executor:
-    """Runs tasks in this process (workers = 0) or in a pool of single-thread worker processes, in order."""
+    """Trains and evaluates in this process (the batched trainer, or workers = 0) or in a pool of single-thread
+    worker processes, results in order."""
 
     def __init__(self, federation, settings):
-        self.pool = None
-        if settings.workers:
+        self.pool, self.batched = None, settings.trainer == "batched"
+        if settings.workers and not self.batched:
             self.pool = ProcessPoolExecutor(
                 settings.workers,
                 mp_context=multiprocessing.get_context("spawn"),
@@ -202,7 +233,10 @@ class Executor:
                 initargs=(federation.data_dir, settings.learning_rate, settings.optimizer, os.getpid()),
             )
         else:
-            start_work(federation, settings.learning_rate, settings.optimizer)
+            start_work(federation, settings.learning_rate, settings.optimizer, batched=self.batched)
+
+    def train(self, tasks):
+        return _work.train_together(tasks) if self.batched else self.map(train_task, tasks)
 
     def map(self, function, items):
         return list(self.pool.map(function, items)) if self.pool else [function(item) for item in items]
@@ -242,7 +276,7 @@ def sample_clients(num_clients, fraction, seed, round_number, sampling=SAMPLING)
     "fixed": max(1, round(C·K)) of them; "poisson": each with probability C, so a
     round may have any number, none included.
     """
-    rng = np.random.default_rng([seed, round_number])
+    rng = seeds.rng(seed, "sampling", round_number)
     if sampling == "poisson":
         return [int(c) + 1 for c in np.flatnonzero(rng.random(num_clients) < fraction)]
     count = max(1, int(round(fraction * num_clients)))
@@ -258,7 +292,7 @@ def client_tasks(configured, state, sampled, settings, round_number):
             state.weights,
             settings.epochs,
             settings.batch_size,
-            client_seed(settings.seed, round_number, client_id),
+            client_training_seed(settings.seed, round_number, client_id),
             mu=configured.mu,
             correction=scaffold.correction(state.server, state.clients.get(client_id), state.weights)
             if uses_controls
@@ -291,7 +325,7 @@ def checked_updates(federation, tasks, trained, global_weights, settings, round_
                 settings.attack,
                 {client_id},
                 None,
-                seed=[settings.seed, round_number, client_id, 1],
+                seed=seeds.sequence(settings.seed, "attack", round_number, client_id),
             )
             rejected += [client_id for _ in attacked_out]
         updates += update
@@ -322,7 +356,7 @@ def play_round(executor, federation, configured, states, sampled, settings, roun
     started = time.perf_counter()
     tasks = {c.name: client_tasks(c, states[c.name], sampled, settings, round_number) for c in configured}
     flat = [task for c in configured for task in tasks[c.name]]
-    trained = iter(executor.map(train_task, flat))
+    trained = iter(executor.train(flat))
     new_states, drift, rejected, payload, spent = {}, {}, {}, {}, {}
     for c in configured:
         results = [next(trained) for _ in tasks[c.name]]

@@ -156,14 +156,7 @@ class LocalTrainer:
         for variable, value in zip(self.proximal.optimizer.variables, self.fresh_optimizer_state):
             variable.assign(value)
         reset_random_state(self.model, seed)
-        validation = None if validation_data is None else make_dataset(*validation_data, batch_size=256)
-        return self.proximal.fit(
-            make_dataset(x, y, batch_size, seed=seed, shuffle=True),
-            epochs=epochs,
-            validation_data=validation,
-            shuffle=False,  # the dataset already reshuffles each epoch, with the seed
-            verbose=verbose,
-        )
+        return fit_epochs(self.proximal, x, y, epoch_orders(seed, len(x), epochs), batch_size, validation_data, verbose)
 
     def train_private(self, x, y, initial_weights, epochs, batch_size, seed, dp_sgd, validation_data, verbose):
         """DP-SGD from `initial_weights` with `dp_sgd` = (clipping norm C, noise multiplier σ)."""
@@ -185,27 +178,64 @@ class LocalTrainer:
         self.private.batch_size.assign(float(batch_size))
         reset_random_state(self.model, seed)
         self.private.noise_seed.state.assign(np.array([seed, 1], dtype=self.private.noise_seed.state.dtype))
-        validation = None if validation_data is None else make_dataset(*validation_data, batch_size=256)
-        return self.private.fit(
-            make_dataset(x, y, batch_size, seed=seed, shuffle=True),
-            epochs=epochs,
+        return fit_epochs(self.private, x, y, epoch_orders(seed, len(x), epochs), batch_size, validation_data, verbose)
+
+
+def epoch_orders(seed, num_examples, epochs):
+    """The order in which local training visits a client's examples: one seeded permutation per epoch.
+
+    The per-client trainer and the batched one both read it, so a client sees the
+    same batches whichever trains it.
+    """
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(num_examples) for _ in range(epochs)]
+
+
+def epoch_dataset(x, y, order, batch_size):
+    """One epoch of (x, y) in `order`, batched (the last batch may be smaller) and prefetched."""
+    images, labels = tf.constant(x), tf.constant(y)
+    batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    return batches.map(lambda i: (tf.gather(images, i), tf.gather(labels, i))).prefetch(tf.data.AUTOTUNE)
+
+
+def make_dataset(x, y, batch_size):
+    """A tf.data pipeline over in-memory arrays, in order: batched, prefetched (for evaluation)."""
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class _ProgressOfAllEpochs(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, numbering one fit call's epoch out of the whole training's."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.total_epochs = epochs
+
+    def set_params(self, params):
+        super().set_params({**params, "epochs": self.total_epochs})
+
+
+def fit_epochs(model, x, y, orders, batch_size, validation_data, verbose):
+    """Train `model` one epoch per order (one `fit` call each: each epoch has its own order); one History."""
+    validation = None if validation_data is None else make_dataset(*validation_data, batch_size=256)
+    history = keras.callbacks.History()
+    history.history, history.epoch = {}, []
+    progress = [_ProgressOfAllEpochs(len(orders))] if verbose else []
+    for epoch, order in enumerate(orders):
+        done = model.fit(
+            epoch_dataset(x, y, order, batch_size),
+            initial_epoch=epoch,
+            epochs=epoch + 1,
             validation_data=validation,
-            shuffle=False,
+            callbacks=progress,
+            shuffle=False,  # each epoch's order is `order`
             verbose=verbose,
         )
-
-
-def client_seed(seed, round_number, client_id):
-    """The local-training seed of one client in one round, drawn from (seed, round, client) alone."""
-    return int(np.random.default_rng([seed, round_number, client_id]).integers(2**31 - 1))
-
-
-def make_dataset(x, y, batch_size, seed=None, shuffle=False):
-    """A tf.data pipeline over in-memory arrays: seeded reshuffle each epoch, batched, prefetched."""
-    dataset = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        history.epoch += done.epoch
+        for key, values in done.history.items():
+            history.history.setdefault(key, []).extend(values)
+    history.set_params({**done.params, "epochs": len(orders)})
+    history.set_model(model)
+    return history
 
 
 def reset_random_state(model, seed):

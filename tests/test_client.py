@@ -6,7 +6,8 @@ import pytest
 from fedmnist.training import (
     LocalTrainer,
     ProximalModel,
-    make_dataset,
+    epoch_dataset,
+    epoch_orders,
     reset_random_state,
     squared_distance,
     train_local,
@@ -45,7 +46,7 @@ def test_mu_zero_is_plain_training(small_client, initial_weights):
     plain.set_weights(initial_weights)
     reset_random_state(plain, 11)
     compile_model(plain)
-    plain.fit(make_dataset(x, y, 32, seed=11, shuffle=True), epochs=1, shuffle=False, verbose=0)
+    plain.fit(epoch_dataset(x, y, epoch_orders(11, len(x), 1)[0], 32), epochs=1, verbose=0)
     via_train_local = trained(x, y, initial_weights, mu=0.0)
     assert all(np.array_equal(a, b) for a, b in zip(plain.get_weights(), via_train_local))
 
@@ -62,7 +63,7 @@ def test_proximal_wrapper_with_mu_zero_matches_plain_fit(small_client, initial_w
             trainer = ProximalModel(model)
             trainer.set_anchor(initial_weights, mu=0.0)
         compile_model(trainer)
-        trainer.fit(make_dataset(x, y, 32, seed=11, shuffle=True), epochs=1, shuffle=False, verbose=0)
+        trainer.fit(epoch_dataset(x, y, epoch_orders(11, len(x), 1)[0], 32), epochs=1, verbose=0)
         results.append(model.get_weights())
     assert all(np.array_equal(a, b) for a, b in zip(*results))
 

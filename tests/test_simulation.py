@@ -17,7 +17,8 @@ from fedmnist.simulation import Federation, RoundSettings, run_rounds, sample_cl
 pytestmark = pytest.mark.slow
 SPECS = ["fedavg", "fedprox:0", "fedmed", "fedavgm:0", "fedadam:0.01"]
 SETTINGS = RoundSettings(rounds=2, epochs=1, batch_size=32, seed=5)
-SGD = dataclasses.replace(SETTINGS, optimizer="sgd", workers=1)  # SCAFFOLD's clients, in single-thread workers
+SGD = dataclasses.replace(SETTINGS, optimizer="sgd")  # SCAFFOLD's clients
+PER_CLIENT = dataclasses.replace(SGD, trainer="per-client", workers=1)  # in single-thread worker processes
 CLI_OPTIONS = ["--rounds", "2", "--epochs", "1", "--batch-size", "32", "--strategies", *SPECS, "--seed", "5"]
 
 
@@ -75,11 +76,28 @@ def test_scaffold_is_fedavg_in_round_one_then_its_control_variates_act(sgd_run):
     assert all(row["bytes_sent_per_client"] == 2 * 390_410 * 4 for row in sgd_run["history"]["scaffold:1"])
 
 
-def test_one_or_two_worker_processes_give_the_same_results(federation, sgd_run):
+def losses(results):
+    return {name: [row["loss"] for row in rows] for name, rows in results["history"].items()}
+
+
+def test_one_or_two_worker_processes_give_the_same_results(federation):
+    configured = [strategies.parse_spec(s) for s in ("fedavg", "scaffold:1")]
+    one = run_rounds(federation, configured, PER_CLIENT, log=lambda line: None)[0]
+    two = run_rounds(federation, configured, dataclasses.replace(PER_CLIENT, workers=2), log=lambda line: None)[0]
+    assert losses(one) == losses(two)
+
+
+def test_the_batched_trainer_gives_the_same_history_for_any_workers(federation, sgd_run):
     configured = [strategies.parse_spec(s) for s in ("fedavg", "scaffold:1")]
     two = run_rounds(federation, configured, dataclasses.replace(SGD, workers=2), log=lambda line: None)[0]
+    assert losses(two) == losses(sgd_run)
+
+
+def test_the_batched_and_per_client_trainers_agree(federation, sgd_run):
+    configured = [strategies.parse_spec(s) for s in ("fedavg", "scaffold:1")]
+    per_client = run_rounds(federation, configured, PER_CLIENT, log=lambda line: None)[0]
     for name in ("fedavg", "scaffold:1"):
-        assert [r["loss"] for r in two["history"][name]] == [r["loss"] for r in sgd_run["history"][name]]
+        assert losses(per_client)[name] == pytest.approx(losses(sgd_run)[name], rel=0.02)
 
 
 def test_run_rounds_leaves_the_state_it_was_given_unchanged(federation):
@@ -170,7 +188,8 @@ def test_cli_bad_options_stop_before_training(tiny_partition, tmp_path, options,
 
 def test_killing_a_run_ends_its_worker_processes(tiny_partition, tmp_path):
     command = [sys.executable, "experiments/simulation.py", "--data", str(tiny_partition), "--out", str(tmp_path)]
-    run = subprocess.Popen([*command, "--workers", "2", "--rounds", "50"], cwd=REPO, stderr=subprocess.DEVNULL)
+    options = ["--trainer", "per-client", "--workers", "2", "--rounds", "50"]
+    run = subprocess.Popen([*command, *options], cwd=REPO, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (tmp_path / "simulacion.en_curso.json").exists():
         time.sleep(0.5)  # a round has ended: the workers are at work

@@ -13,7 +13,8 @@ from flwr.clientapp import ClientApp
 
 from fedmnist.data import load_client_data, read_manifest
 from fedmnist.flower.settings import EQUAL_WEIGHT, TrainingConfig, client_data_dir, client_id
-from fedmnist.training import LocalTrainer, client_seed
+from fedmnist.seeds import client_training_seed
+from fedmnist.training import LocalTrainer
 from model import build_model
 
 app = ClientApp()
@@ -39,7 +40,7 @@ def train(msg: Message, context: Context) -> Message:
         initial_weights=msg.content["arrays"].to_numpy_ndarrays(),
         epochs=settings.epochs,
         batch_size=settings.batch_size,
-        seed=client_seed(settings.seed, int(config["server-round"]), cid),
+        seed=client_training_seed(settings.seed, int(config["server-round"]), cid),
         mu=float(config.get("proximal-mu", 0.0)),
         verbose=0,
     )

@@ -1,0 +1,218 @@
+"""The batched local trainer: a group of clients trained at once, in one TensorFlow computation.
+
+It computes what LocalTrainer computes for each client (the same data order,
+dropout masks, loss, FedProx and SCAFFOLD terms and optimizer step), for G
+clients together: every weight gets a leading client axis, the convolutions
+become grouped convolutions (client g's channels are group g) and the dense
+layers batched matrix products. The loss is the sum of the clients' losses, so
+each client's weights receive exactly their own gradient. Clients of unequal size
+take different numbers of steps: a padded example contributes nothing, and a
+client whose steps are over keeps its weights and optimizer state.
+
+One computation over G clients keeps both cores busy on small batches (B = 10),
+where one client alone leaves most of the machine idle
+(benchmarks/rounds.py measures it).
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from fedmnist.defaults import LEARNING_RATE, OPTIMIZER
+from fedmnist.training import epoch_orders
+from model import build_model
+
+GROUP_SIZE = 10  # clients per computation: McMahan et al.'s C·K = 10; more gained nothing on 2 cores
+DROPOUT_RATE = 0.5  # model.py's
+ADAM = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}  # keras.optimizers.Adam's defaults, as LocalTrainer uses
+
+
+@dataclass(frozen=True)
+class BatchedClient:
+    """One client's local training: its data, start, seed and client-side terms."""
+
+    x: np.ndarray
+    y: np.ndarray
+    weights: list  # the start, w⁰
+    seed: int  # its data order and dropout masks (fedmnist.seeds.client_training_seed)
+    mu: float = 0.0  # FedProx's proximal weight
+    correction: list | None = None  # SCAFFOLD's c − cᵢ
+
+
+def training_groups(step_counts, group_size=GROUP_SIZE):
+    """Split clients into groups of at most `group_size`, clients with similar step counts together.
+
+    Clients are taken from the most steps to the fewest, so a group's padding
+    (its longest client's steps against each member's) stays small. The groups
+    depend on the step counts alone: the same clients give the same groups.
+    """
+    order = sorted(range(len(step_counts)), key=lambda i: (-step_counts[i], i))
+    return [order[start : start + group_size] for start in range(0, len(order), group_size)]
+
+
+def step_schedule(num_examples, epochs, batch_size, seed):
+    """(indices, lengths): client-local example indices of every step, padded to B, and each step's batch size."""
+    steps_per_epoch = math.ceil(num_examples / batch_size)
+    indices = np.zeros((epochs * steps_per_epoch, batch_size), np.int64)
+    lengths = np.zeros(epochs * steps_per_epoch, np.int32)
+    for epoch, order in enumerate(epoch_orders(seed, num_examples, epochs)):
+        for batch in range(steps_per_epoch):
+            chosen = order[batch * batch_size : (batch + 1) * batch_size]
+            step = epoch * steps_per_epoch + batch
+            indices[step, : len(chosen)], lengths[step] = chosen, len(chosen)
+    return indices, lengths
+
+
+# ---------------------------------------------------------------------------
+# The CNN of model.py, G clients at once
+# ---------------------------------------------------------------------------
+
+
+def grouped_conv(x, kernel, bias):
+    """Client g's 3×3 'same' convolution on channel group g. x: (B, H, W, G·Cin); kernel: (G, 3, 3, Cin, Cout)."""
+    groups, height, width, channels_in, channels_out = kernel.shape
+    stacked = tf.reshape(tf.transpose(kernel, [1, 2, 3, 0, 4]), [height, width, channels_in, groups * channels_out])
+    return tf.nn.relu(tf.nn.conv2d(x, stacked, 1, "SAME") + tf.reshape(bias, [groups * channels_out]))
+
+
+def grouped_logits(params, images, dropout_masks):
+    """The CNN's logits for G clients. images: (G, B, 28, 28, 1); dropout_masks: (G, B, 256), 0 or 1/(1 − rate)."""
+    groups, batch = images.shape[0], tf.shape(images)[1]
+    x = tf.reshape(tf.transpose(images, [1, 2, 3, 0, 4]), [batch, 28, 28, groups])
+    for layer in range(3):
+        x = tf.nn.max_pool2d(grouped_conv(x, params[2 * layer], params[2 * layer + 1]), 2, 2, "VALID")
+    x = tf.reshape(tf.transpose(tf.reshape(x, [batch, 3, 3, groups, 128]), [3, 0, 1, 2, 4]), [groups, batch, 1152])
+    hidden = tf.nn.relu(tf.matmul(x, params[6]) + params[7][:, None, :]) * dropout_masks
+    return tf.matmul(hidden, params[8]) + params[9][:, None, :]
+
+
+def dropout_masks(seeds, steps, lengths, batch_size):
+    """Each client's dropout mask of this step, as Keras's Dropout draws it: seed [client seed, step]."""
+    ones = tf.ones([batch_size, 256])
+    masks = []
+    for g in range(seeds.shape[0]):
+        seed = tf.stack([seeds[g], steps[g]])
+        mask = tf.nn.experimental.stateless_dropout(ones[: lengths[g]], rate=DROPOUT_RATE, seed=seed)
+        masks.append(tf.pad(mask, [[0, batch_size - lengths[g]], [0, 0]]))
+    return tf.stack(masks)
+
+
+class BatchedTrainer:
+    """Trains groups of clients' copies of the CNN at once; one instance per process, reused across rounds."""
+
+    def __init__(self, learning_rate=LEARNING_RATE, optimizer=OPTIMIZER, group_size=GROUP_SIZE):
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer {optimizer!r}: the batched trainer has 'sgd' and 'adam'")
+        self.learning_rate, self.optimizer, self.group_size = float(learning_rate), optimizer, group_size
+        self.shapes = [tuple(w.shape) for w in build_model().weights]
+        self._steps = {}  # the compiled step for each group size
+
+    def train(self, clients, epochs, batch_size):
+        """The trained weights of each BatchedClient (a list of arrays each), in order."""
+        schedules = [step_schedule(len(c.y), epochs, batch_size, c.seed) for c in clients]
+        trained = [None] * len(clients)
+        for group in training_groups([len(s[1]) for s in schedules], self.group_size):
+            results = self.train_group([clients[i] for i in group], [schedules[i] for i in group], batch_size)
+            for i, weights in zip(group, results):
+                trained[i] = weights
+        return trained
+
+    def train_group(self, clients, schedules, batch_size):
+        groups, steps = len(clients), max(len(lengths) for _, lengths in schedules)
+        offsets = np.cumsum([0] + [len(c.y) for c in clients])
+        pad = offsets[-1]  # the index of an all-zero image that padded slots read
+        images = tf.constant(np.concatenate([c.x for c in clients] + [np.zeros((1, 28, 28, 1), np.float32)]))
+        labels = tf.constant(np.concatenate([c.y for c in clients] + [np.zeros(1, np.int64)]).astype(np.int64))
+        indices = np.full((steps, groups, batch_size), pad, np.int64)
+        lengths = np.zeros((steps, groups), np.int32)
+        for g, (client_indices, client_lengths) in enumerate(schedules):
+            n = len(client_lengths)
+            lengths[:n, g] = client_lengths
+            valid = np.arange(batch_size)[None, :] < client_lengths[:, None]
+            indices[:n, g] = np.where(valid, client_indices + offsets[g], pad)
+        state = self.initial_state(clients)
+        step = self._step_function(groups)
+        seeds = tf.constant([c.seed for c in clients], tf.int64)
+        for t in range(steps):
+            step(
+                state, images, labels, tf.constant(indices[t]), tf.constant(lengths[t]), seeds, tf.constant(t, tf.int64)
+            )
+        return [[p[g].numpy() for p in state["params"]] for g in range(groups)]
+
+    def initial_state(self, clients):
+        """Variables of the group: weights, FedProx's anchors and μ, SCAFFOLD's corrections, optimizer moments."""
+
+        def stacked(pick):
+            return [np.stack([np.asarray(pick(c)[i], np.float32) for c in clients]) for i in range(len(self.shapes))]
+
+        zeros = [np.zeros((len(clients), *shape), np.float32) for shape in self.shapes]
+        starts = stacked(lambda c: c.weights)
+        corrections = stacked(
+            lambda c: c.correction if c.correction is not None else [np.zeros(s) for s in self.shapes]
+        )
+        return {
+            "params": [tf.Variable(w) for w in starts],
+            "anchors": [tf.constant(w) for w in starts],
+            "corrections": [tf.constant(c) for c in corrections],
+            "mu": tf.constant([c.mu for c in clients], tf.float32),
+            "moments": [tf.Variable(z) for z in zeros] if self.optimizer == "adam" else [],
+            "velocities": [tf.Variable(z) for z in zeros] if self.optimizer == "adam" else [],
+        }
+
+    def _step_function(self, groups):
+        if groups not in self._steps:
+            self._steps[groups] = tf.function(self._one_step, reduce_retracing=True)
+        return self._steps[groups]
+
+    def _one_step(self, state, images, labels, indices, lengths, seeds, step):
+        """One optimizer step of every client of the group whose steps are not over (lengths > 0)."""
+        params, batch_size = state["params"], indices.shape[1]
+        valid = tf.cast(tf.range(batch_size)[None, :] < lengths[:, None], tf.float32)
+        masks = dropout_masks(seeds, tf.fill(tf.shape(seeds), step), lengths, batch_size)
+        with tf.GradientTape() as tape:
+            logits = grouped_logits(params, tf.gather(images, indices), masks)
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.gather(labels, indices), logits=logits
+            )
+            count = tf.maximum(tf.cast(lengths, tf.float32), 1.0)
+            loss = tf.reduce_sum(tf.reduce_sum(per_example * valid, axis=1) / count)
+            loss += self.client_terms(state, params)
+        gradients = tape.gradient(loss, params)
+        active = lengths > 0
+        if self.optimizer == "adam":
+            self.adam_update(state, gradients, active, step)
+        else:
+            for variable, gradient in zip(params, gradients):
+                keep(variable, variable - gradient * self.learning_rate, active)
+
+    @staticmethod
+    def client_terms(state, params):
+        """Σ_g μ_g/2·‖w_g − w⁰_g‖² + ⟨w_g, c − cᵢ⟩_g: FedProx's and SCAFFOLD's terms, per client."""
+        proximal = tf.add_n(
+            [
+                tf.reduce_sum(tf.square(w - a), axis=list(range(1, len(w.shape))))
+                for w, a in zip(params, state["anchors"])
+            ]
+        )
+        linear = tf.add_n([tf.reduce_sum(w * c) for w, c in zip(params, state["corrections"])])
+        return tf.reduce_sum(0.5 * state["mu"] * proximal) + linear
+
+    def adam_update(self, state, gradients, active, step):
+        """Keras's Adam update (keras.optimizers.Adam.update_step), per client; step counts from 0."""
+        beta_1, beta_2, epsilon = ADAM["beta_1"], ADAM["beta_2"], ADAM["epsilon"]
+        local_step = tf.cast(step + 1, tf.float32)
+        alpha = self.learning_rate * tf.sqrt(1 - tf.pow(beta_2, local_step)) / (1 - tf.pow(beta_1, local_step))
+        for variable, m, v, gradient in zip(state["params"], state["moments"], state["velocities"], gradients):
+            new_m = m + (gradient - m) * (1 - beta_1)
+            new_v = v + (tf.square(gradient) - v) * (1 - beta_2)
+            keep(m, new_m, active)
+            keep(v, new_v, active)
+            keep(variable, variable - (new_m * alpha) / (tf.sqrt(new_v) + epsilon), active)
+
+
+def keep(variable, updated, active):
+    """Assign `updated` to the active clients' slices of `variable`; the others keep theirs."""
+    shape = [-1] + [1] * (len(variable.shape) - 1)
+    variable.assign(tf.where(tf.reshape(active, shape), updated, variable))
