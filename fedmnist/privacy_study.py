@@ -113,7 +113,7 @@ def train_clients(executor, federation, start, settings, round_number, ids):
         )
         for cid in ids
     ]
-    return {cid: weights for cid, (weights, _) in zip(ids, executor.train(tasks))}
+    return {cid: weights for cid, (weights, _) in zip(ids, executor.train([tasks])[0])}
 
 
 def label_inference(federation, start, trained, clip, seed):

@@ -235,8 +235,13 @@ class Executor:
         else:
             start_work(federation, settings.learning_rate, settings.optimizer, batched=self.batched)
 
-    def train(self, tasks):
-        return _work.train_together(tasks) if self.batched else self.map(train_task, tasks)
+    def train(self, task_lists):
+        """[(trained weights, cᵢ⁺ or None) of each task] of each list; the batched trainer groups each list's
+        clients on their own, so a client's result never depends on another strategy's clients."""
+        if self.batched:
+            return [_work.train_together(tasks) for tasks in task_lists]
+        flat = iter(self.map(train_task, [task for tasks in task_lists for task in tasks]))
+        return [[next(flat) for _ in tasks] for tasks in task_lists]
 
     def map(self, function, items):
         return list(self.pool.map(function, items)) if self.pool else [function(item) for item in items]
@@ -355,11 +360,10 @@ def play_round(executor, federation, configured, states, sampled, settings, roun
     """Every strategy's round, their local trainings and evaluations together: (new states, history rows)."""
     started = time.perf_counter()
     tasks = {c.name: client_tasks(c, states[c.name], sampled, settings, round_number) for c in configured}
-    flat = [task for c in configured for task in tasks[c.name]]
-    trained = iter(executor.train(flat))
+    trained = iter(executor.train([tasks[c.name] for c in configured]))
     new_states, drift, rejected, payload, spent = {}, {}, {}, {}, {}
     for c in configured:
-        results = [next(trained) for _ in tasks[c.name]]
+        results = next(trained)
         state = states[c.name]
         updates, controls, rejected[c.name] = checked_updates(
             federation, tasks[c.name], results, state.weights, settings, round_number
