@@ -107,7 +107,7 @@ class BatchedTrainer:
             raise ValueError(f"optimizer {optimizer!r}: the batched trainer has 'sgd' and 'adam'")
         self.learning_rate, self.optimizer, self.group_size = float(learning_rate), optimizer, group_size
         self.shapes = [tuple(w.shape) for w in build_model().weights]
-        self._steps = {}  # the compiled step for each group size
+        self._programs = {}  # the compiled training loop, by (group size, client terms, uneven step counts)
 
     def train(self, clients, epochs, batch_size):
         """The trained weights of each BatchedClient (a list of arrays each), in order."""
@@ -120,7 +120,8 @@ class BatchedTrainer:
         return trained
 
     def train_group(self, clients, schedules, batch_size):
-        groups, steps = len(clients), max(len(lengths) for _, lengths in schedules)
+        step_counts = [len(lengths) for _, lengths in schedules]
+        groups, steps = len(clients), max(step_counts)
         offsets = np.cumsum([0] + [len(c.y) for c in clients])
         pad = offsets[-1]  # the index of an all-zero image that padded slots read
         images = tf.constant(np.concatenate([c.x for c in clients] + [np.zeros((1, 28, 28, 1), np.float32)]))
@@ -132,13 +133,11 @@ class BatchedTrainer:
             lengths[:n, g] = client_lengths
             valid = np.arange(batch_size)[None, :] < client_lengths[:, None]
             indices[:n, g] = np.where(valid, client_indices + offsets[g], pad)
+        terms = any(c.mu for c in clients) or any(c.correction is not None for c in clients)
+        program = self._program(groups, terms, uneven=min(step_counts) < steps)
         state = self.initial_state(clients)
-        step = self._step_function(groups)
         seeds = tf.constant([c.seed for c in clients], tf.int64)
-        for t in range(steps):
-            step(
-                state, images, labels, tf.constant(indices[t]), tf.constant(lengths[t]), seeds, tf.constant(t, tf.int64)
-            )
+        program(state, images, labels, tf.constant(indices), tf.constant(lengths), seeds)
         return [[p[g].numpy() for p in state["params"]] for g in range(groups)]
 
     def initial_state(self, clients):
@@ -152,21 +151,29 @@ class BatchedTrainer:
         corrections = stacked(
             lambda c: c.correction if c.correction is not None else [np.zeros(s) for s in self.shapes]
         )
+        adam = self.optimizer == "adam"
         return {
             "params": [tf.Variable(w) for w in starts],
             "anchors": [tf.constant(w) for w in starts],
             "corrections": [tf.constant(c) for c in corrections],
             "mu": tf.constant([c.mu for c in clients], tf.float32),
-            "moments": [tf.Variable(z) for z in zeros] if self.optimizer == "adam" else [],
-            "velocities": [tf.Variable(z) for z in zeros] if self.optimizer == "adam" else [],
+            "moments": [tf.Variable(z) for z in zeros] if adam else [],
+            "velocities": [tf.Variable(z) for z in zeros] if adam else [],
         }
 
-    def _step_function(self, groups):
-        if groups not in self._steps:
-            self._steps[groups] = tf.function(self._one_step, reduce_retracing=True)
-        return self._steps[groups]
+    def _program(self, groups, terms, uneven):
+        key = (groups, terms, uneven)
+        if key not in self._programs:
+            update = fused_update(self.optimizer, terms, uneven)
 
-    def _one_step(self, state, images, labels, indices, lengths, seeds, step):
+            def all_steps(state, images, labels, indices, lengths, seeds):
+                for t in tf.range(tf.shape(indices)[0]):
+                    self._one_step(state, images, labels, indices[t], lengths[t], seeds, tf.cast(t, tf.int64), update)
+
+            self._programs[key] = tf.function(all_steps, reduce_retracing=True)
+        return self._programs[key]
+
+    def _one_step(self, state, images, labels, indices, lengths, seeds, step, update):
         """One optimizer step of every client of the group whose steps are not over (lengths > 0)."""
         params, batch_size = state["params"], indices.shape[1]
         valid = tf.cast(tf.range(batch_size)[None, :] < lengths[:, None], tf.float32)
@@ -178,41 +185,59 @@ class BatchedTrainer:
             )
             count = tf.maximum(tf.cast(lengths, tf.float32), 1.0)
             loss = tf.reduce_sum(tf.reduce_sum(per_example * valid, axis=1) / count)
-            loss += self.client_terms(state, params)
         gradients = tape.gradient(loss, params)
-        active = lengths > 0
-        if self.optimizer == "adam":
-            self.adam_update(state, gradients, active, step)
-        else:
-            for variable, gradient in zip(params, gradients):
-                keep(variable, variable - gradient * self.learning_rate, active)
-
-    @staticmethod
-    def client_terms(state, params):
-        """Σ_g μ_g/2·‖w_g − w⁰_g‖² + ⟨w_g, c − cᵢ⟩_g: FedProx's and SCAFFOLD's terms, per client."""
-        proximal = tf.add_n(
-            [
-                tf.reduce_sum(tf.square(w - a), axis=list(range(1, len(w.shape))))
-                for w, a in zip(params, state["anchors"])
-            ]
+        adam = self.optimizer == "adam"
+        changed = [[w, m, v] for w, m, v in zip(params, state["moments"], state["velocities"])] if adam else params
+        updated = update(
+            changed,
+            gradients,
+            state["anchors"],
+            state["corrections"],
+            state["mu"],
+            lengths > 0,
+            tf.constant(self.learning_rate),
+            tf.cast(step + 1, tf.float32),
         )
-        linear = tf.add_n([tf.reduce_sum(w * c) for w, c in zip(params, state["corrections"])])
-        return tf.reduce_sum(0.5 * state["mu"] * proximal) + linear
-
-    def adam_update(self, state, gradients, active, step):
-        """Keras's Adam update (keras.optimizers.Adam.update_step), per client; step counts from 0."""
-        beta_1, beta_2, epsilon = ADAM["beta_1"], ADAM["beta_2"], ADAM["epsilon"]
-        local_step = tf.cast(step + 1, tf.float32)
-        alpha = self.learning_rate * tf.sqrt(1 - tf.pow(beta_2, local_step)) / (1 - tf.pow(beta_1, local_step))
-        for variable, m, v, gradient in zip(state["params"], state["moments"], state["velocities"], gradients):
-            new_m = m + (gradient - m) * (1 - beta_1)
-            new_v = v + (tf.square(gradient) - v) * (1 - beta_2)
-            keep(m, new_m, active)
-            keep(v, new_v, active)
-            keep(variable, variable - (new_m * alpha) / (tf.sqrt(new_v) + epsilon), active)
+        for target, value in zip(tf.nest.flatten(changed), tf.nest.flatten(updated)):
+            target.assign(value)
 
 
-def keep(variable, updated, active):
-    """Assign `updated` to the active clients' slices of `variable`; the others keep theirs."""
-    shape = [-1] + [1] * (len(variable.shape) - 1)
-    variable.assign(tf.where(tf.reshape(active, shape), updated, variable))
+def fused_update(optimizer, terms, uneven):
+    """One variable's step after gradient g, compiled into one XLA kernel.
+
+    With `terms`, the gradient first gets FedProx's μ·(w − w⁰) and SCAFFOLD's c − cᵢ
+    (the gradients of μ/2·‖w − w⁰‖² and ⟨w, c − cᵢ⟩); with `uneven`, clients whose
+    steps are over (not `active`) keep w, m and v. Adam is Keras's update step
+    (keras.optimizers.Adam.update_step); fused, its arithmetic may round differently
+    in the last bit.
+    """
+    beta_1, beta_2, epsilon = ADAM["beta_1"], ADAM["beta_2"], ADAM["epsilon"]
+
+    def one_variable(variables, g, anchor, correction, mu, active, learning_rate, local_step):
+        """[w, m, v] (Adam) or w (SGD) after one step."""
+        w = variables[0] if optimizer == "adam" else variables
+        client_axis = [-1] + [1] * (len(w.shape) - 1)
+        if terms:
+            g = g + tf.reshape(mu, client_axis) * (w - anchor) + correction
+        if optimizer == "adam":
+            m, v = variables[1:]
+            alpha = learning_rate * tf.sqrt(1 - tf.pow(beta_2, local_step)) / (1 - tf.pow(beta_1, local_step))
+            new_m = m + (g - m) * (1 - beta_1)
+            new_v = v + (tf.square(g) - v) * (1 - beta_2)
+            updated = [w - (new_m * alpha) / (tf.sqrt(new_v) + epsilon), new_m, new_v]
+        else:
+            updated = [w - g * learning_rate]
+        if uneven:
+            keep = tf.reshape(active, client_axis)
+            updated = [tf.where(keep, new, old) for new, old in zip(updated, tf.nest.flatten(variables))]
+        return updated if optimizer == "adam" else updated[0]
+
+    @tf.function(jit_compile=True)
+    def update(variables, gradients, anchors, corrections, mu, active, learning_rate, local_step):
+        """Every variable's step, in one XLA computation."""
+        return [
+            one_variable(v, g, a, c, mu, active, learning_rate, local_step)
+            for v, g, a, c in zip(variables, gradients, anchors, corrections)
+        ]
+
+    return update
