@@ -37,9 +37,13 @@ def measure(function, *args, repeat=1):
     return result, best, peak
 
 
+def read_results():
+    return json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.is_file() else {}
+
+
 def update_results(section, payload):
     """Merge one benchmark's section into results/benchmarks.json (atomically)."""
-    results = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.is_file() else {}
+    results = read_results()
     results[section] = payload
     results["machine"] = machine_description()
     RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,9 @@
     python -m benchmarks.rounds --scenarios fedavg-iid --repetitions 3 --rounds 2
 
 Settings: McMahan et al.'s IID setting (the fedavg-iid scenario: K = 100, C = 0.1,
-E = 5, B = 10, FedAvg) and the K = 100 Dirichlet(0.1) split of deriva-dirichlet-k100
-(clients of very unequal size), seed 42. Each repetition plays every arm once, in
+E = 5, B = 10, FedAvg), the K = 100 Dirichlet(0.1) split of deriva-dirichlet-k100
+(clients of very unequal size) and the course's rounds (curso-iid: K = 5, C = 1,
+E = 1, B = 64), seed 42. Each repetition plays every arm once, in
 turn (the machine is shared and noisy: arms run interleaved, never one block after
 another), each arm a fresh run of 1 + --rounds rounds from the same initial weights:
 the first round (which starts processes and traces) is reported apart, rounds per
@@ -13,7 +14,8 @@ hour come from the later rounds. Every repetition is recorded. The same run meas
 the machine's GEMM ceiling (float32 matrix products, TensorFlow, all cores) and the
 share of a round spent training, evaluating and starting up, and the training rate
 against that ceiling (TRAIN_FLOP_PER_IMAGE: forward and backward of the CNN).
-Writes results/benchmarks.json under "rounds".
+Writes results/benchmarks.json under "rounds", one entry per scenario (a run of some
+scenarios keeps the others' entries).
 """
 
 import argparse
@@ -22,7 +24,7 @@ import time
 
 import tensorflow as tf
 
-from benchmarks.common import update_results
+from benchmarks.common import read_results, update_results
 from fedmnist import scenarios, strategies
 from fedmnist.data import ensure_split
 from fedmnist.defaults import SCENARIO_DATA_DIR, SEED
@@ -30,7 +32,7 @@ from fedmnist.evaluation import evaluate_weights
 from fedmnist.simulation import Federation, RoundSettings, run_rounds
 from model import build_model
 
-SCENARIOS = ("fedavg-iid", "deriva-dirichlet-k100")
+SCENARIOS = ("fedavg-iid", "deriva-dirichlet-k100", "curso-iid")
 ARMS = {  # name: the RoundSettings fields that make it
     "sequential": {"trainer": "per-client", "workers": 0},
     "pool": {"trainer": "per-client", "workers": 2},
@@ -125,6 +127,7 @@ def bench_scenario(name, args, ceiling):
         print(f"{name}: batched / pool per repetition: {', '.join(f'{r:.2f}x' for r in ratios)}")
     return {
         "setting": f"{name}: K = {manifest['num_clients']}, {run}, FedAvg, seed {SEED}",
+        "gemm_gflops": round(ceiling, 1),
         "evaluation_seconds": round(evaluation, 2),
         "arms": arms,
     }
@@ -135,7 +138,16 @@ def main(argv=None):
     ceiling = gemm_gflops()
     print(f"GEMM ceiling: {ceiling:.0f} GFLOP/s (float32, TensorFlow, all cores)", flush=True)
     results = {name: bench_scenario(name, args, ceiling) for name in args.scenarios}
-    update_results("rounds", {"gemm_gflops": round(ceiling, 1), "scenarios": results})
+    update_results("rounds", {"scenarios": {**earlier_scenarios(), **results}})
+
+
+def earlier_scenarios():
+    """The scenarios an earlier run measured, each with the GEMM ceiling of its own run."""
+    earlier = read_results().get("rounds", {})
+    return {
+        name: {"gemm_gflops": earlier.get("gemm_gflops"), **entry}
+        for name, entry in earlier.get("scenarios", {}).items()
+    }
 
 
 if __name__ == "__main__":
