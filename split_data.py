@@ -4,7 +4,8 @@
 
 writes to data/ (or --out):
   cliente_N.npz          one partition per client, N = 1..K
-  test.npz               the common test set, identical for every party
+  validacion.npz         held out of the training pool (--validation-fraction): every choice is made on it
+  test.npz               the common test set, identical for every party: it only reports
   pesos_iniciales.npz    the round-0 global weights every client must start from
   manifest.json          seed, K, per-client counts and class histograms, SHA-256 of every file
   particion.png          the classes each client holds
@@ -15,7 +16,15 @@ import sys
 from pathlib import Path
 
 from fedmnist import defaults
-from fedmnist.data import INITIAL_WEIGHTS_FILE, MANIFEST, PARTITION_FIGURE, TEST_FILE, SplitSpec, split
+from fedmnist.data import (
+    INITIAL_WEIGHTS_FILE,
+    MANIFEST,
+    PARTITION_FIGURE,
+    TEST_FILE,
+    VALIDATION_FILE,
+    SplitSpec,
+    split,
+)
 from fedmnist.files import check_writable
 from fedmnist.mnist import MnistError
 from fedmnist.partition import NUM_CLASSES, PARTITIONERS, PartitionError
@@ -25,7 +34,8 @@ def print_partition_table(manifest):
     header = f"{'client':>7} {'samples':>8} " + " ".join(f"{c:>5}" for c in range(NUM_CLASSES))
     print(header)
     print("-" * len(header))
-    rows = [(f"{cid:>7}", info) for cid, info in manifest["clients"].items()] + [(f"{'test':>7}", manifest["test"])]
+    rows = [(f"{cid:>7}", info) for cid, info in manifest["clients"].items()]
+    rows += [(f"{name[:7]:>7}", manifest[name]) for name in ("validation", "test") if name in manifest]
     for label, info in rows:
         print(f"{label} {info['num_samples']:>8} " + " ".join(f"{n:>5}" for n in info["class_histogram"]))
 
@@ -81,6 +91,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--test-samples", type=int, default=None, help="use a stratified subset of this many test images (quick runs)"
     )
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=defaults.VALIDATION_FRACTION,
+        help="share of the training images held out, stratified, as the validation set every choice is made on "
+        "(default: %(default).4f, 5,000 of 60,000)",
+    )
     return parser.parse_args(argv)
 
 
@@ -94,6 +111,7 @@ def main(argv=None):
         args.shards_per_client,
         args.train_samples,
         args.test_samples,
+        args.validation_fraction,
     )
     print(f"split_data: {spec.describe()}, out={args.out}")
     try:
@@ -112,7 +130,8 @@ def main(argv=None):
     if manifest["num_clients"] <= 20:
         print_partition_table(manifest)
     print(
-        f"Wrote {manifest['num_clients']} client partitions, {TEST_FILE}, {INITIAL_WEIGHTS_FILE}, {MANIFEST} "
+        f"Wrote {manifest['num_clients']} client partitions, {VALIDATION_FILE}, {TEST_FILE}, {INITIAL_WEIGHTS_FILE}, "
+        f"{MANIFEST} "
         f"and {PARTITION_FIGURE} to {args.out}"
     )
     print(f"Initial weights SHA-256: {manifest['initial_weights']['sha256']}")

@@ -145,3 +145,58 @@ def krum(pairs, f, num_selected=1):
     weight_lists = weights_only(pairs)
     chosen = np.argsort(krum_scores(weight_lists, f), kind="stable")[:num_selected]
     return fedavg((weight_lists[i], 1) for i in chosen)
+
+
+def krum_selection(weight_lists, f, count):
+    """Indices of `count` updates chosen one at a time by Krum, each time among those not chosen yet.
+
+    Each choice scores the remaining r updates over their r − f − 2 nearest
+    neighbours (at least one), from one matrix of pairwise distances.
+    """
+    distances = pairwise_squared_distances(weight_lists)
+    np.fill_diagonal(distances, np.inf)
+    remaining, chosen = list(range(len(weight_lists))), []
+    for _ in range(count):
+        among = distances[np.ix_(remaining, remaining)]
+        neighbours = max(1, len(remaining) - f - 2)
+        scores = np.sort(among, axis=1)[:, :neighbours].sum(axis=1)
+        chosen.append(remaining.pop(int(np.argmin(scores))))
+    return chosen
+
+
+def bulyan(pairs, f):
+    """Bulyan (El Mhamdi et al., 2018): Krum chooses θ = K − 2f updates one at a time; then, per coordinate, the
+    mean of the β = θ − 2f chosen values closest to their median. Needs K ≥ 4f + 3."""
+    weight_lists = weights_only(pairs)
+    k = len(weight_lists)
+    if f < 0 or k < 4 * f + 3:
+        raise ValueError(f"Bulyan needs K ≥ 4f + 3 (K={k}, f={f})")
+    chosen = [weight_lists[i] for i in krum_selection(weight_lists, f, k - 2 * f)]
+    beta = k - 4 * f
+
+    def closest_to_median(block):
+        median = np.median(block, axis=1, keepdims=True)
+        nearest = np.argsort(np.abs(block - median), axis=1, kind="stable")[:, :beta]
+        return np.take_along_axis(block, nearest, axis=1).mean(axis=1)
+
+    return coordinate_wise(chosen, closest_to_median)
+
+
+def centered_clipping(center, pairs, tau, iterations):
+    """Centered clipping (Karimireddy et al., 2021): from v = `center`, `iterations` times
+    v ← v + (1/K)·Σ min(1, τ/‖wᵢ − v‖)·(wᵢ − v). τ = 0 takes the median of the ‖wᵢ − v‖ of each iteration.
+
+    Unweighted, as the paper's; the paper's centre is the previous aggregate of the clients' momenta, here the
+    global model the clients started from.
+    """
+    weight_lists = weights_only(pairs)
+    if not weight_lists:
+        raise ValueError("centered clipping needs at least one update")
+    v = [np.asarray(c, np.float64) for c in center]
+    for _ in range(iterations):
+        offsets = [[np.asarray(w, np.float64) - c for w, c in zip(weights, v)] for weights in weight_lists]
+        norms = np.array([math.sqrt(sum(float(np.sum(d * d)) for d in offset)) for offset in offsets])
+        radius = float(np.median(norms)) if tau == 0 else tau
+        scales = np.minimum(1.0, radius / np.maximum(norms, 1e-300))
+        v = [c + sum(s * offset[i] for s, offset in zip(scales, offsets)) / len(offsets) for i, c in enumerate(v)]
+    return [layer.astype(np.float32) for layer in v]

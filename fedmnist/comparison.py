@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fedmnist import strategies
 from fedmnist.attacks import attack_updates, malicious_ids
-from fedmnist.data import load_initial_weights, load_test_data, read_manifest
+from fedmnist.data import load_initial_weights, load_test_data, load_validation_data, read_manifest
 from fedmnist.defaults import MIN_CLIENTS, PROJECT_DIR
 from fedmnist.evaluation import evaluate_weights, plot_method_comparison, save_figure
 from fedmnist.files import OutputSet
@@ -123,8 +123,19 @@ def not_computed(strategy, updates, any_prox_files, min_clients):
     return None
 
 
-def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, test_set, federation):
+def evaluate_held_out(model, weights, test_set, validation_set):
+    """Test metrics, plus the validation accuracy (what every choice is made on) where the split has a validation
+    set."""
+    metrics, _ = evaluate_weights(model, weights, *test_set)
+    if validation_set is not None:
+        metrics["validation_accuracy"] = evaluate_weights(model, weights, *validation_set)[0]["accuracy"]
+    return metrics
+
+
+def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, held_out, federation):
     """Aggregate with every one-shot strategy and evaluate each global model: ({key: entry}, {key: weights}).
+
+    `held_out` is (test set, validation set or None).
 
     `federation` is (initial global weights, seed, K): a private strategy clips each
     update relative to the initial model and takes all K clients as its cohort.
@@ -146,7 +157,7 @@ def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, test_
         except ValueError as err:
             entry["status"] = f"not computed: {err}"
         else:
-            metrics, _ = evaluate_weights(model, weights, *test_set)
+            metrics = evaluate_held_out(model, weights, *held_out)
             note = strategy.notes(len(updates), **strategy.server_parameters(chosen)) if strategy.notes else None
             entry.update(status="ok", note=note, **metrics)
             if strategy.private:
@@ -169,13 +180,15 @@ def compare(weights_dir, data_dir, values=None, min_clients=MIN_CLIENTS, allow_l
         weights_dir, data_dir, expected, attack, min_clients, log
     )
     test_set = load_test_data(data_dir)
+    validation_set = load_validation_data(data_dir) if "validation" in manifest else None
+    chosen_on = "validation_accuracy" if validation_set is not None else "accuracy"
     federation = (load_initial_weights(data_dir)[0], manifest["seed"], manifest["num_clients"])
     methods, global_weights = aggregate_all(
-        model, plain, prox, any_prox_files, values, min_clients, test_set, federation
+        model, plain, prox, any_prox_files, values, min_clients, (test_set, validation_set), federation
     )
     local_models = {}
     for update in plain:
-        metrics, _ = evaluate_weights(model, update.weights, *test_set)
+        metrics = evaluate_held_out(model, update.weights, test_set, validation_set)
         local_models[str(update.client_id)] = {"file": update.path.name, "num_samples": update.num_samples, **metrics}
     computed = {k: v for k, v in methods.items() if v["status"] == "ok"}
     parameters = {
@@ -187,11 +200,13 @@ def compare(weights_dir, data_dir, values=None, min_clients=MIN_CLIENTS, allow_l
         "methods": methods,
         "local_models": local_models,
         "rejected": [{"file": display(path.name), "reason": reason} for path, reason in rejected],
-        "best_method": max(computed, key=lambda k: computed[k]["accuracy"]),
+        "best_method": max(computed, key=lambda k: computed[k][chosen_on]),
+        "best_chosen_on": "validation" if validation_set is not None else "test (this split has no validation set)",
         "config": {
             "weights_dir": project_relative(weights_dir),
             "data": project_relative(data_dir),
             "test_samples": int(len(test_set[1])),
+            "validation_samples": int(len(validation_set[1])) if validation_set is not None else None,
             "seed": manifest.get("seed"),
             "num_clients_in_partition": manifest["num_clients"],
             "parameters": parameters,
@@ -230,22 +245,35 @@ def write_outputs(out_dir, comparison):
 
 def format_table(results):
     """The comparison as the CLI prints it: one line per strategy and per local model, then the best."""
-    lines = [f"{'method':<14} {'clients':>7} {'accuracy':>9} {'loss':>7} {'macro-F1':>9}", "-" * 50]
+    validation = results["config"].get("validation_samples") is not None
+    lines = [
+        f"{'method':<14} {'clients':>7} {'accuracy':>9} {'loss':>7} {'macro-F1':>9}" + ("  validation" * validation),
+        "-" * (50 + 12 * validation),
+    ]
+
+    def validation_column(v):
+        return f" {100 * v['validation_accuracy']:>10.2f}%" if validation else ""
+
     for key, v in results["methods"].items():
         name = strategies.REGISTRY[key].name if key in strategies.REGISTRY else key
         if v["status"] == "ok":
             note = f"   ({v['note']})" if v.get("note") else ""
             lines.append(
                 f"{name:<14} {len(v['clients']):>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} "
-                f"{v['macro_f1']:>9.4f}{note}"
+                f"{v['macro_f1']:>9.4f}{validation_column(v)}{note}"
             )
         else:
             lines.append(f"{name:<14} {'-':>7}   {v['status']}")
     for cid, v in results["local_models"].items():
         lines.append(
             f"{'local ' + cid:<14} {'':>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} {v['macro_f1']:>9.4f}"
+            f"{validation_column(v)}"
         )
     best = results["methods"][results["best_method"]]
     best_name = strategies.REGISTRY[results["best_method"]].name
-    lines.append(f"\nBest method: {best_name} ({100 * best['accuracy']:.2f}% test accuracy)")
+    chosen = f"{100 * best['validation_accuracy']:.2f}% validation, " if validation else ""
+    lines.append(
+        f"\nBest method on {'validation' if validation else 'the test set (no validation set)'}: {best_name} "
+        f"({chosen}{100 * best['accuracy']:.2f}% test accuracy)"
+    )
     return "\n".join(lines)

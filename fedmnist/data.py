@@ -1,7 +1,8 @@
 """The data folder that split_data.py writes and everyone else reads, and the weights archive format.
 
     cliente_N.npz          one partition per client, N = 1..K
-    test.npz               the common test set, identical for every party
+    validacion.npz         held out of the training pool: every choice is made on it
+    test.npz               the common test set, identical for every party: it only reports
     pesos_iniciales.npz    the round-0 global weights every client must start from
     manifest.json          seed, K, per-client counts and class histograms, SHA-256 of every file
     particion.png          the classes each client holds
@@ -19,16 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-from fedmnist.defaults import DIRICHLET_ALPHA, NUM_CLIENTS, PARTITION, SEED, SHARDS_PER_CLIENT
+from fedmnist import seeds
+from fedmnist.defaults import DIRICHLET_ALPHA, NUM_CLIENTS, PARTITION, SEED, SHARDS_PER_CLIENT, VALIDATION_FRACTION
 from fedmnist.evaluation import plot_partition, save_figure
 from fedmnist.files import OutputSet
 from fedmnist.mnist import as_images, load_mnist_uint8, sha256_bytes, sha256_file
-from fedmnist.partition import NUM_CLASSES, PartitionError, make_partition, stratified_subset
+from fedmnist.partition import NUM_CLASSES, PartitionError, hold_out, make_partition, stratified_subset
 from fedmnist.updates import SHA256_HEX, weights_sha256
 from model import build_model
 
 MANIFEST = "manifest.json"
 TEST_FILE = "test.npz"
+VALIDATION_FILE = "validacion.npz"
 INITIAL_WEIGHTS_FILE = "pesos_iniciales.npz"
 PARTITION_FIGURE = "particion.png"
 FULL_TRAIN_SAMPLES = 60_000
@@ -49,14 +52,17 @@ class SplitSpec:
     shards_per_client: int = SHARDS_PER_CLIENT  # used by the shards partition only
     train_samples: int | None = None  # a stratified subset, for quick runs; None: all 60,000
     test_samples: int | None = None
+    validation_fraction: float = VALIDATION_FRACTION  # of the training pool, held out before the partition
 
     def manifest_fields(self, train_samples, test_samples):
         """The fields of the manifest that record this spec."""
         fields = {
             "seed": self.seed,
+            "seeding": seeds.SCHEME,
             "partition": self.partition,
             "train_samples": train_samples,
             "test_samples": test_samples,
+            "validation_fraction": self.validation_fraction,
         }
         if self.partition == "dirichlet":
             fields["alpha"] = self.alpha
@@ -139,22 +145,27 @@ def split(out_dir, spec, mnist_path=None, log=print):
             raise PartitionError(f"--{name}={value}: must be at least 1")
     if not 0 <= spec.seed < 2**32:
         raise PartitionError(f"--seed {spec.seed}: must be in 0..2^32-1")
+    if not 0 <= spec.validation_fraction < 1:
+        raise PartitionError(f"--validation-fraction {spec.validation_fraction}: must be in [0, 1)")
     x_train, y_train, x_test, y_test = load_mnist_uint8(mnist_path, log=log)
     train_idx = stratified_subset(y_train, spec.train_samples, spec.seed)
     test_idx = stratified_subset(y_test, spec.test_samples, spec.seed, part=1)
+    pool, held_out = hold_out(y_train[train_idx], spec.validation_fraction, spec.seed)
+    pool_idx, validation_idx = train_idx[pool], train_idx[held_out]
     parts = make_partition(
-        y_train[train_idx], spec.num_clients, spec.seed, spec.partition, spec.alpha, spec.shards_per_client
+        y_train[pool_idx], spec.num_clients, spec.seed, spec.partition, spec.alpha, spec.shards_per_client
     )
     initial_weights = build_model(seed=spec.seed).get_weights()
     return write_partitions(
         out_dir,
-        x_train[train_idx],
-        y_train[train_idx],
+        x_train[pool_idx],
+        y_train[pool_idx],
         x_test[test_idx],
         y_test[test_idx],
         parts,
         initial_weights,
         spec.manifest_fields(len(train_idx), len(test_idx)),
+        validation=(x_train[validation_idx], y_train[validation_idx]),
     )
 
 
@@ -170,8 +181,9 @@ def ensure_split(data_dir, spec, log=print):
     return split(data_dir, spec, log=log)
 
 
-def write_partitions(out_dir, x_train, y_train, x_test, y_test, parts, initial_weights, config):
-    """Replace the whole split in `out_dir` at once: client files, test set, initial weights, manifest, figure.
+def write_partitions(out_dir, x_train, y_train, x_test, y_test, parts, initial_weights, config, validation=None):
+    """Replace the whole split in `out_dir` at once: client files, validation and test sets, initial weights,
+    manifest, figure.
 
     Nothing lands unless everything was written, so a new partition file never
     sits under an old manifest; client files of an earlier, larger split are removed.
@@ -184,6 +196,8 @@ def write_partitions(out_dir, x_train, y_train, x_test, y_test, parts, initial_w
         for client_id, indices in enumerate(parts, start=1)
     }
     contents[TEST_FILE] = npz_bytes(x=x_test, y=y_test)
+    if validation is not None:
+        contents[VALIDATION_FILE] = npz_bytes(x=validation[0], y=validation[1])
     contents[INITIAL_WEIGHTS_FILE] = weights_archive_bytes(initial_weights)
     manifest = {
         **config,
@@ -197,10 +211,22 @@ def write_partitions(out_dir, x_train, y_train, x_test, y_test, parts, initial_w
             for client_id, indices in enumerate(parts, start=1)
         },
         "test": {"file": TEST_FILE, "num_samples": int(len(y_test)), "class_histogram": class_histogram(y_test)},
+        **(
+            {
+                "validation": {
+                    "file": VALIDATION_FILE,
+                    "num_samples": int(len(validation[1])),
+                    "class_histogram": class_histogram(validation[1]),
+                }
+            }
+            if validation is not None
+            else {}
+        ),
         "initial_weights": {"file": INITIAL_WEIGHTS_FILE, "sha256": weights_sha256(initial_weights)},
         "sha256": {name: sha256_bytes(data) for name, data in contents.items()},
     }
-    stale = [path for path in out_dir.glob("cliente_*.npz") if path.name not in contents]
+    stale = [path for path in [*out_dir.glob("cliente_*.npz"), out_dir / VALIDATION_FILE] if path.name not in contents]
+    stale = [path for path in stale if path.exists()]
     with OutputSet(remove=stale) as outputs:
         for name, data in contents.items():
             outputs.write_bytes(out_dir / name, data)
@@ -295,6 +321,17 @@ def load_test_data(data_dir):
     """Return (x_test, y_test), the common test set."""
     manifest = read_manifest(data_dir)
     arrays = load_verified_npz(data_dir, TEST_FILE, manifest)
+    return as_images(arrays["x"]), arrays["y"]
+
+
+def load_validation_data(data_dir):
+    """Return (x_validation, y_validation), held out of the training pool; PartitionError if the split has none."""
+    manifest = read_manifest(data_dir)
+    if not isinstance(manifest.get("validation"), dict) or VALIDATION_FILE not in manifest["sha256"]:
+        raise PartitionError(
+            f"{Path(data_dir) / MANIFEST}: this split has no validation set (it predates them); run split_data.py again"
+        )
+    arrays = load_verified_npz(data_dir, VALIDATION_FILE, manifest)
     return as_images(arrays["x"]), arrays["y"]
 
 

@@ -22,6 +22,9 @@ SEED = 42
 PARTITION = "iid"
 DIRICHLET_ALPHA = 0.5
 SHARDS_PER_CLIENT = 2
+# Held out of the training pool for every choice (settings, a stopping round, a "best" model); the test set only
+# reports. 1/12 of MNIST's 60,000 is 5,000 images: a standard error of 0.14 points at 99 % accuracy.
+VALIDATION_FRACTION = 1 / 12
 
 # Local training (the course's one-shot setting; the notebook's parameters cell repeats them, a test checks)
 EPOCHS = 3  # E

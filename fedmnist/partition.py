@@ -102,3 +102,14 @@ def stratified_subset(labels, size, seed, part=0):
         return np.arange(len(labels))
     evenly_spaced = (np.arange(size) * len(labels)) // size
     return np.sort(shuffled_by_class(labels, seeds.rng(seed, "subset", part))[evenly_spaced])
+
+
+def hold_out(labels, fraction, seed):
+    """(pool, held out): a seeded, class-stratified `fraction` of the indices held out, the rest in the pool."""
+    count = int(round(fraction * len(labels)))
+    if not 0 <= count < len(labels):
+        raise PartitionError(f"a validation fraction of {fraction} leaves no training examples")
+    dealt = shuffled_by_class(labels, seeds.rng(seed, "validation"))
+    chosen = np.zeros(len(labels), bool)
+    chosen[dealt[(np.arange(count) * len(labels)) // count] if count else []] = True
+    return np.flatnonzero(~chosen), np.flatnonzero(chosen)

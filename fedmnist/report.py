@@ -424,6 +424,22 @@ def rounds_per_hour_table():
     return markdown(header, rows, "llrrrr")
 
 
+def rounds_per_hour_summary():
+    """The README's short form: each trainer's median rounds per hour in each scenario (benchmarks/rounds.py)."""
+    bench = load("benchmarks.json")["rounds"]
+    rows = []
+    for scenario, result in bench["scenarios"].items():
+        arms = result["arms"]
+        per_repetition = arms.get("batched", {}).get("speedup_over_pool_per_repetition", [])
+        rows.append(
+            [scenario]
+            + [f"{arms[arm]['median_rounds_per_hour']:.0f}" if arm in arms else "—" for arm in ARM_LABELS]
+            + [" · ".join(f"{r:.2f}" for r in per_repetition) or "—"]
+        )
+    header = ["escenario", *ARM_LABELS.values(), "por lotes / 2 procesos, por repetición"]
+    return markdown(header, rows, "lrrrr")
+
+
 PRIVACY_README_ROWS = ("fedavg", "dpfedavg:0.1", "dpfedavg:1")
 NO_PRIVACY_RESULTS = "(sin resultados: `make privacy`)"
 
@@ -591,6 +607,7 @@ TABLES = {
     "deriva": drift_table,
     "deriva_completa": drift_full_table,
     "rondas_por_hora": rounds_per_hour_table,
+    "rondas_por_hora_resumen": rounds_per_hour_summary,
     "una_ronda": one_shot_table,
     "robustez": robustness_table,
     "rondas": rounds_table,

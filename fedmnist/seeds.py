@@ -27,6 +27,7 @@ STREAMS = {
     "validation": 10,  # the validation split held out of the training pool
 }
 INT_SEED_BOUND = 2**31 - 1  # what Keras and TensorFlow accept as a seed
+SCHEME = 2  # recorded in every split's manifest: a folder split under another scheme is not this seed's split
 
 
 def sequence(seed, stream, *path):

@@ -322,18 +322,20 @@ def checked_updates(federation, tasks, trained, global_weights, settings, round_
         except UpdateError:
             rejected.append(client_id)
             continue
-        update = [ClientUpdate(f"client_{client_id}", client_id, weights, len(federation.clients[client_id][1]), None)]
-        if client_id <= settings.malicious and settings.attack in MODEL_POISONING:
-            update, attacked_out = attack_updates(
-                update,
-                global_weights,
-                settings.attack,
-                {client_id},
-                None,
-                seed=seeds.sequence(settings.seed, "attack", round_number, client_id),
-            )
-            rejected += [client_id for _ in attacked_out]
-        updates += update
+        updates.append(
+            ClientUpdate(f"client_{client_id}", client_id, weights, len(federation.clients[client_id][1]), None)
+        )
+    attackers = {u.client_id for u in updates if u.client_id <= settings.malicious}
+    if attackers and settings.attack in MODEL_POISONING:
+        updates, _ = attack_updates(
+            updates,
+            global_weights,
+            settings.attack,
+            attackers,
+            None,
+            seed=seeds.sequence(settings.seed, "attack", round_number),
+        )
+        rejected += sorted(attackers - {u.client_id for u in updates})
     return updates, {cid: c for cid, c in controls.items() if cid not in rejected}, rejected
 
 

@@ -355,6 +355,53 @@ register(
     )
 )
 
+register(
+    Strategy(
+        key="multikrum",
+        name="Multi-Krum",
+        label="Multi-Krum",
+        rule=lambda pairs, f, m: aggregation.krum(pairs, f, m or len(pairs) - f),
+        reference="Blanchard et al., 2017: the mean of the m updates with the lowest Krum scores",
+        parameters=(
+            Parameter("f", "f", 1, "f, the Byzantine clients Multi-Krum tolerates", "--multikrum-f", kind=int),
+            Parameter("m", "m", 0, "m, the updates averaged (0: K − f)", "--multikrum-m", kind=int),
+        ),
+        notes=lambda k, f, m: f"f={f}, m={m or k - f}",
+    )
+)
+register(
+    Strategy(
+        key="bulyan",
+        name="Bulyan",
+        label="Bulyan",
+        rule=aggregation.bulyan,
+        reference="El Mhamdi et al., 2018: Krum chooses K − 2f updates, then the coordinate-wise mean of the "
+        "K − 4f values closest to their median",
+        parameters=(
+            Parameter("f", "f", 1, "f, the Byzantine clients Bulyan tolerates (K ≥ 4f + 3)", "--bulyan-f", kind=int),
+        ),
+        notes=lambda k, f: f"f={f}",
+    )
+)
+register(
+    Strategy(
+        key="centered_clipping",
+        name="Centered clipping",
+        label="Recorte centrado",
+        rule=None,
+        server_step=lambda current, pairs, state, tau, iterations: (
+            aggregation.centered_clipping(current, pairs, tau, iterations),
+            state,
+        ),
+        reference="Karimireddy et al., 2021: each update's distance from the global model clipped to τ, "
+        "then averaged, L times",
+        parameters=(
+            Parameter("tau", "τ", 0.0, "tau, the clipping radius (0: the median distance of the round)", "--cc-tau"),
+            Parameter("iterations", "L", 1, "L, the clipping iterations", "--cc-iterations", kind=int, low=1),
+        ),
+    )
+)
+
 # Multi-round only: a server step with state across rounds (Reddi et al., 2021, for the defaults of the adaptive ones)
 
 

@@ -119,3 +119,26 @@ def test_fedmed_is_bitwise_numpy_median_of_float32(random_updates):
 def test_trimmed_mean_matches_full_sort(random_updates):
     stacked = np.sort(np.stack([u[0] for u in random_updates]).astype(np.float64), axis=0)
     assert np.allclose(trimmed_mean(unweighted(random_updates), 0.34)[0], stacked[2:4].mean(axis=0))
+
+
+def test_multikrum_averages_the_m_lowest_scores():
+    updates = unweighted([arrays(v) for v in (1.0, 2.0, 3.0, 50.0)])
+    assert krum(updates, 1, 3)[0].tolist() == [2.0]  # the three honest values, not the outlier
+
+
+def test_bulyan_keeps_the_values_closest_to_the_median_of_the_krum_chosen():
+    # K = 7, f = 1: Krum chooses the 5 honest values; their median is 3 and the 3 closest to it are 2, 3, 4
+    updates = unweighted([arrays(v) for v in (1.0, 2.0, 3.0, 4.0, 5.0, 100.0, 1000.0)])
+    assert aggregation.bulyan(updates, f=1)[0].tolist() == [3.0]
+
+
+def test_bulyan_needs_four_f_plus_three_clients():
+    with pytest.raises(ValueError, match="K ≥ 4f \\+ 3"):
+        aggregation.bulyan(unweighted([arrays(float(v)) for v in range(6)]), f=1)
+
+
+def test_centered_clipping_clips_each_distance_to_tau():
+    updates = unweighted([arrays(v) for v in (1.0, 1.0, 10.0)])
+    center = arrays(0.0)
+    assert aggregation.centered_clipping(center, updates, tau=2.0, iterations=1)[0].tolist() == pytest.approx([4 / 3])
+    assert aggregation.centered_clipping(center, updates, tau=0.0, iterations=1)[0].tolist() == pytest.approx([1.0])

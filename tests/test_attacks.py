@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fedmnist.attacks import flip_labels, malicious_ids, poison
+from fedmnist.attacks import flip_labels, malicious_ids, omniscient_update, poison
 
 W0 = [np.array([1.0, 2.0], np.float32)]
 W = [np.array([1.5, 1.0], np.float32)]  # Δ = [0.5, -1.0]
@@ -40,3 +40,16 @@ def test_malicious_ids_are_the_first_m():
     assert malicious_ids([5, 1, 3], 2) == [1, 3]
     with pytest.raises(ValueError):
         malicious_ids([1, 2], 3)
+
+
+def test_alie_shifts_the_honest_mean_by_z_standard_deviations():
+    # honest Δ = 1, 2, 3: μ = 2, σ = √(2/3); K = 5, M = 2: s = ⌊5/2 + 1⌋ − 2 = 1, z = Φ⁻¹(4/5) = 0.8416
+    honest = [[np.array([v], np.float32)] for v in (1.0, 2.0, 3.0)]
+    attacked = omniscient_update(honest, [np.zeros(1, np.float32)], "alie", num_clients=5, num_malicious=2)
+    assert attacked[0].tolist() == pytest.approx([2 - 0.841621 * np.sqrt(2 / 3)], abs=1e-6)
+
+
+def test_ipm_sends_minus_epsilon_times_the_honest_mean():
+    honest = [[np.array([v], np.float32)] for v in (1.0, 2.0, 3.0)]
+    start = [np.array([10.0], np.float32)]  # Δ = w − w⁰: the honest Δs are −9, −8, −7
+    assert omniscient_update(honest, start, "ipm", 4, 1)[0].tolist() == pytest.approx([10.0 + 0.1 * 8])

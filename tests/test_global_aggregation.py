@@ -105,7 +105,7 @@ def test_writes_every_output_and_names_the_best(aggregated):
     assert "clipped-count noise above 0.5" in results["methods"]["dpfedavg_adaptive"]["status"]
     assert set(results["local_models"]) == {"1", "2", "3", "4"}
     assert results["best_method"] in results["methods"]
-    assert "Best method:" in stdout
+    assert "Best method on validation:" in stdout
 
 
 def test_rejected_update_is_listed_and_skipped(aggregated):

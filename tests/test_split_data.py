@@ -10,11 +10,12 @@ from fedmnist.data import (
     load_client_data,
     load_initial_weights,
     load_test_data,
+    load_validation_data,
     read_manifest,
     write_partitions,
 )
 from fedmnist.files import OutputSet
-from fedmnist.partition import PartitionError, iid_partition, make_partition, stratified_subset
+from fedmnist.partition import PartitionError, hold_out, iid_partition, make_partition, stratified_subset
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +58,33 @@ def test_stratified_subset_has_exact_size_and_class_balance(labels):
 def test_split_writes_verified_partition(tiny_partition):
     manifest = read_manifest(tiny_partition)
     assert manifest["num_clients"] == 3 and manifest["seed"] == 7
-    assert sum(c["num_samples"] for c in manifest["clients"].values()) == 600
+    assert sum(c["num_samples"] for c in manifest["clients"].values()) == 550  # 50 of 600 held out
     x, y = load_client_data(tiny_partition, 2)
-    assert x.shape == (200, 28, 28, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert x.shape == (183, 28, 28, 1) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
     assert np.bincount(y, minlength=10).tolist() == manifest["clients"]["2"]["class_histogram"]
     x_test, y_test = load_test_data(tiny_partition)
     assert x_test.shape == (200, 28, 28, 1)
     weights, sha = load_initial_weights(tiny_partition)
     assert len(weights) == 10 and sha == manifest["initial_weights"]["sha256"]
+
+
+def test_the_validation_set_is_held_out_of_every_client(tiny_partition):
+    x_validation, y_validation = load_validation_data(tiny_partition)
+    manifest = read_manifest(tiny_partition)
+    pool = np.sum([c["class_histogram"] for c in manifest["clients"].values()], axis=0) + np.bincount(y_validation)
+    assert x_validation.shape == (50, 28, 28, 1)
+    assert np.all(np.abs(np.bincount(y_validation, minlength=10) - 50 * pool / 600) <= 1)  # stratified
+    clients = {load_client_data(tiny_partition, cid)[0][i].tobytes() for cid in (1, 2, 3) for i in range(183)}
+    assert not clients & {image.tobytes() for image in x_validation}
+
+
+def test_hold_out_is_stratified_seeded_and_disjoint():
+    labels = np.repeat(np.arange(10), 120)
+    pool, held = hold_out(labels, 1 / 12, seed=3)
+    assert len(held) == 100 and np.bincount(labels[held]).tolist() == [10] * 10
+    assert sorted([*pool, *held]) == list(range(1200))
+    assert np.array_equal(held, hold_out(labels, 1 / 12, seed=3)[1])
+    assert not np.array_equal(held, hold_out(labels, 1 / 12, seed=4)[1])
 
 
 def test_split_is_reproducible(tiny_partition, tmp_path):
