@@ -246,27 +246,29 @@ def write_outputs(out_dir, comparison):
 def format_table(results):
     """The comparison as the CLI prints it: one line per strategy and per local model, then the best."""
     validation = results["config"].get("validation_samples") is not None
+    names = {key: strategies.REGISTRY[key].name if key in strategies.REGISTRY else key for key in results["methods"]}
+    width = max([14, *(len(name) for name in names.values())])
     lines = [
-        f"{'method':<14} {'clients':>7} {'accuracy':>9} {'loss':>7} {'macro-F1':>9}" + ("  validation" * validation),
-        "-" * (50 + 12 * validation),
+        f"{'method':<{width}} {'clients':>7} {'accuracy':>9} {'loss':>7} {'macro-F1':>9}"
+        + ("  validation" * validation),
+        "-" * (width + 36 + 12 * validation),
     ]
 
     def validation_column(v):
         return f" {100 * v['validation_accuracy']:>10.2f}%" if validation else ""
 
     for key, v in results["methods"].items():
-        name = strategies.REGISTRY[key].name if key in strategies.REGISTRY else key
         if v["status"] == "ok":
             note = f"   ({v['note']})" if v.get("note") else ""
             lines.append(
-                f"{name:<14} {len(v['clients']):>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} "
+                f"{names[key]:<{width}} {len(v['clients']):>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} "
                 f"{v['macro_f1']:>9.4f}{validation_column(v)}{note}"
             )
         else:
-            lines.append(f"{name:<14} {'-':>7}   {v['status']}")
+            lines.append(f"{names[key]:<{width}} {'-':>7}   {v['status']}")
     for cid, v in results["local_models"].items():
         lines.append(
-            f"{'local ' + cid:<14} {'':>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} {v['macro_f1']:>9.4f}"
+            f"{'local ' + cid:<{width}} {'':>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} {v['macro_f1']:>9.4f}"
             f"{validation_column(v)}"
         )
     best = results["methods"][results["best_method"]]

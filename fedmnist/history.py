@@ -32,6 +32,7 @@ import json
 from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from fedmnist.data import read_slots_archive, read_weights_archive, slots_archive_bytes, weights_archive_bytes
@@ -137,6 +138,7 @@ def round_row(
     return {
         "round": round_number,
         "accuracy": metrics["accuracy"],
+        "validation_accuracy": metrics.get("validation_accuracy"),  # None: no validation set in the split
         "loss": metrics["loss"],
         "macro_f1": metrics["macro_f1"],
         "seconds": round(seconds, 2),
@@ -154,11 +156,23 @@ def rounds_to(rows, target):
     return next((row["round"] for row in rows if row["accuracy"] >= target), None)
 
 
+LAST_ROUNDS = 5  # the endpoint that a last round's swing does not decide: the mean of the last 5 rounds
+
+
+def mean_of_last(rows, key, count=LAST_ROUNDS):
+    """The mean of `key` over the last `count` rounds (None if any of them lacks it)."""
+    values = [row.get(key) for row in rows[-count:]]
+    return float(np.mean(values)) if values and None not in values else None
+
+
 def summarize(history):
-    """Final accuracy, rounds to each target and total seconds, per strategy."""
+    """Final accuracy, the mean of the last rounds (test, and validation where recorded), rounds to each target and
+    total seconds, per strategy."""
     return {
         name: {
             "final_accuracy": rows[-1]["accuracy"],
+            "last_rounds_accuracy": mean_of_last(rows, "accuracy"),
+            "last_rounds_validation_accuracy": mean_of_last(rows, "validation_accuracy"),
             **{f"rounds_to_{int(100 * t)}": rounds_to(rows, t) for t in ACCURACY_TARGETS},
             "seconds": round(sum(row["seconds"] for row in rows), 1),
         }

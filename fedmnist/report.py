@@ -161,17 +161,24 @@ def hostile_table():
 
 
 def demo_table():
-    """What `make demo` prints at the end: every strategy and every local model on the common test set."""
+    """What `make demo` prints at the end: every strategy and every local model, on validation (where the best is
+    chosen) and on the common test set."""
     results = load("resultados.json")
+
+    def validation(entry):
+        value = entry.get("validation_accuracy")
+        return "—" if value is None else f"{100 * value:.2f}"
+
     rows = []
     for key, entry in results["methods"].items():
         name = f"**{entry['label']}**" if key == results["best_method"] else entry["label"]
         if entry["status"] != "ok":
-            rows.append([name, "—", "—", "—", entry["status"]])
+            rows.append([name, "—", "—", "—", "—", entry["status"]])
             continue
         rows.append(
             [
                 name,
+                validation(entry),
                 f"{100 * entry['accuracy']:.2f}",
                 f"{entry['loss']:.4f}",
                 f"{entry['macro_f1']:.4f}",
@@ -182,13 +189,15 @@ def demo_table():
         rows.append(
             [
                 f"modelo local {cid}",
+                validation(entry),
                 f"{100 * entry['accuracy']:.2f}",
                 f"{entry['loss']:.4f}",
                 f"{entry['macro_f1']:.4f}",
                 f"{entry['num_samples']} imágenes",
             ]
         )
-    return markdown(["modelo", "exactitud (%)", "pérdida", "F1 macro", "nota"], rows, "lrrrl")
+    header = ["modelo", "validación (%)", "test: exactitud (%)", "pérdida", "F1 macro", "nota"]
+    return markdown(header, rows, "lrrrrl")
 
 
 STAGES = {"split_data": "reparto de los datos", "global_aggregation": "agregación y comparación", "total": "total"}

@@ -8,17 +8,21 @@ trains). A sampled client trains K steps with every gradient corrected by c − 
 
 (the paper's option II: the mean corrected step, turned back into a gradient;
 exact for plain SGD with learning rate η_l, only an approximation with Adam) and
-sends yᵢ and Δcᵢ = cᵢ⁺ − cᵢ. The server then takes
+sends yᵢ and Δcᵢ = cᵢ⁺ − cᵢ. The server then takes, as the paper does,
 
-    x ← x + η_g·(FedAvg(yᵢ) − x)        c ← c + (|S| / N)·mean(Δcᵢ)
+    x ← x + η_g·(mean(yᵢ) − x)        c ← c + (|S| / N)·mean(Δcᵢ)
 
-with S the round's clients and N all of them, so c stays the mean of every
-client's cᵢ. The paper averages the yᵢ uniformly; this takes FedAvg's mean
-weighted by example counts, so that with zero control variates and η_g = 1
-SCAFFOLD is exactly FedAvg. A client sends twice the model's size.
+with S the round's clients and N all of them, so c stays the uniform mean of
+every client's cᵢ. With `weighted`, both means weight each client by its example
+count nᵢ instead, consistently: x ← x + η_g·(FedAvg(yᵢ) − x) and
+c ← c + Σ_S nᵢ·Δcᵢ / Σ_all nᵢ, so c stays the count-weighted mean of the cᵢ (and
+with zero control variates and η_g = 1 SCAFFOLD is exactly FedAvg). A client
+sends twice the model's size.
 """
 
 import numpy as np
+
+from fedmnist.aggregation import fedavg
 
 SERVER_CONTROL = "control"
 
@@ -49,15 +53,20 @@ def control_delta(new_control, old_control):
     return [(np.asarray(n, np.float64) - o).astype(np.float32) for n, o in zip(new_control, old)]
 
 
-def server_step(current, aggregate, state, *, control_deltas, num_clients, server_lr):
-    """(new global weights, new server state) from the round's FedAvg `aggregate` and the clients' Δcᵢ."""
+def server_step(current, pairs, state, *, control_deltas, num_clients, total_examples, server_lr, weighted):
+    """(new global weights, new server state) from the round's (yᵢ, nᵢ) `pairs` and `control_deltas`, the
+    [(Δcᵢ, nᵢ)] of the clients whose cᵢ⁺ arrived; `weighted` 0 is the paper's uniform means, 1 weights by nᵢ."""
+    aggregate = fedavg(pairs if weighted else ((y, 1) for y, _ in pairs))
     new = [
         (np.asarray(x, np.float64) + server_lr * (np.asarray(a, np.float64) - x)).astype(np.float32)
         for x, a in zip(current, aggregate)
     ]
     control = [np.asarray(c, np.float64) for c in (state.get(SERVER_CONTROL) or zeros_like(current))]
     if control_deltas:
-        share = len(control_deltas) / num_clients
+        if weighted:
+            shares = [count / total_examples for _, count in control_deltas]
+        else:
+            shares = [1 / num_clients] * len(control_deltas)
         for layer, c in enumerate(control):
-            c += share * np.mean([np.asarray(d[layer], np.float64) for d in control_deltas], axis=0)
+            c += sum(share * np.asarray(delta[layer], np.float64) for (delta, _), share in zip(control_deltas, shares))
     return new, {SERVER_CONTROL: [c.astype(np.float32) for c in control]}

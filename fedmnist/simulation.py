@@ -33,7 +33,13 @@ from tqdm import tqdm
 from fedmnist import privacy, scaffold, seeds
 from fedmnist.batched_training import BatchedClient, BatchedTrainer
 from fedmnist.attacks import MODEL_POISONING, attack_updates, flip_labels
-from fedmnist.data import load_client_data, load_initial_weights, load_test_data, read_manifest
+from fedmnist.data import (
+    load_client_data,
+    load_initial_weights,
+    load_test_data,
+    load_validation_data,
+    read_manifest,
+)
 from fedmnist.defaults import (
     BATCH_SIZE,
     FRACTION,
@@ -108,11 +114,13 @@ class Federation:
     test_set: tuple
     initial_weights: list
     data_dir: object = None  # where the worker processes load the same data from
+    validation_set: tuple | None = None  # what choices are made on (None: a split from before validation sets)
 
     @classmethod
     def load(cls, data_dir, manifest):
         clients = {cid: load_client_data(data_dir, cid) for cid in range(1, manifest["num_clients"] + 1)}
-        return cls(clients, load_test_data(data_dir), load_initial_weights(data_dir)[0], data_dir)
+        validation = load_validation_data(data_dir) if "validation" in manifest else None
+        return cls(clients, load_test_data(data_dir), load_initial_weights(data_dir)[0], data_dir, validation)
 
 
 @dataclass(frozen=True)
@@ -178,7 +186,12 @@ class LocalWork:
         return trained, control
 
     def evaluate(self, weights):
-        return evaluate_weights(self.trainer.model, weights, *self.federation.test_set)[0]
+        """Test metrics, and the validation accuracy where the split has a validation set."""
+        metrics = evaluate_weights(self.trainer.model, weights, *self.federation.test_set)[0]
+        if self.federation.validation_set is not None:
+            validation = evaluate_weights(self.trainer.model, weights, *self.federation.validation_set)[0]
+            metrics["validation_accuracy"] = validation["accuracy"]
+        return metrics
 
 
 _work = None  # this process's LocalWork, set by start_work
@@ -339,14 +352,18 @@ def checked_updates(federation, tasks, trained, global_weights, settings, round_
     return updates, {cid: c for cid, c in controls.items() if cid not in rejected}, rejected
 
 
-def server_update(configured, state, updates, controls, num_clients, settings, round_number, log):
+def server_update(configured, state, updates, controls, federation, settings, round_number, log):
     """The strategy's server step: the new StrategyState (the previous one if no update could be aggregated)."""
     pairs = [(u.weights, u.num_samples) for u in updates]
-    round_inputs = {}
+    num_clients, round_inputs = len(federation.clients), {}
     if configured.strategy.control_variates:
         round_inputs = {
-            "control_deltas": [scaffold.control_delta(c, state.clients.get(cid)) for cid, c in controls.items()],
+            "control_deltas": [
+                (scaffold.control_delta(c, state.clients.get(cid)), len(federation.clients[cid][1]))
+                for cid, c in controls.items()
+            ],
             "num_clients": num_clients,
+            "total_examples": sum(len(y) for _, y in federation.clients.values()),
         }
     if configured.strategy.private:
         round_inputs = privacy.round_inputs(settings.seed, round_number, settings.fraction * num_clients)
@@ -370,9 +387,7 @@ def play_round(executor, federation, configured, states, sampled, settings, roun
         updates, controls, rejected[c.name] = checked_updates(
             federation, tasks[c.name], results, state.weights, settings, round_number
         )
-        new_states[c.name] = server_update(
-            c, state, updates, controls, len(federation.clients), settings, round_number, log
-        )
+        new_states[c.name] = server_update(c, state, updates, controls, federation, settings, round_number, log)
         spent[c.name] = c.strategy.privacy_spent(c.values, settings.fraction, round_number, state.server)
         drift[c.name] = round_drift(state.weights, [u.weights for u in updates], new_states[c.name].weights)
         payload[c.name] = sum(w.nbytes for w in state.weights) * (2 if c.strategy.control_variates else 1)

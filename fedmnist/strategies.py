@@ -494,13 +494,22 @@ register(
         name="SCAFFOLD",
         label="SCAFFOLD",
         rule=None,
-        server_step=after_fedavg(scaffold.server_step),
+        server_step=scaffold.server_step,
         multi_round_only=True,
         control_variates=True,
         local_optimizer="sgd",  # cᵢ⁺ = cᵢ − c + (x − yᵢ)/(K·η) is the mean gradient only for plain SGD steps
         reference="Karimireddy et al., 2020: local gradients corrected by c − cᵢ, the control variates",
         parameters=(
             Parameter("server_lr", "η_g", 1.0, "eta_g, SCAFFOLD's global step size", "--scaffold-lr", low=1e-12),
+            Parameter(
+                "weighted",
+                "w",
+                0,
+                "1: the model and c averaged by example counts; 0: the paper's uniform means",
+                "--scaffold-weighted",
+                kind=int,
+                high=1,
+            ),
         ),
     )
 )

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from fedmnist.attacks import flip_labels, malicious_ids, omniscient_update, poison
+from fedmnist.attacks import attack_updates, flip_labels, malicious_ids, omniscient_update, poison
+from fedmnist.updates import ClientUpdate
 
 W0 = [np.array([1.0, 2.0], np.float32)]
 W = [np.array([1.5, 1.0], np.float32)]  # Δ = [0.5, -1.0]
@@ -53,3 +54,11 @@ def test_ipm_sends_minus_epsilon_times_the_honest_mean():
     honest = [[np.array([v], np.float32)] for v in (1.0, 2.0, 3.0)]
     start = [np.array([10.0], np.float32)]  # Δ = w − w⁰: the honest Δs are −9, −8, −7
     assert omniscient_update(honest, start, "ipm", 4, 1)[0].tolist() == pytest.approx([10.0 + 0.1 * 8])
+
+
+def test_every_attacker_sends_the_omniscient_update_computed_from_the_others():
+    start = [np.zeros(1, np.float32)]
+    updates = [ClientUpdate(f"c{i}", i, [np.array([float(i)], np.float32)], 10, None) for i in (1, 2, 3, 4)]
+    kept, rejected = attack_updates(updates, start, "ipm", {1, 2})
+    # the honest Δs are 3 and 4: IPM sends −0.1 · 3.5 from both attackers
+    assert rejected == [] and [float(u.weights[0][0]) for u in kept] == pytest.approx([-0.35, -0.35, 3.0, 4.0])

@@ -59,20 +59,30 @@ def test_fedadam_and_fedyogi_by_hand():
     assert yogi[0][0] == pytest.approx(0.1 * 0.18 / (np.sqrt(0.04) + 0.001))
 
 
-def test_scaffold_with_zero_control_variates_is_fedavg_exactly(round_inputs):
+def test_count_weighted_scaffold_with_zero_control_variates_is_fedavg_exactly(round_inputs):
     current, pairs = round_inputs
-    zero = [scaffold.zeros_like(current)] * len(pairs)
-    new, state = strategies.get("scaffold").step(pairs, current, {}, control_deltas=zero, num_clients=10)
+    zero = [(scaffold.zeros_like(current), n) for _, n in pairs]
+    new, state = strategies.get("scaffold").step(
+        pairs, current, {}, {"weighted": 1}, control_deltas=zero, num_clients=10, total_examples=1000
+    )
     assert all(np.array_equal(a, b) for a, b in zip(new, fedavg(pairs)))
     assert all(np.all(c == 0) for c in state["control"])
 
 
 def test_scaffold_by_hand():
-    # N = 4 clients, 2 sampled with Δc = 1 and 3: c = 0 + (2/4)·mean(1, 3) = 1; x = 1 + 0.5·(3 − 1) = 2
+    # N = 4 clients, 2 sampled: y = 3 and 5 with n = 1 and 3, Δc = 1 and 3.
+    # Uniform (the paper's): x = 1 + 0.5·(mean(3, 5) − 1) = 2.5, c = (1 + 3)/4 = 1.
+    # Weighted, all clients holding 8 examples: x = 1 + 0.5·((3 + 15)/4 − 1) = 2.75, c = (1·1 + 3·3)/8 = 1.25.
+    pairs, deltas = [(scalar(3.0), 1), (scalar(5.0), 3)], [(scalar(1.0), 1), (scalar(3.0), 3)]
+    for weighted, expected_x, expected_c in ((0, 2.5, 1.0), (1, 2.75, 1.25)):
+        x, state = scaffold.server_step(
+            scalar(1.0), pairs, {}, control_deltas=deltas, num_clients=4, total_examples=8, server_lr=0.5,
+            weighted=weighted,
+        )  # fmt: skip
+        assert (x[0][0], state["control"][0][0]) == (expected_x, expected_c)
     x, state = scaffold.server_step(
-        scalar(1.0), scalar(3.0), {}, control_deltas=[scalar(1.0), scalar(3.0)], num_clients=4, server_lr=0.5
+        scalar(1.0), pairs, {}, control_deltas=deltas, num_clients=4, total_examples=8, server_lr=0.5, weighted=0
     )
-    assert x[0][0] == 2.0 and state["control"][0][0] == 1.0
     assert scaffold.correction(state, scalar(0.25), x)[0][0] == 0.75  # c − cᵢ
     assert scaffold.correction({}, None, x)[0][0] == 0.0  # before any round
     assert scaffold.control_delta(scalar(2.0), None)[0][0] == 2.0

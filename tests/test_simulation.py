@@ -31,9 +31,14 @@ def federation(tiny_partition):
     return Federation.load(tiny_partition, read_manifest(tiny_partition))
 
 
+def fedavg_and_scaffold():
+    """FedAvg and count-weighted SCAFFOLD, which is FedAvg while its control variates are zero (round 1)."""
+    return [strategies.parse_spec(s, {"scaffold": {"weighted": 1}}) for s in ("fedavg", "scaffold:1")]
+
+
 @pytest.fixture(scope="module")
 def sgd_run(federation):
-    configured = [strategies.parse_spec(s) for s in ("fedavg", "scaffold:1")]
+    configured = fedavg_and_scaffold()
     return run_rounds(federation, configured, SGD, log=lambda line: None)[0]
 
 
@@ -81,20 +86,20 @@ def losses(results):
 
 
 def test_one_or_two_worker_processes_give_the_same_results(federation):
-    configured = [strategies.parse_spec(s) for s in ("fedavg", "scaffold:1")]
+    configured = fedavg_and_scaffold()
     one = run_rounds(federation, configured, PER_CLIENT, log=lambda line: None)[0]
     two = run_rounds(federation, configured, dataclasses.replace(PER_CLIENT, workers=2), log=lambda line: None)[0]
     assert losses(one) == losses(two)
 
 
 def test_the_batched_trainer_gives_the_same_history_for_any_workers(federation, sgd_run):
-    configured = [strategies.parse_spec(s) for s in ("fedavg", "scaffold:1")]
+    configured = fedavg_and_scaffold()
     two = run_rounds(federation, configured, dataclasses.replace(SGD, workers=2), log=lambda line: None)[0]
     assert losses(two) == losses(sgd_run)
 
 
 def test_the_batched_and_per_client_trainers_agree(federation, sgd_run):
-    configured = [strategies.parse_spec(s) for s in ("fedavg", "scaffold:1")]
+    configured = fedavg_and_scaffold()
     per_client = run_rounds(federation, configured, PER_CLIENT, log=lambda line: None)[0]
     for name in ("fedavg", "scaffold:1"):
         assert losses(per_client)[name] == pytest.approx(losses(sgd_run)[name], rel=0.02)
