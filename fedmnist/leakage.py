@@ -69,3 +69,23 @@ def membership_auc(member_losses, nonmember_losses):
     others = np.asarray(nonmember_losses, np.float64)
     truth = np.concatenate([np.ones(len(members)), np.zeros(len(others))])
     return float(roc_auc_score(truth, -np.concatenate([members, others])))
+
+
+def tpr_at_fpr(member_losses, nonmember_losses, fpr=0.01):
+    """The loss-threshold attack's true-positive rate at a false-positive rate of `fpr` (Carlini et al., 2022):
+    the share of members whose loss is below all but `fpr` of the non-members' losses."""
+    threshold = np.quantile(np.asarray(nonmember_losses, np.float64), fpr)
+    return float(np.mean(np.asarray(member_losses, np.float64) < threshold))
+
+
+def class_matched(pool_labels, member_labels, count, rng):
+    """Indices of up to `count` pool examples with the members' class proportions, drawn without replacement,
+    so that a membership attack cannot tell members by their classes alone."""
+    pool_labels, member_labels = np.asarray(pool_labels), np.asarray(member_labels)
+    shares = np.bincount(member_labels, minlength=NUM_CLASSES) / len(member_labels)
+    chosen = []
+    for label, share in enumerate(shares):
+        available = np.flatnonzero(pool_labels == label)
+        wanted = min(int(round(share * count)), len(available))
+        chosen.append(rng.choice(available, size=wanted, replace=False))
+    return np.sort(np.concatenate(chosen))

@@ -52,7 +52,8 @@ LEAKAGE_FILE = "fuga.json"
 SUMMARY_DIR = RESULTS_DIR / "privacidad"
 SUMMARY_FILE, SUMMARY_FIGURE = "privacidad.json", "privacidad.png"
 MEMBERSHIP_CLIENTS = 10
-NONMEMBERS = 1000  # images no model of the run trained on, the same ones against every model of a seed
+NONMEMBERS = 1000  # per client: images no model of the run trained on, with the client's class proportions
+MEMBERSHIP_MEASURES = {"membership_auc": leakage.membership_auc, "membership_tpr_at_1pct_fpr": leakage.tpr_at_fpr}
 LOCAL_NOISE = (0.0, 0.01, 0.1, 1.0, 10.0)  # z of a client that noises its own update (0: clipped only)
 TARGET_EPSILON = 1.0
 TARGET_LOSS = 1.0  # points of accuracy
@@ -138,8 +139,11 @@ def trained_clients(results):
 
 
 def nonmember_pool(trained, federation):
-    """(x, y, source): the images no model of the run trained on, from the clients that never took part in a
-    round (the same distribution as the members), or the test set if every client took part."""
+    """(x, y, source): images no model of the run trained on. The validation set where the split has one (held
+    out of every client before the partition); else the clients that never took part in a round, or the test
+    set if every client took part."""
+    if federation.validation_set is not None:
+        return (*federation.validation_set, "the validation set")
     idle = [cid for cid in sorted(federation.clients) if cid not in trained]
     if not idle:
         return (*federation.test_set, "test")
@@ -149,22 +153,21 @@ def nonmember_pool(trained, federation):
 
 
 def membership(model, federation, final, local, clients, nonmembers, seed):
-    """Membership AUCs: {"local": [per client], "global": {strategy: [per client]}}."""
+    """Membership against each client, its non-members drawn with its own class proportions, so the attack cannot
+    win by the classes a client holds: {"membership_auc" | "membership_tpr_at_1pct_fpr": {"local": [per client],
+    "global": {strategy: [per client]}}}."""
     x_pool, y_pool, _ = nonmembers
-    count = min(NONMEMBERS, len(y_pool))
-    chosen = seeds.rng(seed, "nonmembers").choice(len(y_pool), size=count, replace=False)
-    x_out, y_out = x_pool[chosen], y_pool[chosen]
-
-    def auc(weights, cid, nonmember_losses=None):
-        if nonmember_losses is None:
-            nonmember_losses = per_example_loss(model, weights, x_out, y_out)
-        return leakage.membership_auc(per_example_loss(model, weights, *federation.clients[cid]), nonmember_losses)
-
-    global_auc = {}
-    for name, weights in final.items():
-        shared = per_example_loss(model, weights, x_out, y_out)  # one global model: the same non-member losses
-        global_auc[name] = [auc(weights, cid, shared) for cid in clients]
-    return {"local": [auc(local[cid], cid) for cid in clients], "global": global_auc}
+    found = {key: {"local": [], "global": {name: [] for name in final}} for key in MEMBERSHIP_MEASURES}
+    for cid in clients:
+        x_in, y_in = federation.clients[cid]
+        chosen = leakage.class_matched(y_pool, y_in, NONMEMBERS, seeds.rng(seed, "nonmembers", cid))
+        for name, weights in [(None, local[cid]), *final.items()]:
+            members = per_example_loss(model, weights, x_in, y_in)
+            others = per_example_loss(model, weights, x_pool[chosen], y_pool[chosen])
+            for key, measure in MEMBERSHIP_MEASURES.items():
+                place = found[key]["local"] if name is None else found[key]["global"][name]
+                place.append(measure(members, others))
+    return found
 
 
 def leakage_of_run(run_dir, workers=2, log=print):
@@ -209,7 +212,7 @@ def leakage_of_run(run_dir, workers=2, log=print):
             "nonmember_source": nonmembers[2],
         },
         "label_inference": labels,
-        "membership_auc": membership(model, federation, final, from_final, clients, nonmembers, config["seed"]),
+        **membership(model, federation, final, from_final, clients, nonmembers, config["seed"]),
     }
     write_text_atomically(run_dir / LEAKAGE_FILE, json.dumps(found, indent=2) + "\n")
     return found
@@ -281,12 +284,16 @@ def leakage_summary(found):
             }
             for start, by_z in starts.items()
         },
-        "membership_auc": {
-            "local": over(lambda f: 100 * np.mean(f["membership_auc"]["local"])),
-            "global": {
-                name: over(lambda f, n=name: 100 * np.mean(f["membership_auc"]["global"][n]))
-                for name in found[0]["membership_auc"]["global"]
-            },
+        **{
+            key: {
+                "local": over(lambda f, k=key: 100 * np.mean(f[k]["local"])),
+                "global": {
+                    name: over(lambda f, k=key, n=name: 100 * np.mean(f[k]["global"][n]))
+                    for name in found[0][key]["global"]
+                },
+            }
+            for key in MEMBERSHIP_MEASURES
+            if all(key in f for f in found)  # runs measured before the TPR was recorded have only the AUC
         },
     }
 

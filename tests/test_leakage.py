@@ -82,3 +82,17 @@ def test_the_privacy_study_measures_a_tiny_shards_run(tmp_path):
     assert rows["dpfedavg:0"]["epsilon"] is None and "epsilon" not in rows["fedavg"]
     written = write_summary(summary, tmp_path / "privacidad")
     assert all(path.stat().st_size > 1000 for path in written)
+
+
+def test_non_members_follow_the_members_class_proportions():
+    pool = np.repeat(np.arange(10), 100)
+    members = np.array([3] * 30 + [7] * 10)  # three quarters threes, a quarter sevens
+    chosen = leakage.class_matched(pool, members, 40, np.random.default_rng(0))
+    assert np.bincount(pool[chosen], minlength=10).tolist() == [0, 0, 0, 30, 0, 0, 0, 10, 0, 0]
+    assert len(set(chosen.tolist())) == 40
+
+
+def test_tpr_at_one_percent_fpr_counts_members_below_the_non_members_first_percentile():
+    nonmembers = np.linspace(1.0, 2.0, 101)  # the 1 % quantile is 1.01
+    members = np.array([0.5, 1.0, 1.005, 1.5])
+    assert leakage.tpr_at_fpr(members, nonmembers) == 0.75
