@@ -6,6 +6,10 @@ the global weights w and ends at w', with client k returning w_k and Δ_k = w_k 
     client_distance        ‖Δ_k‖ for each client, the distance it drifted from the round's global model
     mean_pairwise_cosine   the mean of cos(Δ_j, Δ_k) over the pairs of clients (1: they agree; 0: orthogonal)
     aggregate_update_norm  ‖w' − w‖, how far the server actually moved
+
+SCAFFOLD's rounds add the norms of its control variates (`control_norms`): the
+server's ‖c‖ after the round and the mean ‖cᵢ⁺‖ of the round's clients, to
+diagnose a divergence by what grew first.
 """
 
 import numpy as np
@@ -35,4 +39,16 @@ def round_drift(global_weights, client_weights, new_global_weights):
         "mean_client_distance": float(np.mean(norms)),
         "mean_pairwise_cosine": cosines,
         "aggregate_update_norm": float(np.linalg.norm(flat_update(new_global_weights, global_weights))),
+    }
+
+
+def control_norms(server_control, client_controls):
+    """{"server": ‖c‖, "mean_client": mean ‖cᵢ⁺‖} of one SCAFFOLD round (None where there is no control yet)."""
+
+    def norm(weights):
+        return float(np.sqrt(sum(np.sum(np.asarray(w, np.float64) ** 2) for w in weights)))
+
+    return {
+        "server": norm(server_control) if server_control else None,
+        "mean_client": float(np.mean([norm(c) for c in client_controls])) if client_controls else None,
     }

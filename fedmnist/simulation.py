@@ -54,7 +54,7 @@ from fedmnist.defaults import (
     TRAINERS,
     WORKERS,
 )
-from fedmnist.drift import round_drift
+from fedmnist.drift import control_norms, round_drift
 from fedmnist.evaluation import evaluate_weights
 from fedmnist.history import StrategyState, new_history, round_row
 from fedmnist.seeds import client_training_seed
@@ -390,6 +390,9 @@ def play_round(executor, federation, configured, states, sampled, settings, roun
         new_states[c.name] = server_update(c, state, updates, controls, federation, settings, round_number, log)
         spent[c.name] = c.strategy.privacy_spent(c.values, settings.fraction, round_number, state.server)
         drift[c.name] = round_drift(state.weights, [u.weights for u in updates], new_states[c.name].weights)
+        if c.strategy.control_variates and drift[c.name] is not None:
+            server_control = new_states[c.name].server.get(scaffold.SERVER_CONTROL)
+            drift[c.name]["control_norms"] = control_norms(server_control, list(controls.values()))
         payload[c.name] = sum(w.nbytes for w in state.weights) * (2 if c.strategy.control_variates else 1)
     metrics = executor.map(evaluate_task, [new_states[c.name].weights for c in configured])
     # Each strategy's share of the round's wall time: training, aggregation, drift and evaluation, as in Flower.

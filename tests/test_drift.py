@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fedmnist.drift import round_drift
+from fedmnist.drift import control_norms, round_drift
 
 
 def weights(*values):
@@ -31,3 +31,10 @@ def test_the_mean_cosine_averages_every_pair():
 def test_one_client_has_no_pairwise_cosine_and_no_clients_no_drift():
     assert round_drift(weights(0.0), [weights(2.0)], weights(2.0))["mean_pairwise_cosine"] is None
     assert round_drift(weights(0.0), [], weights(0.0)) is None
+
+
+def test_control_norms_of_a_scaffold_round():
+    server = [np.array([3.0, 4.0])]  # ‖c‖ = 5
+    clients = [[np.array([0.0, 1.0])], [np.array([0.0, 3.0])]]  # ‖cᵢ⁺‖ = 1 and 3
+    assert control_norms(server, clients) == {"server": 5.0, "mean_client": 2.0}
+    assert control_norms(None, []) == {"server": None, "mean_client": None}
