@@ -5,6 +5,7 @@
     centralized = false               # optional: skip the centralized baseline of each seed (default true)
     [split]                           # SplitSpec fields: num_clients, partition, alpha, shards_per_client
     [run]                             # RoundSettings fields, and strategies = ["fedavg", "fedprox:0.01", ...]
+    [tuning]                          # optional: the grid experiments/tune.py runs (fedmnist/tuning.py)
 
 The seed is not part of a scenario's settings: it is an axis (--seed, --seeds).
 """
@@ -19,7 +20,7 @@ from fedmnist.simulation import RoundSettings
 
 SPLIT_KEYS = {f.name for f in fields(SplitSpec)} - {"seed"}
 RUN_KEYS = {f.name for f in fields(RoundSettings)} - {"seed"}
-TOP_KEYS = ("label", "seeds", "centralized", "split", "run")
+TOP_KEYS = ("label", "seeds", "centralized", "split", "run", "tuning")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Scenario:
     strategies: tuple
     seeds: tuple = ()  # the seeds it runs over by default; empty: one run with --seed
     centralized: bool = True  # train the centralized baseline beside each seed's run
+    tuning: dict | None = None  # the [tuning] table, checked by fedmnist/tuning.py when a tuning runs
 
     def split_spec(self, seed):
         return SplitSpec(seed=seed, **self.split)
@@ -69,4 +71,7 @@ def load(name, folder=SCENARIOS_DIR):
         raise PartitionError(f"{path}: centralized must be true or false")
     if unknown := set(table) - set(TOP_KEYS):
         raise PartitionError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(TOP_KEYS)}")
-    return Scenario(name, str(table.get("label", name)), split, run, strategies, tuple(seeds), centralized)
+    tuning = table.get("tuning")
+    if tuning is not None and not isinstance(tuning, dict):
+        raise PartitionError(f"{path}: tuning must be a table")
+    return Scenario(name, str(table.get("label", name)), split, run, strategies, tuple(seeds), centralized, tuning)

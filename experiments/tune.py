@@ -1,0 +1,46 @@
+"""Tune a scenario's strategies on the validation set: the grid its [tuning] table declares, on its tuning seeds.
+
+    python experiments/tune.py --scenario deriva-dirichlet-k5
+    python experiments/tune.py --scenario deriva-dirichlet-k5      # again: continues where it stopped
+
+Each point (client η × the strategy's own values) runs the strategy alone on each
+tuning seed, checkpointed every round; its score is the validation accuracy over
+the last 5 rounds. Writes results/ajuste/<scenario>/ajuste.json (every point, and
+each strategy's chosen setting) beside the runs. See fedmnist/tuning.py.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from fedmnist import scenarios
+from fedmnist.defaults import RESULTS_DIR, SCENARIO_DATA_DIR
+from fedmnist.partition import PartitionError
+from fedmnist.tuning import TUNING_FILE, tune
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", required=True, choices=scenarios.names(), help="a scenario with a [tuning] table")
+    parser.add_argument("--out", type=Path, help="output folder (default: results/ajuste/<scenario>)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = args.out or RESULTS_DIR / "ajuste" / args.scenario
+    try:
+        found = tune(scenarios.load(args.scenario), SCENARIO_DATA_DIR / f"ajuste-{args.scenario}", out)
+    except (ValueError, PartitionError, OSError) as err:
+        sys.exit(f"tune.py: error: {err}")
+    for key, result in found["strategies"].items():
+        print(f"\n{key}: validation accuracy over the last rounds, mean over seeds {found['seeds']}")
+        for point in result["grid"]:
+            mark = "  <- chosen" if point["setting"] == result["chosen"] else ""
+            setting = ", ".join(f"{name} = {value:g}" for name, value in point["setting"].items())
+            print(f"  {setting:<40} {100 * point['validation_score']:6.2f}%{mark}")
+    print(f"\nWrote {out / TUNING_FILE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Tuning on validation: each strategy's declared grid, run on tuning seeds, scored on validation accuracy.
+
+A scenario declares its grid in a [tuning] table:
+
+    [tuning]
+    seeds = [1001]                      # tuning seeds: never a seed the scenario reports
+    rounds = 20                         # R while tuning (at least the LAST_ROUNDS the score averages)
+    learning_rate = [0.02, 0.05, 0.1]   # the client η, for every strategy
+    [tuning.grid]                       # each strategy's own values (its registry parameters)
+    fedprox = { mu = [0.001, 0.01, 0.1] }
+    fedavgm = { server_lr = [0.3, 1.0], beta = [0.0, 0.9] }
+
+Every point (a client η × one value of each of the strategy's listed parameters)
+runs that strategy alone on each tuning seed, checkpointed every round, so an
+interrupted tuning continues where it stopped. A point's score is its validation
+accuracy averaged over the last LAST_ROUNDS rounds, then over the tuning seeds;
+the test set plays no part. The chosen setting of each strategy is its best point
+(the first in grid order on a tie), recorded with the whole grid.
+"""
+
+import dataclasses
+import itertools
+import json
+
+import numpy as np
+
+from fedmnist import strategies
+from fedmnist.data import ensure_split
+from fedmnist.files import write_text_atomically
+from fedmnist.history import (
+    LAST_ROUNDS,
+    PARTIAL_FILE,
+    RESULTS_FILE,
+    load_state,
+    new_history,
+    run_config,
+    save_state,
+    write_results,
+)
+from fedmnist.partition import PartitionError
+from fedmnist.simulation import Federation, RoundSettings, run_rounds
+
+TUNING_FILE = "ajuste.json"
+TUNING_KEYS = ("seeds", "rounds", "learning_rate", "grid")
+
+
+def checked_tuning(tuning, scenario):
+    """`tuning` (a scenario's [tuning] table) checked; PartitionError naming the key that cannot work."""
+    where = f"scenario {scenario.name!r} [tuning]"
+    if unknown := set(tuning) - set(TUNING_KEYS):
+        raise PartitionError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(TUNING_KEYS)}")
+    seeds, rounds = tuning.get("seeds"), tuning.get("rounds")
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and 0 <= s < 2**32 for s in seeds)):
+        raise PartitionError(f"{where}: seeds must be a non-empty list of integers in 0..2^32-1")
+    if reported := set(seeds) & set(scenario.seeds):
+        raise PartitionError(f"{where}: seeds {sorted(reported)} are also the seeds the scenario reports")
+    if not (isinstance(rounds, int) and rounds >= LAST_ROUNDS):
+        raise PartitionError(
+            f"{where}: rounds must be an integer of at least {LAST_ROUNDS}, the rounds the score averages"
+        )
+    rates = tuning.get("learning_rate", [])
+    if not (isinstance(rates, list) and all(isinstance(r, (int, float)) and r > 0 for r in rates)):
+        raise PartitionError(f"{where}: learning_rate must be a list of positive numbers")
+    grid = tuning.get("grid", {})
+    for key, values in grid.items():
+        if key not in {strategies.parse_spec(s).strategy.key for s in scenario.strategies}:
+            raise PartitionError(f"{where}: grid.{key} is not one of the scenario's strategies")
+        row = strategies.get(key)
+        for name, options in values.items():
+            parameter = next((p for p in row.parameters if p.name == name), None)
+            if parameter is None or not isinstance(options, list) or not options:
+                raise PartitionError(f"{where}: grid.{key}.{name} must be a non-empty list for a parameter of {key}")
+            for option in options:
+                try:
+                    parameter.check(option)
+                except ValueError as err:
+                    raise PartitionError(f"{where}: grid.{key}.{name}: {err}") from None
+    return {"seeds": seeds, "rounds": rounds, "learning_rate": rates, "grid": grid}
+
+
+def grid_points(key, tuning, default_learning_rate):
+    """Every point of strategy `key`'s grid: [{"learning_rate": η, parameter: value, ...}], in grid order."""
+    own = tuning["grid"].get(key, {})
+    rates = tuning["learning_rate"] or [default_learning_rate]
+    names = list(own)
+    return [
+        {"learning_rate": rate, **dict(zip(names, values))}
+        for rate in rates
+        for values in itertools.product(*(own[name] for name in names))
+    ]
+
+
+def point_folder(point):
+    """A point's folder name: its settings, in order (learning_rate=0.05,mu=0.01)."""
+    return ",".join(f"{name}={value:g}" for name, value in point.items())
+
+
+def run_point(scenario, spec, point, seed, data, out, log):
+    """One point of strategy `spec` on one tuning seed, continued from its last checkpoint: its finished results."""
+    base = RoundSettings(**{**scenario.run, "seed": seed})
+    settings = dataclasses.replace(base, learning_rate=point["learning_rate"], rounds=scenario.tuning["rounds"])
+    scenario_values = strategies.parse_spec(spec)
+    key = scenario_values.strategy.key
+    values = {**scenario_values.values, **{name: value for name, value in point.items() if name != "learning_rate"}}
+    configured = [strategies.parse_spec(key, {key: values})]
+    manifest = ensure_split(data, scenario.split_spec(seed), log=log)
+    config = run_config(
+        runtime="tuning",
+        scenario=scenario.name,
+        data=str(data),
+        manifest=manifest,
+        fraction=settings.fraction,
+        sampling=settings.sampling,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        optimizer=settings.optimizer,
+        learning_rate=settings.learning_rate,
+        strategies=[c.name for c in configured],
+        seed=seed,
+        parameters={c.name: c.values for c in configured},
+        trainer=settings.trainer,
+    )
+    if (out / RESULTS_FILE).is_file():
+        results = json.loads((out / RESULTS_FILE).read_text())
+        if results.get("config") == config and results.get("rounds_completed") == settings.rounds:
+            return results
+    results, states = load_state(out, config) if (out / PARTIAL_FILE).is_file() else (new_history(config), None)
+    out.mkdir(parents=True, exist_ok=True)
+    federation = Federation.load(data, manifest)
+    results, _ = run_rounds(
+        federation, configured, settings, results, states, on_round=lambda done, now: save_state(out, done, now)
+    )
+    write_results(out, results, f"{scenario.label}: ajuste de {key}, {point_folder(point)}, semilla {seed}")
+    return results
+
+
+def score(results):
+    """The validation accuracy averaged over the last rounds (fedmnist.history's summary)."""
+    value = next(iter(results["summary"].values()))["last_rounds_validation_accuracy"]
+    if value is None:
+        raise PartitionError("a tuning run without validation accuracy: its split has no validation set")
+    return value
+
+
+def tune(scenario, data_root, out_root, log=print):
+    """Run every strategy's grid of `scenario` (resumably) and write TUNING_FILE: the grid and the choices."""
+    if scenario.tuning is None:
+        raise PartitionError(f"scenario {scenario.name!r} declares no [tuning] table: nothing to tune")
+    tuning = checked_tuning(scenario.tuning, scenario)
+    scenario = dataclasses.replace(scenario, tuning=tuning)
+    default_rate = RoundSettings(**scenario.run).learning_rate
+    found = {"scenario": scenario.name, "seeds": tuning["seeds"], "rounds": tuning["rounds"], "strategies": {}}
+    for spec in scenario.strategies:
+        key = strategies.parse_spec(spec).strategy.key
+        points = []
+        for point in grid_points(key, tuning, default_rate):
+            scores = []
+            for seed in tuning["seeds"]:
+                out = out_root / key / point_folder(point) / f"semilla_{seed}"
+                log(f"tuning {key} at {point_folder(point)}, seed {seed}")
+                results = run_point(scenario, spec, point, seed, data_root / f"semilla_{seed}", out, log)
+                scores.append(score(results))
+            points.append({"setting": point, "validation_scores": scores, "validation_score": float(np.mean(scores))})
+        chosen = max(points, key=lambda p: p["validation_score"])  # max keeps the first of equal scores
+        found["strategies"][key] = {"chosen": chosen["setting"], "grid": points}
+    write_text_atomically(out_root / TUNING_FILE, json.dumps(found, indent=2) + "\n")
+    return found
