@@ -35,15 +35,15 @@ def scenario_from(tmp_path, text):
 
 
 def test_a_grid_is_every_client_rate_with_every_combination_of_values(tmp_path):
-    tuning = {"seeds": [1], "rounds": 5, "learning_rate": [0.1, 0.2], "grid": {"fedavgm": {"beta": [0, 0.9]}}}
+    tuning = {"seeds": [1], "rounds": 5, "learning_rate": [0.1, 0.2], "grid": {"fedavgm": {"momentum": [0, 0.9]}}}
     points = grid_points("fedavgm", tuning, 0.05)
     assert points == [
-        {"learning_rate": 0.1, "beta": 0},
-        {"learning_rate": 0.1, "beta": 0.9},
-        {"learning_rate": 0.2, "beta": 0},
-        {"learning_rate": 0.2, "beta": 0.9},
+        {"learning_rate": 0.1, "momentum": 0},
+        {"learning_rate": 0.1, "momentum": 0.9},
+        {"learning_rate": 0.2, "momentum": 0},
+        {"learning_rate": 0.2, "momentum": 0.9},
     ]
-    assert point_folder(points[1]) == "learning_rate=0.1,beta=0.9"
+    assert point_folder(points[1]) == "learning_rate=0.1,momentum=0.9"
     assert grid_points("fedavg", {**tuning, "learning_rate": []}, 0.05) == [{"learning_rate": 0.05}]
 
 
