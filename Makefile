@@ -25,7 +25,7 @@ WORKERS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED = 1
 
-.PHONY: venv flower lock notebook demo bench robustness scenarios heterogeneity privacy factors seeds results flower-simulation flower-deployment flower-compare test test-fast clean
+.PHONY: venv flower lock notebook demo bench robustness scenarios heterogeneity privacy factors seeds trainers tune results flower-simulation flower-deployment flower-compare test test-fast clean
 
 # Python versions with TensorFlow 2.21 wheels (pyproject.toml's requires-python).
 PYTHON_OK := $(shell $(PYTHON) -c 'import sys; print(int((3, 10) <= sys.version_info[:2] <= (3, 13)))' 2>/dev/null)
@@ -110,8 +110,23 @@ seeds: venv
 	@echo "==> one-shot comparison and robustness over the study's seeds -> results/semillas.json"
 	$(PY) experiments/seeds.py
 
+# The batched trainer against the per-client one: the paper's IID FedAvg, 20 rounds, seeds 42-44 (about 1 h).
+TRAINER_RUN = experiments/simulation.py --scenario fedavg-iid --rounds 20 --strategies fedavg
+trainers: venv
+	@echo "==> FedAvg IID, 20 rounds, per-client and batched trainers over 3 seeds -> results/motor/"
+	for s in 42 43 44; do for t in per-client batched; do out=results/motor/$$t/semilla_$$s; \
+	  test -f $$out/simulacion.json || $(PY) $(TRAINER_RUN) --seed $$s --trainer $$t --workers 2 \
+	    --data data/escenarios/fedavg-iid/semilla_$$s --out $$out $$(test -f $$out/simulacion.en_curso.json && echo --resume) \
+	  || exit 1; done; done
+	$(PY) experiments/trainers.py
+
+# A scenario's declared grid on the validation set (TUNE=deriva-dirichlet-k5): resumable.
+TUNE ?= deriva-dirichlet-k5
+tune: venv
+	$(PY) experiments/tune.py --scenario $(TUNE)
+
 # Everything the essay and the README report (the demo's comparison included), then their tables re-rendered.
-results: seeds scenarios heterogeneity privacy factors
+results: seeds scenarios heterogeneity privacy factors trainers
 	$(PY) demo.py --results results
 	$(PY) experiments/tables.py --write ensayo_aprendizaje_federado.md README.md docs/*.md
 

@@ -19,6 +19,7 @@ from scipy import stats
 from fedmnist.defaults import ACCURACY_TARGETS
 from fedmnist.evaluation import legend_below, log_axis, write_json_and_figure
 from fedmnist.partition import PartitionError
+from fedmnist.significance import compare_family
 from fedmnist.strategies import label_of
 
 SUMMARY_FILE, SUMMARY_FIGURE = "resumen.json", "resumen.png"
@@ -111,7 +112,18 @@ def summarize_runs(runs, label, baselines=()):
         summary["paired_final_accuracy"].update(
             {f"{name} - centralized": paired(finals[name], central) for name in names}
         )
+    summary["comparisons"] = {endpoint: compared_pairs(summary, names, endpoint) for endpoint in ENDPOINTS}
     return summary
+
+
+ENDPOINTS = ("final_accuracy", "last_5_rounds_accuracy")  # the last round, and the mean of the last 5 (less noisy)
+
+
+def compared_pairs(summary, names, endpoint):
+    """Every pair of strategies as one family (fedmnist/significance.py): Holm-corrected, equivalence against the
+    declared margin, and the word (better, worse, equivalent or inconclusive) for the first of each pair."""
+    values = {name: summary["strategies"][name][endpoint]["values"] for name in names}
+    return compare_family({f"{a} - {b}": (values[a], values[b]) for a, b in itertools.combinations(names, 2)})
 
 
 def write_seed_summary(out_dir, runs, label, baselines=()):

@@ -85,3 +85,17 @@ def test_a_log_axis_within_a_decade_labels_its_ticks_as_plain_numbers():
     labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if t.get_text()]
     assert "0.6" in labels and not [label for label in labels if "e" in label]  # "0.6", not "6e−01"
     plt.close(figure)
+
+
+def test_every_pair_is_compared_as_one_family_on_both_endpoints():
+    def two_strategies(seed, shift):
+        one = run(seed, [0.9, 0.95, 0.97, 0.98, 0.98 + shift])
+        other = run(seed, [0.8, 0.9, 0.95, 0.96, 0.96])["history"]["fedavg"]
+        one["config"]["strategies"] = ["fedavg", "fedmed"]
+        one["history"]["fedmed"], one["summary"]["fedmed"] = other, dict(one["summary"]["fedavg"])
+        return one
+
+    summary = summarize_runs([two_strategies(s, shift) for s, shift in ((1, 0.0), (2, 0.001), (3, 0.002))], "prueba")
+    for endpoint in ("final_accuracy", "last_5_rounds_accuracy"):
+        verdict = summary["comparisons"][endpoint]["fedavg - fedmed"]
+        assert verdict["verdict"] == "better" and verdict["holm_p_value"] < 0.05 < verdict["equivalence_p_value"]
