@@ -6,8 +6,9 @@ clients together: every weight gets a leading client axis, the convolutions
 become grouped convolutions (client g's channels are group g) and the dense
 layers batched matrix products. The loss is the sum of the clients' losses, so
 each client's weights receive exactly their own gradient. Clients of unequal size
-take different numbers of steps: a padded example contributes nothing, and a
-client whose steps are over keeps its weights and optimizer state.
+take different numbers of steps: a group runs in segments, each until its next
+client finishes, which then leaves the computation (a last, partial batch is
+padded, and a padded example contributes nothing).
 
 One computation over G clients keeps both cores busy on small batches (B = 10),
 where one client alone leaves most of the machine idle
@@ -107,7 +108,7 @@ class BatchedTrainer:
             raise ValueError(f"optimizer {optimizer!r}: the batched trainer has 'sgd' and 'adam'")
         self.learning_rate, self.optimizer, self.group_size = float(learning_rate), optimizer, group_size
         self.shapes = [tuple(w.shape) for w in build_model().weights]
-        self._programs = {}  # the compiled training loop, by (group size, client terms, uneven step counts)
+        self._programs = {}  # the compiled training loop, by (clients in the segment, client terms)
 
     def train(self, clients, epochs, batch_size):
         """The trained weights of each BatchedClient (a list of arrays each), in order."""
@@ -120,10 +121,12 @@ class BatchedTrainer:
         return trained
 
     def train_group(self, clients, schedules, batch_size):
-        step_counts = [len(lengths) for _, lengths in schedules]
-        groups, steps = len(clients), max(step_counts)
+        """Train one group. A client whose steps are over leaves the computation: the group runs in segments, each
+        until the next client finishes, so nobody computes padding for a finished client."""
+        step_counts = np.array([len(lengths) for _, lengths in schedules])
+        groups, steps = len(clients), int(step_counts.max())
         offsets = np.cumsum([0] + [len(c.y) for c in clients])
-        pad = offsets[-1]  # the index of an all-zero image that padded slots read
+        pad = offsets[-1]  # the index of an all-zero image that the padded slots of a last, partial batch read
         images = tf.constant(np.concatenate([c.x for c in clients] + [np.zeros((1, 28, 28, 1), np.float32)]))
         labels = tf.constant(np.concatenate([c.y for c in clients] + [np.zeros(1, np.int64)]).astype(np.int64))
         indices = np.full((steps, groups, batch_size), pad, np.int64)
@@ -134,11 +137,26 @@ class BatchedTrainer:
             valid = np.arange(batch_size)[None, :] < client_lengths[:, None]
             indices[:n, g] = np.where(valid, client_indices + offsets[g], pad)
         terms = any(c.mu for c in clients) or any(c.correction is not None for c in clients)
-        program = self._program(groups, terms, uneven=min(step_counts) < steps)
-        state = self.initial_state(clients)
-        seeds = tf.constant([c.seed for c in clients], tf.int64)
-        program(state, images, labels, tf.constant(indices), tf.constant(lengths), seeds)
-        return [[p[g].numpy() for p in state["params"]] for g in range(groups)]
+        seeds = np.array([c.seed for c in clients], np.int64)
+        state, active, start, trained = self.initial_state(clients), np.arange(groups), 0, [None] * groups
+        while len(active):
+            stop = int(step_counts[active].min())
+            self._program(len(active), terms)(
+                state,
+                images,
+                labels,
+                tf.constant(indices[start:stop][:, active]),
+                tf.constant(lengths[start:stop][:, active]),
+                tf.constant(seeds[active]),
+                tf.constant(start, tf.int64),
+            )
+            finished = step_counts[active] == stop
+            for position in np.flatnonzero(finished):
+                trained[active[position]] = [p[position].numpy() for p in state["params"]]
+            remaining = np.flatnonzero(~finished)
+            active, start = active[remaining], stop
+            state = subset(state, remaining) if len(active) else None
+        return trained
 
     def initial_state(self, clients):
         """Variables of the group: weights, FedProx's anchors and μ, SCAFFOLD's corrections, optimizer moments."""
@@ -161,20 +179,21 @@ class BatchedTrainer:
             "velocities": [tf.Variable(z) for z in zeros] if adam else [],
         }
 
-    def _program(self, groups, terms, uneven):
-        key = (groups, terms, uneven)
+    def _program(self, groups, terms):
+        key = (groups, terms)
         if key not in self._programs:
-            update = fused_update(self.optimizer, terms, uneven)
+            update = fused_update(self.optimizer, terms)
 
-            def all_steps(state, images, labels, indices, lengths, seeds):
+            def all_steps(state, images, labels, indices, lengths, seeds, first_step):
                 for t in tf.range(tf.shape(indices)[0]):
-                    self._one_step(state, images, labels, indices[t], lengths[t], seeds, tf.cast(t, tf.int64), update)
+                    step = first_step + tf.cast(t, tf.int64)
+                    self._one_step(state, images, labels, indices[t], lengths[t], seeds, step, update)
 
             self._programs[key] = tf.function(all_steps, reduce_retracing=True)
         return self._programs[key]
 
     def _one_step(self, state, images, labels, indices, lengths, seeds, step, update):
-        """One optimizer step of every client of the group whose steps are not over (lengths > 0)."""
+        """One optimizer step of every client of the segment."""
         params, batch_size = state["params"], indices.shape[1]
         valid = tf.cast(tf.range(batch_size)[None, :] < lengths[:, None], tf.float32)
         masks = dropout_masks(seeds, tf.fill(tf.shape(seeds), step), lengths, batch_size)
@@ -194,7 +213,6 @@ class BatchedTrainer:
             state["anchors"],
             state["corrections"],
             state["mu"],
-            lengths > 0,
             tf.constant(self.learning_rate),
             tf.cast(step + 1, tf.float32),
         )
@@ -202,42 +220,54 @@ class BatchedTrainer:
             target.assign(value)
 
 
-def fused_update(optimizer, terms, uneven):
-    """One variable's step after gradient g, compiled into one XLA kernel.
+def fused_update(optimizer, terms):
+    """Every variable's step after its gradient, compiled into one XLA computation.
 
-    With `terms`, the gradient first gets FedProx's μ·(w − w⁰) and SCAFFOLD's c − cᵢ
-    (the gradients of μ/2·‖w − w⁰‖² and ⟨w, c − cᵢ⟩); with `uneven`, clients whose
-    steps are over (not `active`) keep w, m and v. Adam is Keras's update step
-    (keras.optimizers.Adam.update_step); fused, its arithmetic may round differently
-    in the last bit.
+    With `terms`, each gradient first gets FedProx's μ·(w − w⁰) and SCAFFOLD's
+    c − cᵢ (the gradients of μ/2·‖w − w⁰‖² and ⟨w, c − cᵢ⟩). Adam is Keras's update
+    step (keras.optimizers.Adam.update_step); fused, its arithmetic may round
+    differently in the last bit.
     """
     beta_1, beta_2, epsilon = ADAM["beta_1"], ADAM["beta_2"], ADAM["epsilon"]
 
-    def one_variable(variables, g, anchor, correction, mu, active, learning_rate, local_step):
+    def one_variable(variables, g, anchor, correction, mu, learning_rate, local_step):
         """[w, m, v] (Adam) or w (SGD) after one step."""
         w = variables[0] if optimizer == "adam" else variables
-        client_axis = [-1] + [1] * (len(w.shape) - 1)
         if terms:
-            g = g + tf.reshape(mu, client_axis) * (w - anchor) + correction
-        if optimizer == "adam":
-            m, v = variables[1:]
-            alpha = learning_rate * tf.sqrt(1 - tf.pow(beta_2, local_step)) / (1 - tf.pow(beta_1, local_step))
-            new_m = m + (g - m) * (1 - beta_1)
-            new_v = v + (tf.square(g) - v) * (1 - beta_2)
-            updated = [w - (new_m * alpha) / (tf.sqrt(new_v) + epsilon), new_m, new_v]
-        else:
-            updated = [w - g * learning_rate]
-        if uneven:
-            keep = tf.reshape(active, client_axis)
-            updated = [tf.where(keep, new, old) for new, old in zip(updated, tf.nest.flatten(variables))]
-        return updated if optimizer == "adam" else updated[0]
+            g = g + tf.reshape(mu, [-1] + [1] * (len(w.shape) - 1)) * (w - anchor) + correction
+        if optimizer != "adam":
+            return w - g * learning_rate
+        m, v = variables[1:]
+        alpha = learning_rate * tf.sqrt(1 - tf.pow(beta_2, local_step)) / (1 - tf.pow(beta_1, local_step))
+        new_m = m + (g - m) * (1 - beta_1)
+        new_v = v + (tf.square(g) - v) * (1 - beta_2)
+        return [w - (new_m * alpha) / (tf.sqrt(new_v) + epsilon), new_m, new_v]
 
     @tf.function(jit_compile=True)
-    def update(variables, gradients, anchors, corrections, mu, active, learning_rate, local_step):
-        """Every variable's step, in one XLA computation."""
+    def update(variables, gradients, anchors, corrections, mu, learning_rate, local_step):
         return [
-            one_variable(v, g, a, c, mu, active, learning_rate, local_step)
+            one_variable(v, g, a, c, mu, learning_rate, local_step)
             for v, g, a, c in zip(variables, gradients, anchors, corrections)
         ]
 
     return update
+
+
+def subset(state, keep):
+    """The group's state for the clients at positions `keep` only: new variables, the constants gathered."""
+    rows = tf.constant(keep, tf.int64)
+
+    def variables(values):
+        return [tf.Variable(tf.gather(v, rows)) for v in values]
+
+    def constants(values):
+        return [tf.gather(c, rows) for c in values]
+
+    return {
+        "params": variables(state["params"]),
+        "anchors": constants(state["anchors"]),
+        "corrections": constants(state["corrections"]),
+        "mu": tf.gather(state["mu"], rows),
+        "moments": variables(state["moments"]),
+        "velocities": variables(state["velocities"]),
+    }
