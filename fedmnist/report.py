@@ -80,7 +80,8 @@ def one_shot_table():
 def robustness_table():
     """Every rule under every attack, M = 1 and 2 of K: mean ± std over the seeds."""
     summary = load("semillas.json")
-    labels = rule_labels()
+    measured = {key for by_m in summary["attacks"].values() for row in by_m.values() for key in row}
+    labels = {key: label for key, label in rule_labels().items() if key in measured}  # rules the study ran
     rows = [
         [attacks.label(attack), m, *(mean_std(row.get(key)) for key in labels)]
         for attack, by_m in summary["attacks"].items()
