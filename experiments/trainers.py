@@ -63,9 +63,8 @@ def main(argv=None):
     verdict = found["batched_minus_per_client"]
     low, high = verdict["ci95"]
     print(f"final accuracy, batched − per-client over seeds {list(SEEDS)}: {verdict['mean']:+.2f} points")
-    print(
-        f"  95 % interval [{low:+.2f}, {high:+.2f}], TOST p = {verdict['equivalence_p_value']:.4f} against ±{MARGIN_POINTS}"
-    )
+    equivalence = verdict["equivalence_p_value"]
+    print(f"  95 % interval [{low:+.2f}, {high:+.2f}], TOST p = {equivalence:.4f} against ±{MARGIN_POINTS}")
     print(f"  verdict: {verdict['verdict']}")
     print(f"Wrote {root / 'comparacion.json'}")
 

@@ -292,6 +292,8 @@ def test_deployment_two_supernodes_two_rounds_on_loopback(flower_partition, tmp_
         "fedavg",
         "--seed",
         "42",
+        "--trainer",
+        "per-client",  # the ClientApp's LocalTrainer: the same computation, and the same config
         check=True,
     )
     own_run = json.loads((own_out / "simulacion.json").read_text())
