@@ -46,7 +46,7 @@ ROUND_EPOCHS = 1  # E per round
 ROUND_STRATEGIES = ("fedavg", "fedprox", "fedmed")
 ACCURACY_TARGETS = (0.97, 0.99)
 TRAINERS = ("batched", "per-client")  # a round's clients in one computation, or one LocalTrainer call each
-TRAINER = "batched"  # 1.4-2x the rounds per hour of the per-client pool on 2 cores (benchmarks/rounds.py)
+TRAINER = "batched"  # more rounds per hour than the per-client pool on 2 cores: benchmarks/rounds.py measures it
 WORKERS = 0  # worker processes of the per-client trainer (0: train in the calling process)
 
 # Client-level differential privacy (fedmnist/privacy.py; the DP rows' other parameters live in the registry)
