@@ -33,13 +33,12 @@ from fedmnist.history import (
     check_fresh_start,
     load_state,
     new_history,
-    run_config,
     save_state,
     write_results,
 )
 from fedmnist.partition import PartitionError
 from fedmnist.seed_summary import print_seed_summary, write_seed_summary
-from fedmnist.simulation import Federation, RoundSettings, run_rounds, strategy_problems
+from fedmnist.simulation import Federation, RoundSettings, history_config, run_rounds, strategy_problems
 
 SETTING_OPTIONS = (
     "rounds",
@@ -186,24 +185,13 @@ def run_one(args, scenario, configured, run):
     manifest = ensure_split(data, scenario.split_spec(settings.seed)) if scenario else read_manifest(data)
     if settings.malicious >= manifest["num_clients"]:
         raise ValueError(f"--malicious {settings.malicious}: must be below K = {manifest['num_clients']}")
-    config = run_config(
+    config = history_config(
+        settings,
+        manifest,
+        configured,
         runtime="simulation",
         scenario=scenario.name if scenario else None,
         data=project_relative(data),
-        manifest=manifest,
-        fraction=settings.fraction,
-        sampling=settings.sampling,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        optimizer=settings.optimizer,
-        learning_rate=settings.learning_rate,
-        strategies=[c.name for c in configured],
-        seed=settings.seed,
-        attack=settings.attack,
-        malicious=settings.malicious,
-        parameters={c.name: c.values for c in configured if c.values},
-        trainer=settings.trainer,
-        training_threads=1 if settings.workers and settings.trainer == "per-client" else None,
     )
     print("simulation: " + ", ".join(f"{k}={v}" for k, v in config.items()) + f", rounds={settings.rounds}")
     federation = Federation.load(data, manifest)

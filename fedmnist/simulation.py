@@ -8,9 +8,9 @@ evaluates the new global model on the common test set. The rows are
 fedmnist/history.py's; experiments/simulation.py is the command line.
 
 Local training runs on one of two trainers. The batched trainer (the default,
-fedmnist/batched_training.py) trains a round's clients, of every strategy, in
-one TensorFlow computation in this process, grouped by their sampled ids alone,
-and evaluates here too, on all cores: `workers` plays no part. The per-client
+fedmnist/batched_training.py) trains each strategy's clients of a round together,
+in groups that depend on those clients alone, in this process, and evaluates here
+too, on all cores: `workers` plays no part. The per-client
 trainer runs one LocalTrainer call per client, in this process (workers = 0,
 TensorFlow's default threading) or in a pool of worker processes with one
 TensorFlow thread each. Every client's training depends only on its task, so
@@ -56,7 +56,7 @@ from fedmnist.defaults import (
 )
 from fedmnist.drift import control_norms, round_drift
 from fedmnist.evaluation import evaluate_weights
-from fedmnist.history import StrategyState, new_history, round_row
+from fedmnist.history import StrategyState, new_history, round_row, run_config
 from fedmnist.seeds import client_training_seed
 from fedmnist.training import LocalTrainer
 from fedmnist.updates import ClientUpdate, UpdateError, validate_weights
@@ -104,6 +104,29 @@ class RoundSettings:
         if self.workers < 0:
             return f"--workers {self.workers}: must be at least 0 (0 trains in this process)"
         return None
+
+
+def history_config(settings, manifest, configured, *, runtime, scenario, data):
+    """The config block a history of these settings records (fedmnist.history.run_config), for `configured`."""
+    return run_config(
+        runtime=runtime,
+        scenario=scenario,
+        data=data,
+        manifest=manifest,
+        fraction=settings.fraction,
+        sampling=settings.sampling,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        optimizer=settings.optimizer,
+        learning_rate=settings.learning_rate,
+        strategies=[c.name for c in configured],
+        seed=settings.seed,
+        attack=settings.attack,
+        malicious=settings.malicious,
+        parameters={c.name: c.values for c in configured if c.values},
+        trainer=settings.trainer,
+        training_threads=1 if settings.workers and settings.trainer == "per-client" else None,
+    )
 
 
 @dataclass

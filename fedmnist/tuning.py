@@ -33,12 +33,11 @@ from fedmnist.history import (
     RESULTS_FILE,
     load_state,
     new_history,
-    run_config,
     save_state,
     write_results,
 )
 from fedmnist.partition import PartitionError
-from fedmnist.simulation import Federation, RoundSettings, run_rounds
+from fedmnist.simulation import Federation, RoundSettings, history_config, run_rounds
 
 TUNING_FILE = "ajuste.json"
 TUNING_KEYS = ("seeds", "rounds", "learning_rate", "grid")
@@ -104,22 +103,7 @@ def run_point(scenario, spec, point, seed, data, out, log):
     values = {**scenario_values.values, **{name: value for name, value in point.items() if name != "learning_rate"}}
     configured = [strategies.parse_spec(key, {key: values})]
     manifest = ensure_split(data, scenario.split_spec(seed), log=log)
-    config = run_config(
-        runtime="tuning",
-        scenario=scenario.name,
-        data=str(data),
-        manifest=manifest,
-        fraction=settings.fraction,
-        sampling=settings.sampling,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        optimizer=settings.optimizer,
-        learning_rate=settings.learning_rate,
-        strategies=[c.name for c in configured],
-        seed=seed,
-        parameters={c.name: c.values for c in configured},
-        trainer=settings.trainer,
-    )
+    config = history_config(settings, manifest, configured, runtime="tuning", scenario=scenario.name, data=str(data))
     if (out / RESULTS_FILE).is_file():
         results = json.loads((out / RESULTS_FILE).read_text())
         if results.get("config") == config and results.get("rounds_completed") == settings.rounds:
