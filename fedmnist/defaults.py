@@ -55,4 +55,9 @@ DP_CLIP = 1.0  # S, the clipping norm (DP-FedAvg's, and adaptive clipping's firs
 
 # The robustness study
 MALICIOUS_COUNTS = (1, 2)  # the values of M
-STUDY_SEEDS = (42, 43, 44)
+# The one-round study (experiments/seeds.py): fresh seeds (no other study reports them), the attacks on the first
+# few of them, and FedProx's μ chosen on a tuning seed's validation set from Li et al.'s (2020) grid
+STUDY_SEEDS = tuple(range(101, 111))
+ATTACK_SEED_COUNT = 5
+TUNING_SEED = 1001
+MU_GRID = (0.001, 0.01, 0.1, 1.0)
