@@ -16,16 +16,17 @@ PYTEST_ARGS ?=
 FLOWER_TIMEOUT ?=
 SECURE ?=
 ALL_SCENARIOS := $(basename $(notdir $(wildcard experiments/scenarios/*.toml)))
-SCENARIOS := $(filter-out deriva-% diagnostico-% privacidad-% factores-%,$(ALL_SCENARIOS))
+SCENARIOS := $(filter-out deriva-% diagnostico-% privacidad-% factores-% estudio-%,$(ALL_SCENARIOS))
 DRIFT_SCENARIOS := $(filter deriva-% diagnostico-%,$(ALL_SCENARIOS))
 PRIVACY_SCENARIOS := $(filter privacidad-%,$(ALL_SCENARIOS))
 FACTOR_SCENARIOS := $(filter factores-%,$(ALL_SCENARIOS))
+STUDY_SCENARIOS := estudio-dirichlet-k5 estudio-dirichlet-k100 estudio-fragmentos-k100
 WORKERS ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED = 1
 
-.PHONY: venv flower lock notebook demo bench robustness scenarios heterogeneity privacy factors seeds trainers tune results flower-simulation flower-deployment flower-compare test test-fast clean
+.PHONY: venv flower lock notebook demo bench robustness scenarios heterogeneity privacy factors seeds trainers tune study results flower-simulation flower-deployment flower-compare test test-fast clean
 
 # Python versions with TensorFlow 2.21 wheels (pyproject.toml's requires-python).
 PYTHON_OK := $(shell $(PYTHON) -c 'import sys; print(int((3, 10) <= sys.version_info[:2] <= (3, 13)))' 2>/dev/null)
@@ -124,6 +125,13 @@ trainers: venv
 TUNE ?= deriva-dirichlet-k5
 tune: venv
 	$(PY) experiments/tune.py --scenario $(TUNE)
+
+# The study on the tuned protocol, its parts in order of importance (about a day on 2 cores): the course's one round
+# over 10 seeds, then each heterogeneous scenario tuned on validation and run at its chosen settings on 5 fresh
+# seeds. Resumable: run it again to continue.
+study: venv
+	$(PY) experiments/seeds.py
+	for s in $(STUDY_SCENARIOS); do $(PY) experiments/tune.py --scenario $$s --report || exit 1; done
 
 # Everything the essay and the README report (the demo's comparison included), then their tables re-rendered.
 results: seeds scenarios heterogeneity privacy factors trainers

@@ -25,6 +25,7 @@ import json
 import numpy as np
 
 from fedmnist import strategies
+from fedmnist.centralized import read_baseline, train_centralized, write_baseline
 from fedmnist.data import ensure_split
 from fedmnist.files import write_text_atomically
 from fedmnist.history import (
@@ -37,6 +38,7 @@ from fedmnist.history import (
     write_results,
 )
 from fedmnist.partition import PartitionError
+from fedmnist.seed_summary import write_seed_summary
 from fedmnist.simulation import Federation, RoundSettings, history_config, run_rounds
 
 TUNING_FILE = "ajuste.json"
@@ -66,6 +68,16 @@ def checked_tuning(tuning, scenario):
             raise PartitionError(f"{where}: grid.{key} is not one of the scenario's strategies")
         row = strategies.get(key)
         for name, options in values.items():
+            if name == "learning_rate":
+                if not (
+                    isinstance(options, list)
+                    and options
+                    and all(isinstance(r, (int, float)) and r > 0 for r in options)
+                ):
+                    raise PartitionError(
+                        f"{where}: grid.{key}.learning_rate must be a non-empty list of positive numbers"
+                    )
+                continue
             parameter = next((p for p in row.parameters if p.name == name), None)
             if parameter is None or not isinstance(options, list) or not options:
                 raise PartitionError(f"{where}: grid.{key}.{name} must be a non-empty list for a parameter of {key}")
@@ -79,8 +91,8 @@ def checked_tuning(tuning, scenario):
 
 def grid_points(key, tuning, default_learning_rate):
     """Every point of strategy `key`'s grid: [{"learning_rate": η, parameter: value, ...}], in grid order."""
-    own = tuning["grid"].get(key, {})
-    rates = tuning["learning_rate"] or [default_learning_rate]
+    own = dict(tuning["grid"].get(key, {}))
+    rates = own.pop("learning_rate", None) or tuning["learning_rate"] or [default_learning_rate]
     names = list(own)
     return [
         {"learning_rate": rate, **dict(zip(names, values))}
@@ -94,16 +106,18 @@ def point_folder(point):
     return ",".join(f"{name}={value:g}" for name, value in point.items())
 
 
-def run_point(scenario, spec, point, seed, data, out, log):
-    """One point of strategy `spec` on one tuning seed, continued from its last checkpoint: its finished results."""
+def run_point(scenario, spec, point, seed, data, out, log, rounds=None, runtime="tuning"):
+    """One point of strategy `spec` on one seed (R: the tuning's rounds unless `rounds`), continued from its last
+    checkpoint: its finished results."""
     base = RoundSettings(**{**scenario.run, "seed": seed})
-    settings = dataclasses.replace(base, learning_rate=point["learning_rate"], rounds=scenario.tuning["rounds"])
+    rounds = rounds or scenario.tuning["rounds"]
+    settings = dataclasses.replace(base, learning_rate=point["learning_rate"], rounds=rounds)
     scenario_values = strategies.parse_spec(spec)
     key = scenario_values.strategy.key
     values = {**scenario_values.values, **{name: value for name, value in point.items() if name != "learning_rate"}}
     configured = [strategies.parse_spec(key, {key: values})]
     manifest = ensure_split(data, scenario.split_spec(seed), log=log)
-    config = history_config(settings, manifest, configured, runtime="tuning", scenario=scenario.name, data=str(data))
+    config = history_config(settings, manifest, configured, runtime=runtime, scenario=scenario.name, data=str(data))
     if (out / RESULTS_FILE).is_file():
         results = json.loads((out / RESULTS_FILE).read_text())
         if results.get("config") == config and results.get("rounds_completed") == settings.rounds:
@@ -114,7 +128,8 @@ def run_point(scenario, spec, point, seed, data, out, log):
     results, _ = run_rounds(
         federation, configured, settings, results, states, on_round=lambda done, now: save_state(out, done, now)
     )
-    write_results(out, results, f"{scenario.label}: ajuste de {key}, {point_folder(point)}, semilla {seed}")
+    what = "ajuste" if runtime == "tuning" else "estudio"
+    write_results(out, results, f"{scenario.label}: {what} de {key}, {point_folder(point)}, semilla {seed}")
     return results
 
 
@@ -149,3 +164,63 @@ def tune(scenario, data_root, out_root, log=print):
         found["strategies"][key] = {"chosen": chosen["setting"], "grid": points}
     write_text_atomically(out_root / TUNING_FILE, json.dumps(found, indent=2) + "\n")
     return found
+
+
+REPORT_DIR = "informe"  # beside ajuste.json: each strategy at its chosen setting on the reported seeds
+
+
+def report(scenario, found, data_root, out_root, log=print):
+    """Each strategy at its chosen setting on the scenario's own seeds and rounds (never the tuning seeds), with the
+    centralized baseline at equal epochs (FedAvg's chosen η); summarised like a simulation's seeds (resumen.json:
+    mean ± std, and every pair as a Holm-corrected family). Resumable run by run; returns the summary."""
+    if not scenario.seeds:
+        raise PartitionError(f"scenario {scenario.name!r} declares no seeds to report on")
+    settings = RoundSettings(**{**scenario.run, "seed": scenario.seeds[0]})
+    runs, baselines = [], []
+    for seed in scenario.seeds:
+        data = data_root / f"semilla_{seed}"
+        per_strategy = []
+        for spec in scenario.strategies:
+            key = strategies.parse_spec(spec).strategy.key
+            point = found["strategies"][key]["chosen"]
+            log(f"study: {key} at {point_folder(point)}, seed {seed}, {settings.rounds} rounds")
+            out = out_root / REPORT_DIR / key / f"semilla_{seed}"
+            per_strategy.append(run_point(scenario, spec, point, seed, data, out, log, settings.rounds, "study"))
+        runs.append(merged_run(per_strategy))
+        baselines.append(centralized_baseline(scenario, found, seed, data, out_root / REPORT_DIR / "centralizado"))
+    summary, _ = write_seed_summary(out_root, runs, f"{scenario.label} (ajustado)", baselines)
+    return summary
+
+
+def merged_run(per_strategy):
+    """One seed's single-strategy runs as one history: the strategies side by side, each with its own η (they share
+    the seed, so the split, the initial weights and the clients sampled each round: a paired design)."""
+    first = per_strategy[0]
+    names = [run["config"]["strategies"][0] for run in per_strategy]
+    config = {
+        **first["config"],
+        "strategies": names,
+        "learning_rate": {name: run["config"]["learning_rate"] for name, run in zip(names, per_strategy)},
+        "parameters": {k: v for run in per_strategy for k, v in run["config"]["parameters"].items()},
+    }
+    return {
+        "config": config,
+        "rounds_completed": min(run["rounds_completed"] for run in per_strategy),
+        "history": {name: run["history"][name] for name, run in zip(names, per_strategy)},
+        "summary": {name: run["summary"][name] for name, run in zip(names, per_strategy)},
+    }
+
+
+def centralized_baseline(scenario, found, seed, data, out_root):
+    """The centralized baseline of one reported seed, R·C·E epochs at FedAvg's chosen η (read back if written)."""
+    rate = found["strategies"].get("fedavg", {}).get("chosen", {}).get("learning_rate")
+    base = RoundSettings(**{**scenario.run, "seed": seed})
+    settings = dataclasses.replace(base, learning_rate=rate or base.learning_rate)
+    manifest = ensure_split(data, scenario.split_spec(seed))
+    out = out_root / f"semilla_{seed}"
+    baseline = read_baseline(out, settings, manifest["num_clients"])
+    if baseline is None:
+        baseline = train_centralized(Federation.load(data, manifest), settings)
+        out.mkdir(parents=True, exist_ok=True)
+        write_baseline(out, baseline)
+    return baseline

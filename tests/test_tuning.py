@@ -6,7 +6,7 @@ import pytest
 
 from fedmnist import scenarios
 from fedmnist.partition import PartitionError
-from fedmnist.tuning import TUNING_FILE, checked_tuning, grid_points, point_folder, tune
+from fedmnist.tuning import REPORT_DIR, TUNING_FILE, checked_tuning, grid_points, point_folder, report, tune
 
 TINY = """
 label = "diminuto"
@@ -45,6 +45,15 @@ def test_a_grid_is_every_client_rate_with_every_combination_of_values(tmp_path):
     ]
     assert point_folder(points[1]) == "learning_rate=0.1,momentum=0.9"
     assert grid_points("fedavg", {**tuning, "learning_rate": []}, 0.05) == [{"learning_rate": 0.05}]
+
+
+def test_a_strategy_may_declare_its_own_client_rates(tmp_path):
+    tuning = {"seeds": [1], "rounds": 5, "learning_rate": [0.1, 0.2], "grid": {"fedadam": {"learning_rate": [0.03]}}}
+    assert grid_points("fedadam", tuning, 0.05) == [{"learning_rate": 0.03}]
+    assert grid_points("fedavg", tuning, 0.05) == [{"learning_rate": 0.1}, {"learning_rate": 0.2}]
+    scenario = scenario_from(tmp_path, TINY.replace("fedprox = { mu", "fedprox = { learning_rate = [0], mu"))
+    with pytest.raises(PartitionError, match="grid.fedprox.learning_rate must be a non-empty list of positive"):
+        checked_tuning(scenario.tuning, scenario)
 
 
 @pytest.mark.parametrize(
@@ -86,3 +95,18 @@ def test_tuning_chooses_on_validation_and_continues_where_it_stopped(tmp_path):
     assert json.loads(written) == found
     again = tune(scenario, tmp_path / "datos", tmp_path / "ajuste", log=lambda line: None)  # every run finished
     assert again == found
+
+
+@pytest.mark.slow
+def test_the_report_runs_each_chosen_setting_on_the_reported_seeds_beside_a_centralized_baseline(tmp_path):
+    scenario = scenario_from(tmp_path, TINY.replace("seeds = [7]", "seeds = [7, 9]"))
+    found = tune(scenario, tmp_path / "datos", tmp_path / "ajuste", log=lambda line: None)
+    summary = report(scenario, found, tmp_path / "datos", tmp_path / "ajuste", log=lambda line: None)
+    mu = found["strategies"]["fedprox"]["chosen"]["mu"]
+    assert list(summary["strategies"]) == ["fedavg", f"fedprox:{mu:g}"] and summary["config"]["seeds"] == [7, 9]
+    assert set(summary["config"]["learning_rate"].values()) == {0.05}
+    assert len(summary["centralized"]["final_accuracy"]["values"]) == 2
+    verdict = summary["comparisons"]["last_5_rounds_accuracy"][f"fedavg - fedprox:{mu:g}"]["verdict"]
+    assert verdict in ("better", "worse", "equivalent", "inconclusive")
+    # each strategy's runs are its own, on the reported seeds only
+    assert sorted(p.name for p in (tmp_path / "ajuste" / REPORT_DIR / "fedavg").iterdir()) == ["semilla_7", "semilla_9"]
