@@ -22,6 +22,9 @@ NUM_CLASSES = 10
 HELD_SHARE = 0.05  # a class is held if it is at least this share of the client's examples
 
 
+PER_CLASS_MIN = 20  # members and non-members of a class its within-class AUC needs
+
+
 def held_classes(labels, share=HELD_SHARE):
     """Which of the 10 classes a client holds: a boolean vector."""
     counts = np.bincount(np.asarray(labels, np.int64), minlength=NUM_CLASSES)
@@ -76,6 +79,20 @@ def tpr_at_fpr(member_losses, nonmember_losses, fpr=0.01):
     the share of members whose loss is below all but `fpr` of the non-members' losses."""
     threshold = np.quantile(np.asarray(nonmember_losses, np.float64), fpr)
     return float(np.mean(np.asarray(member_losses, np.float64) < threshold))
+
+
+def within_class_auc(member_losses, member_labels, nonmember_losses, nonmember_labels, min_examples=PER_CLASS_MIN):
+    """The loss-threshold attack's AUC within each class that members and non-members both hold at least
+    `min_examples` of, averaged over those classes (None if no class has enough): what the attack tells apart
+    beyond which classes a client holds, so a split where clients hold few classes cannot inflate it."""
+    member_losses, nonmember_losses = np.asarray(member_losses), np.asarray(nonmember_losses)
+    member_labels, nonmember_labels = np.asarray(member_labels), np.asarray(nonmember_labels)
+    scores = [
+        membership_auc(member_losses[member_labels == k], nonmember_losses[nonmember_labels == k])
+        for k in range(NUM_CLASSES)
+        if min(np.sum(member_labels == k), np.sum(nonmember_labels == k)) >= min_examples
+    ]
+    return float(np.mean(scores)) if scores else None
 
 
 def class_matched(pool_labels, member_labels, count, rng):

@@ -53,7 +53,12 @@ SUMMARY_DIR = RESULTS_DIR / "privacidad"
 SUMMARY_FILE, SUMMARY_FIGURE = "privacidad.json", "privacidad.png"
 MEMBERSHIP_CLIENTS = 10
 NONMEMBERS = 1000  # per client: images no model of the run trained on, with the client's class proportions
-MEMBERSHIP_MEASURES = {"membership_auc": leakage.membership_auc, "membership_tpr_at_1pct_fpr": leakage.tpr_at_fpr}
+# Each measure takes (member losses, their labels, non-member losses, their labels)
+MEMBERSHIP_MEASURES = {
+    "membership_auc": lambda members, _, others, __: leakage.membership_auc(members, others),
+    "membership_tpr_at_1pct_fpr": lambda members, _, others, __: leakage.tpr_at_fpr(members, others),
+    "membership_auc_within_class": leakage.within_class_auc,
+}
 LOCAL_NOISE = (0.0, 0.01, 0.1, 1.0, 10.0)  # z of a client that noises its own update (0: clipped only)
 TARGET_EPSILON = 1.0
 TARGET_LOSS = 1.0  # points of accuracy
@@ -166,7 +171,7 @@ def membership(model, federation, final, local, clients, nonmembers, seed):
             others = per_example_loss(model, weights, x_pool[chosen], y_pool[chosen])
             for key, measure in MEMBERSHIP_MEASURES.items():
                 place = found[key]["local"] if name is None else found[key]["global"][name]
-                place.append(measure(members, others))
+                place.append(measure(members, y_in, others, y_pool[chosen]))
     return found
 
 
@@ -265,6 +270,12 @@ def cohort_needed(rows, rounds, delta=DP_DELTA):
     return {"noise_std_within": sigma, "clients_per_round": needed}
 
 
+def mean_of_measured(values):
+    """The mean over clients of a measure, leaving out the clients it could not be measured on (None)."""
+    measured = [v for v in values if v is not None]
+    return float(np.mean(measured)) if measured else np.nan
+
+
 def leakage_summary(found):
     """mean ± std over seeds of every leakage measure."""
 
@@ -286,9 +297,9 @@ def leakage_summary(found):
         },
         **{
             key: {
-                "local": over(lambda f, k=key: 100 * np.mean(f[k]["local"])),
+                "local": over(lambda f, k=key: 100 * mean_of_measured(f[k]["local"])),
                 "global": {
-                    name: over(lambda f, k=key, n=name: 100 * np.mean(f[k]["global"][n]))
+                    name: over(lambda f, k=key, n=name: 100 * mean_of_measured(f[k]["global"][n]))
                     for name in found[0][key]["global"]
                 },
             }

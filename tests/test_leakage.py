@@ -96,3 +96,13 @@ def test_tpr_at_one_percent_fpr_counts_members_below_the_non_members_first_perce
     nonmembers = np.linspace(1.0, 2.0, 101)  # the 1 % quantile is 1.01
     members = np.array([0.5, 1.0, 1.005, 1.5])
     assert leakage.tpr_at_fpr(members, nonmembers) == 0.75
+
+
+def test_within_class_auc_sees_through_a_split_where_the_class_alone_gives_members_away():
+    # Members are all digit 0 at loss 0.1 or 0.3; non-members digit 0 at the same losses and digit 1 at loss 2:
+    # over all images the attack looks strong, within digit 0 it is a coin toss; digit 1 has no members to count
+    members, member_labels = [0.1, 0.3] * 10, [0] * 20
+    others, other_labels = [0.1, 0.3] * 10 + [2.0] * 20, [0] * 20 + [1] * 20
+    assert leakage.membership_auc(members, others) == 0.75
+    assert leakage.within_class_auc(members, member_labels, others, other_labels) == 0.5
+    assert leakage.within_class_auc(members, member_labels, others, other_labels, min_examples=21) is None
