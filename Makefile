@@ -9,6 +9,7 @@ SEED ?=
 EPOCHS ?=
 BATCH_SIZE ?=
 MU ?=
+REPLACE ?=
 ROUNDS ?=
 STRATEGY ?=
 OUT ?=
@@ -70,7 +71,8 @@ notebook: venv
 
 demo: venv
 	$(PY) demo.py $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(SEED),--seed $(SEED)) $(if $(OUT),--out $(OUT)) \
-	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(MU),--mu $(MU))
+	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(MU),--mu $(MU)) \
+	  $(if $(REPLACE),--replace)
 
 bench: venv
 	@echo "==> benchmarks: training throughput, aggregation at K = 10, 100, 1000, end-to-end stages, rounds per hour, DP-SGD -> results/benchmarks.json"

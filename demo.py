@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fedmnist import defaults
 from fedmnist.comparison import format_table
+from fedmnist.training import check_training_parameters
 from fedmnist.workflow import WorkflowError, run_demo
 
 
@@ -51,6 +52,9 @@ def parse_args(argv=None):
         "--batch-size", "-B", type=int, default=None, help="B, local batch size (default: the notebook's)"
     )
     parser.add_argument("--mu", type=float, default=None, help="mu of FedProx (default: the notebook's)")
+    parser.add_argument(
+        "--replace", action="store_true", help="replace a different split already in --data (default: refuse)"
+    )
     return parser.parse_args(argv)
 
 
@@ -61,12 +65,22 @@ def main(argv=None):
         for name, value in (("EPOCHS", args.epochs), ("BATCH_SIZE", args.batch_size), ("MU", args.mu))
         if value is not None
     }
+    try:  # before the split: a setting that cannot train is refused first, not after minutes of work
+        check_training_parameters(
+            defaults.EPOCHS if args.epochs is None else args.epochs,
+            defaults.BATCH_SIZE if args.batch_size is None else args.batch_size,
+            defaults.MU if args.mu is None else args.mu,
+        )
+    except ValueError as err:
+        sys.exit(f"demo.py: error: {err}")
     print(
         f"demo: K={args.clients} seed={args.seed} data={args.data} out={args.out} "
         f"notebook overrides={overrides or 'none'}"
     )
     try:
-        timings, results = run_demo(args.clients, args.seed, args.data, args.out, overrides, args.results)
+        timings, results = run_demo(
+            args.clients, args.seed, args.data, args.out, overrides, args.results, replace=args.replace
+        )
     except WorkflowError as err:
         sys.exit(f"demo.py: error: {err}")
     print("\n" + format_table(results))

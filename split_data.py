@@ -98,6 +98,11 @@ def parse_args(argv=None):
         help="share of the training images held out, stratified, as the validation set every choice is made on "
         "(default: %(default).4f, 5,000 of 60,000)",
     )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace a different split already in --out (every update trained on it stops matching)",
+    )
     return parser.parse_args(argv)
 
 
@@ -119,7 +124,7 @@ def main(argv=None):
     except OSError as err:
         sys.exit(f"split_data.py: error: {err}; choose another folder with --out")
     try:
-        manifest = split(args.out, spec, mnist_path=args.mnist)
+        manifest = split(args.out, spec, mnist_path=args.mnist, replace=args.replace)
     except (PartitionError, MnistError) as err:
         sys.exit(f"split_data.py: error: {err}")
     except OSError as err:

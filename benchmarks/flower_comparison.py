@@ -58,7 +58,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     data = defaults.SCENARIO_DATA_DIR / f"iid_{args.clients}"
-    ensure_split(data, SplitSpec(num_clients=args.clients, seed=args.seed))
+    ensure_split(data, SplitSpec(num_clients=args.clients, seed=args.seed), replace=True)
     runs = {}
     for name, command in RUNS.items():
         out = OUT_DIR / name

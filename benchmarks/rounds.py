@@ -84,7 +84,7 @@ def one_arm(federation, settings):
 def bench_scenario(name, args, ceiling):
     scenario = scenarios.load(name)
     data = SCENARIO_DATA_DIR / name / f"semilla_{SEED}" if scenario.seeds else SCENARIO_DATA_DIR / name
-    manifest = ensure_split(data, scenario.split_spec(SEED))
+    manifest = ensure_split(data, scenario.split_spec(SEED), replace=True)
     federation = Federation.load(data, manifest)
     run = {k: v for k, v in scenario.run.items() if k in ("fraction", "epochs", "batch_size", "optimizer")}
     evaluation = evaluation_seconds(federation)

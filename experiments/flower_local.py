@@ -386,7 +386,7 @@ def prepared_data(args):
     """The partition folder for the run (split on demand); PartitionError if --data cannot serve K clients."""
     if args.data is None:
         data = defaults.SCENARIO_DATA_DIR / f"iid_{args.clients}"
-        ensure_split(data, SplitSpec(num_clients=args.clients, seed=args.seed))
+        ensure_split(data, SplitSpec(num_clients=args.clients, seed=args.seed), replace=True)
         return data
     data = args.data.resolve()
     manifest = read_manifest(data)

@@ -103,7 +103,7 @@ def checked_seeds(args):
 def split_for(args, seed):
     spec = SplitSpec(num_clients=args.clients, seed=seed, train_samples=args.train_samples)
     data = args.data / f"semilla_{seed}"
-    ensure_split(data, spec)
+    ensure_split(data, spec, replace=True)  # one folder per seed, the study's own
     return data
 
 
@@ -157,9 +157,7 @@ def main(argv=None):
         mu = chosen_mu(args, StudySettings(epochs=args.epochs))
         values = {**(values or {}), "fedprox": {"mu": mu[defaults.OPTIMIZER]}}
         for seed in seeds:
-            settings = StudySettings(
-                epochs=args.epochs, seed=seed, values=values, attacks=seed in attack_seeds, contrast_mu=mu["sgd"]
-            )
+            settings = StudySettings(epochs=args.epochs, seed=seed, values=values, attacks=seed in attack_seeds)
             out = args.out / f"semilla_{seed}"
             wanted = {"seed": seed, "epochs": args.epochs, "train_samples_option": args.train_samples}
             found = None if args.force else read_if_same(out / STUDY_FILE, wanted)

@@ -182,7 +182,9 @@ def resolve(args):
 def run_one(args, scenario, configured, run):
     """Split if needed, run (or resume) one seed, write its results; returns them."""
     settings, data, out = run.settings, run.data, run.out
-    manifest = ensure_split(data, scenario.split_spec(settings.seed)) if scenario else read_manifest(data)
+    # the scenario's own folder (no --data) may be re-split; a folder of the user's never is, unasked
+    own_folder = args.data is None
+    manifest = ensure_split(data, scenario.split_spec(settings.seed), replace=own_folder) if scenario else read_manifest(data)
     if settings.malicious >= manifest["num_clients"]:
         raise ValueError(f"--malicious {settings.malicious}: must be below K = {manifest['num_clients']}")
     config = history_config(

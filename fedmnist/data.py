@@ -130,11 +130,12 @@ def class_histogram(labels):
     return np.bincount(labels, minlength=NUM_CLASSES).tolist()
 
 
-def split(out_dir, spec, mnist_path=None, log=print):
+def split(out_dir, spec, mnist_path=None, log=print, replace=False):
     """Split verified MNIST by `spec` into `out_dir`, with the shared initial weights; returns the manifest.
 
-    PartitionError (or MnistError) for a spec or source that cannot work, OSError
-    if the folder cannot be written; either way the previous split is unchanged.
+    PartitionError (or MnistError) for a spec or source that cannot work, or for
+    a folder holding another split unless `replace`; OSError if the folder cannot
+    be written; either way the previous split is unchanged.
     """
     for name, value in (
         ("clients", spec.num_clients),
@@ -147,6 +148,8 @@ def split(out_dir, spec, mnist_path=None, log=print):
         raise PartitionError(f"--seed {spec.seed}: must be in 0..2^32-1")
     if not 0 <= spec.validation_fraction < 1:
         raise PartitionError(f"--validation-fraction {spec.validation_fraction}: must be in [0, 1)")
+    if not replace:
+        check_not_another_split(out_dir, spec)
     x_train, y_train, x_test, y_test = load_mnist_uint8(mnist_path, log=log)
     train_idx = stratified_subset(y_train, spec.train_samples, spec.seed)
     test_idx = stratified_subset(y_test, spec.test_samples, spec.seed, part=1)
@@ -169,8 +172,12 @@ def split(out_dir, spec, mnist_path=None, log=print):
     )
 
 
-def ensure_split(data_dir, spec, log=print):
-    """The manifest of `data_dir`, splitting into it first unless it already holds a split for `spec`."""
+def ensure_split(data_dir, spec, log=print, replace=False):
+    """The manifest of `data_dir`, splitting into it first unless it already holds a split for `spec`.
+
+    A folder holding another split is replaced only if `replace` (a folder the
+    project owns, such as a scenario's under data/escenarios/); else PartitionError.
+    """
     try:
         manifest = read_manifest(data_dir)
     except PartitionError:
@@ -178,7 +185,30 @@ def ensure_split(data_dir, spec, log=print):
     if manifest and spec.matches(manifest):
         return manifest
     log(f"Splitting MNIST into {data_dir}: {spec.describe()}")
-    return split(data_dir, spec, log=log)
+    return split(data_dir, spec, log=log, replace=replace)
+
+
+def check_not_another_split(out_dir, spec):
+    """PartitionError naming both splits if `out_dir` holds a split other than `spec`'s: every update trained on it
+    would stop matching. A folder without a readable manifest holds no split to lose."""
+    try:
+        manifest = read_manifest(out_dir)
+    except PartitionError:
+        return
+    if not spec.matches(manifest):
+        raise PartitionError(
+            f"{out_dir} holds another split ({describe_manifest(manifest)}), not {spec.describe()}; "
+            "choose another folder, or replace it with --replace (updates trained on the old split stop matching)"
+        )
+
+
+def describe_manifest(manifest):
+    """A manifest's split in SplitSpec.describe()'s words (values shortened: the manifest is the organizer's)."""
+    detail = {"dirichlet": "alpha", "shards": "shards_per_client"}.get(manifest.get("partition"))
+    words = [f"K={manifest['num_clients']} clients"] + [
+        f"{key}={str(manifest.get(key))[:20]}" for key in ("seed", "partition", "train_samples", detail) if key
+    ]
+    return ", ".join(words)
 
 
 def write_partitions(out_dir, x_train, y_train, x_test, y_test, parts, initial_weights, config, validation=None):

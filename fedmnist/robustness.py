@@ -46,7 +46,7 @@ class StudySettings:
     seed: int = SEED  # of local training and of the noise attack
     values: dict | None = None  # {strategy key: {parameter: value}} over the registry's defaults
     attacks: bool = True  # False: the round without attackers only (no label-flipped training either)
-    contrast_mu: float | None = MU  # FedProx's μ with SGD local steps (None: no SGD contrast)
+    contrast_mu: float | None = MU  # the μ of the Adam-against-SGD contrast, the course's (None: no contrast)
 
     def chosen(self, strategy):
         return {**strategy.defaults(), **(self.values or {}).get(strategy.key, {})}
@@ -72,6 +72,8 @@ def study_jobs(client_ids, malicious_pool, settings):
         if settings.attacks and cid in malicious_pool:
             jobs += [Job("plain_flipped", cid, True, 0.0, OPTIMIZER), Job("fedprox_flipped", cid, True, mu, OPTIMIZER)]
         if settings.contrast_mu is not None:
+            if settings.contrast_mu != mu:
+                jobs.append(Job("fedprox_contrast", cid, False, settings.contrast_mu, OPTIMIZER))
             jobs += [
                 Job(f"plain_{CONTRAST_OPTIMIZER}", cid, False, 0.0, CONTRAST_OPTIMIZER),
                 Job(f"fedprox_{CONTRAST_OPTIMIZER}", cid, False, settings.contrast_mu, CONTRAST_OPTIMIZER),
@@ -135,10 +137,10 @@ def scenario_updates(trained, manifest, initial_weights, attack, attackers, seed
     return updates
 
 
-def rule_weights(strategy, updates, settings, initial_weights, num_clients, suffix=""):
+def rule_weights(strategy, updates, settings, initial_weights, num_clients):
     """One rule's global weights from a scenario's updates (FedProx's rows take the FedProx updates); None if the
     rule cannot run on them."""
-    chosen = updates[("fedprox" if strategy.fedprox_updates else "plain") + suffix]
+    chosen = updates["fedprox" if strategy.fedprox_updates else "plain"]
     pairs = [(u.weights, u.num_samples) for u in chosen]
     try:
         return strategies.one_shot(
@@ -184,21 +186,36 @@ def round_without_attacks(model, trained, manifest, sets, settings, initial_weig
         local[str(cid)], correct[f"local_{cid}"] = scored(model, weights, *sets)
     best = max(local, key=lambda cid: (local[cid]["validation_accuracy"], -int(cid)))
     correct["local_best"] = correct[f"local_{best}"]
-    contrast = {}
-    if f"plain_{CONTRAST_OPTIMIZER}" in trained:
-        for key in ("fedavg", "fedprox"):
-            weights = rule_weights(
-                strategies.get(key), updates, settings, initial_weights, num_clients, suffix=f"_{CONTRAST_OPTIMIZER}"
-            )
-            contrast[key] = scored(model, weights, *sets)[0]
+    contrast = contrast_of_optimizers(model, trained, updates, sets, settings, initial_weights, num_clients)
     mcnemar = {key: mcnemar_exact(correct[key], correct["fedavg"]) for key in (*rules, "local_best") if key != "fedavg"}
     return {
         "rules": rules,
         "local": local,
         "local_best": {"client": int(best), **local[best]},
         "mcnemar_against_fedavg": mcnemar,
-        CONTRAST_OPTIMIZER: contrast,
+        "contrast": contrast,
     }
+
+
+def contrast_of_optimizers(model, trained, updates, sets, settings, initial_weights, num_clients):
+    """FedProx at the contrast's μ against FedAvg, with the course's local optimizer and with SGD (None without the
+    contrast): {"mu", optimizer: {"fedavg": metrics, "fedprox": metrics}}."""
+    if settings.contrast_mu is None:
+        return None
+    found = {"mu": settings.contrast_mu}
+    course_fedprox = "fedprox_contrast" if "fedprox_contrast" in trained else "fedprox"
+    for optimizer, plain, proximal in (
+        (OPTIMIZER, "plain", course_fedprox),
+        (CONTRAST_OPTIMIZER, f"plain_{CONTRAST_OPTIMIZER}", f"fedprox_{CONTRAST_OPTIMIZER}"),
+    ):
+        chosen = {"plain": updates[plain], "fedprox": updates[proximal]}
+        found[optimizer] = {
+            key: scored(
+                model, rule_weights(strategies.get(key), chosen, settings, initial_weights, num_clients), *sets
+            )[0]
+            for key in ("fedavg", "fedprox")
+        }
+    return found
 
 
 def run_study(data_dir, settings=StudySettings()):
@@ -236,8 +253,8 @@ def run_study(data_dir, settings=StudySettings()):
         "contrast": None
         if settings.contrast_mu is None
         else {
-            "optimizer": CONTRAST_OPTIMIZER,
-            "learning_rate": LEARNING_RATES[CONTRAST_OPTIMIZER],
+            "optimizers": [OPTIMIZER, CONTRAST_OPTIMIZER],
+            "learning_rates": [LEARNING_RATES[OPTIMIZER], LEARNING_RATES[CONTRAST_OPTIMIZER]],
             "mu": settings.contrast_mu,
         },
         "trainer": "batched",
@@ -328,8 +345,9 @@ def one_round_labels():
         **strategy_labels(),
         "local_mean": "modelo local (media de los clientes)",
         "local_best": "modelo local (el mejor en validación)",
-        f"fedavg_{CONTRAST_OPTIMIZER}": f"FedAvg, pasos locales {CONTRAST_OPTIMIZER.upper()}",
-        f"fedprox_{CONTRAST_OPTIMIZER}": f"FedProx, pasos locales {CONTRAST_OPTIMIZER.upper()}",
+        f"fedprox_{OPTIMIZER}_contrast": f"FedProx (μ del curso), pasos locales {OPTIMIZER.capitalize()}",
+        f"fedavg_{CONTRAST_OPTIMIZER}_contrast": f"FedAvg, pasos locales {CONTRAST_OPTIMIZER.upper()}",
+        f"fedprox_{CONTRAST_OPTIMIZER}_contrast": f"FedProx (μ del curso), pasos locales {CONTRAST_OPTIMIZER.upper()}",
     }
 
 
@@ -387,7 +405,13 @@ def one_round_values(run, measure):
     local = [metrics[measure] for metrics in one_round["local"].values()]
     values = {key: metrics[measure] for key, metrics in one_round["rules"].items()}
     values |= {"local_mean": float(np.mean(local)), "local_best": one_round["local_best"][measure]}
-    values |= {f"{key}_{CONTRAST_OPTIMIZER}": m[measure] for key, m in one_round.get(CONTRAST_OPTIMIZER, {}).items()}
+    contrast = one_round.get("contrast") or {}
+    values |= {
+        f"{key}_{optimizer}_contrast": metrics[measure]
+        for optimizer in (OPTIMIZER, CONTRAST_OPTIMIZER)
+        for key, metrics in contrast.get(optimizer, {}).items()
+        if (key, optimizer) != ("fedavg", OPTIMIZER)  # the course's FedAvg is the fedavg row itself
+    }
     return values
 
 
@@ -399,18 +423,20 @@ def one_round_spread(runs, measure, scale):
 
 def one_round_comparisons(one_shot):
     """The round's families (test accuracy, points; fedmnist/significance.py): every pair of rules and the best
-    local model; and FedProx − FedAvg with the course's optimizer, with SGD, and the difference of the two gaps."""
+    local model; and FedProx at the course's μ − FedAvg with the course's optimizer, with SGD, and the difference of
+    the two gaps."""
     rows = [key for key in (*strategy_labels(), "local_best") if key in one_shot]
     values = {key: np.asarray(one_shot[key]["values"]) for key in one_shot}
     families = {
         "one_round": compare_family({f"{a} - {b}": (values[a], values[b]) for a, b in itertools.combinations(rows, 2)})
     }
-    sgd = {key: values.get(f"{key}_{CONTRAST_OPTIMIZER}") for key in ("fedavg", "fedprox")}
-    if all(v is not None for v in sgd.values()):
-        course_gap, sgd_gap = values["fedprox"] - values["fedavg"], sgd["fedprox"] - sgd["fedavg"]
+    course = values.get(f"fedprox_{OPTIMIZER}_contrast")
+    sgd = {key: values.get(f"{key}_{CONTRAST_OPTIMIZER}_contrast") for key in ("fedavg", "fedprox")}
+    if course is not None and all(v is not None for v in sgd.values()):
+        course_gap, sgd_gap = course - values["fedavg"], sgd["fedprox"] - sgd["fedavg"]
         families["fedprox_local_optimizer"] = compare_family(
             {
-                f"fedprox - fedavg ({OPTIMIZER})": (values["fedprox"], values["fedavg"]),
+                f"fedprox - fedavg ({OPTIMIZER})": (course, values["fedavg"]),
                 f"fedprox - fedavg ({CONTRAST_OPTIMIZER})": (sgd["fedprox"], sgd["fedavg"]),
                 f"gap with {OPTIMIZER} - gap with {CONTRAST_OPTIMIZER}": (course_gap, sgd_gap),
             }

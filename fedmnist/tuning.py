@@ -116,7 +116,7 @@ def run_point(scenario, spec, point, seed, data, out, log, rounds=None, runtime=
     key = scenario_values.strategy.key
     values = {**scenario_values.values, **{name: value for name, value in point.items() if name != "learning_rate"}}
     configured = [strategies.parse_spec(key, {key: values})]
-    manifest = ensure_split(data, scenario.split_spec(seed), log=log)
+    manifest = ensure_split(data, scenario.split_spec(seed), log=log, replace=True)  # the tuning's own folder
     config = history_config(settings, manifest, configured, runtime=runtime, scenario=scenario.name, data=str(data))
     if (out / RESULTS_FILE).is_file():
         results = json.loads((out / RESULTS_FILE).read_text())
@@ -216,7 +216,7 @@ def centralized_baseline(scenario, found, seed, data, out_root):
     rate = found["strategies"].get("fedavg", {}).get("chosen", {}).get("learning_rate")
     base = RoundSettings(**{**scenario.run, "seed": seed})
     settings = dataclasses.replace(base, learning_rate=rate or base.learning_rate)
-    manifest = ensure_split(data, scenario.split_spec(seed))
+    manifest = ensure_split(data, scenario.split_spec(seed), replace=True)
     out = out_root / f"semilla_{seed}"
     baseline = read_baseline(out, settings, manifest["num_clients"])
     if baseline is None:

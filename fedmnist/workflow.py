@@ -48,7 +48,7 @@ def run_notebook(client_id, seed, data_dir, out_dir, overrides):
         ) from None
 
 
-def run_demo(clients, seed, data_dir, out_dir, notebook_overrides, results_dir=None):
+def run_demo(clients, seed, data_dir, out_dir, notebook_overrides, results_dir=None, replace=False):
     """Run the three stages; return ({stage: seconds}, the comparison's results).
 
     WorkflowError, with one line naming the stage's problem, if a stage fails.
@@ -58,7 +58,7 @@ def run_demo(clients, seed, data_dir, out_dir, notebook_overrides, results_dir=N
     started = time.perf_counter()
     print(f"==> [1/3] split: MNIST for {clients} clients (seed {seed}) -> {data_dir}", flush=True)
     try:
-        split(data_dir, SplitSpec(num_clients=clients, seed=seed))
+        split(data_dir, SplitSpec(num_clients=clients, seed=seed), replace=replace)
     except (PartitionError, MnistError, OSError) as err:
         raise WorkflowError(str(err)) from None
     timings["split_data"] = time.perf_counter() - started

@@ -223,3 +223,19 @@ def test_impossible_non_iid_requests_are_refused(labels):
         make_partition(labels[:30], 30, 1, "dirichlet", alpha=0.01)
     with pytest.raises(PartitionError, match="shards"):
         make_partition(labels[:10], 10, 1, "shards", shards_per_client=2)
+
+
+def test_a_folder_holding_another_split_is_refused_in_one_line_and_kept_unless_replace_is_asked(
+    tiny_partition, tmp_path
+):
+    copy = tmp_path / "p"
+    shutil.copytree(tiny_partition, copy)
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    other = [a if a != "3" else "4" for a in TINY_SPLIT]  # 4 clients where the folder holds 3
+    done = run_script("split_data.py", *other, "--out", str(copy))
+    line = last_line(done.stderr)
+    assert done.returncode != 0 and line.startswith("split_data.py: error: ")
+    assert "holds another split (K=3 clients" in line and "not K=4 clients" in line and "--replace" in line
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
+    run_script("split_data.py", *other, "--out", str(copy), "--replace", check=True)
+    assert read_manifest(copy)["num_clients"] == 4
