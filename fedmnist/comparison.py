@@ -11,12 +11,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from fedmnist import strategies
 from fedmnist.attacks import attack_updates, malicious_ids
 from fedmnist.data import load_initial_weights, load_test_data, load_validation_data, read_manifest
 from fedmnist.defaults import MIN_CLIENTS, PROJECT_DIR
 from fedmnist.evaluation import evaluate_weights, plot_method_comparison, save_figure
-from fedmnist.files import OutputSet
+from fedmnist.files import OutputSet, complete_interrupted_set
+from fedmnist.mnist import sha256_file
 from fedmnist.updates import Expected, display, load_updates, scan_update_folder
 from model import build_model, save_model
 
@@ -157,6 +160,13 @@ def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, held_
         except ValueError as err:
             entry["status"] = f"not computed: {err}"
         else:
+            if bad := non_finite_count(weights):
+                entry["status"] = (
+                    f"failed: the aggregate has {bad:,} non-finite values (an overflow in the rule or its settings); "
+                    "no model written"
+                )
+                entries[strategy.key] = entry
+                continue
             metrics = evaluate_held_out(model, weights, *held_out)
             note = strategy.notes(len(updates), **strategy.server_parameters(chosen)) if strategy.notes else None
             entry.update(status="ok", note=note, **metrics)
@@ -165,6 +175,11 @@ def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, held_
             global_weights[strategy.key] = weights
         entries[strategy.key] = entry
     return entries, global_weights
+
+
+def non_finite_count(weights):
+    """How many values of `weights` are NaN or infinite."""
+    return int(sum(np.size(w) - np.count_nonzero(np.isfinite(w)) for w in weights))
 
 
 def compare(weights_dir, data_dir, values=None, min_clients=MIN_CLIENTS, allow_legacy=False, attack=None, log=print):
@@ -239,8 +254,33 @@ def write_outputs(out_dir, comparison):
             plot_method_comparison(methods, local, title, results["config"]["test_samples"]),
             outputs.stage(out_dir / FIGURE_FILE),
         )
-        outputs.write_text(out_dir / RESULTS_FILE, json.dumps(results, indent=2, allow_nan=False) + "\n")
+        record = {**results, "files": {target.name: sha256_file(tmp) for target, tmp in outputs.staged.items()}}
+        outputs.write_text(out_dir / RESULTS_FILE, json.dumps(record, indent=2, allow_nan=False) + "\n")
     return [model_file(key) for key in comparison.global_weights] + [FIGURE_FILE, RESULTS_FILE]
+
+
+def read_comparison(out_dir):
+    """resultados.json of `out_dir`, after completing a set a killed run was replacing, with every file it records
+    (the models, the figure) checked against its SHA-256: ComparisonError naming the first that does not match."""
+    out_dir = Path(out_dir)
+    try:
+        complete_interrupted_set(out_dir)
+        results = json.loads((out_dir / RESULTS_FILE).read_text())
+    except (OSError, ValueError, RecursionError) as err:
+        raise ComparisonError(
+            f"{out_dir / RESULTS_FILE}: cannot be read ({type(err).__name__}); run global_aggregation.py again"
+        ) from None
+    files = results.get("files", {}) if isinstance(results, dict) else None
+    if not isinstance(files, dict):
+        raise ComparisonError(f"{out_dir / RESULTS_FILE}: not a comparison's results; run global_aggregation.py again")
+    for name, expected in files.items():
+        path = out_dir / Path(str(name)).name
+        if not path.is_file() or sha256_file(path) != expected:
+            raise ComparisonError(
+                f"{path}: does not match the {RESULTS_FILE} beside it (a set from two runs); "
+                "run global_aggregation.py again"
+            )
+    return results
 
 
 def format_table(results):

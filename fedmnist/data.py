@@ -23,7 +23,7 @@ import numpy as np
 from fedmnist import seeds
 from fedmnist.defaults import DIRICHLET_ALPHA, NUM_CLIENTS, PARTITION, SEED, SHARDS_PER_CLIENT, VALIDATION_FRACTION
 from fedmnist.evaluation import plot_partition, save_figure
-from fedmnist.files import OutputSet
+from fedmnist.files import InterruptedSetError, OutputSet, complete_interrupted_set
 from fedmnist.mnist import as_images, load_mnist_uint8, sha256_bytes, sha256_file
 from fedmnist.partition import NUM_CLASSES, PartitionError, hold_out, make_partition, stratified_subset
 from fedmnist.updates import SHA256_HEX, weights_sha256
@@ -268,6 +268,10 @@ def write_partitions(out_dir, x_train, y_train, x_test, y_test, parts, initial_w
 def read_manifest(data_dir):
     """The organizer's manifest.json, checked: it is the truth about clients, counts and file hashes."""
     path = Path(data_dir) / MANIFEST
+    try:
+        complete_interrupted_set(data_dir)  # a split killed while its files were replaced: finish it first
+    except InterruptedSetError as err:
+        raise PartitionError(str(err)) from None
     if not path.is_file():
         raise PartitionError(
             f"{path}: no partition found; run split_data.py first (python split_data.py --clients 5 --seed 42)"

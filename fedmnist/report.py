@@ -164,7 +164,9 @@ def hostile_table():
 def demo_table():
     """What `make demo` prints at the end: every strategy and every local model, on validation (where the best is
     chosen) and on the common test set."""
-    results = load("resultados.json")
+    from fedmnist.comparison import read_comparison  # TensorFlow's import only for this table
+
+    results = read_comparison(RESULTS_DIR)
 
     def validation(entry):
         value = entry.get("validation_accuracy")

@@ -5,19 +5,19 @@ split_data.py and global_aggregation.py, and local_training.ipynb executed by
 papermill once per client, as each teammate would run it.
 """
 
-import shutil
+import json
 import time
 from pathlib import Path
 
 import papermill
 
 from fedmnist import defaults
-from fedmnist.comparison import FIGURE_FILE, RESULTS_FILE, ComparisonError, compare, write_outputs
+from fedmnist.comparison import FIGURE_FILE, RESULTS_FILE, ComparisonError, compare, read_comparison, write_outputs
 from fedmnist.data import SplitSpec, split
-from fedmnist.mnist import MnistError
+from fedmnist.files import OutputSet
+from fedmnist.mnist import MnistError, sha256_bytes
 from fedmnist.partition import PartitionError
 from fedmnist.updates import UpdateError
-
 
 # The kernel's own log at ERROR: it would warn, for every client, that its local TCP sockets are unencrypted.
 QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
@@ -81,7 +81,17 @@ def run_demo(clients, seed, data_dir, out_dir, notebook_overrides, results_dir=N
     timings["global_aggregation"] = time.perf_counter() - stage
     timings["total"] = time.perf_counter() - started
     if results_dir is not None:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        for name in (FIGURE_FILE, RESULTS_FILE):
-            shutil.copy(out_dir / name, results_dir / name)
+        copy_figure_and_table(out_dir, results_dir)
     return timings, comparison.results
+
+
+def copy_figure_and_table(out_dir, results_dir):
+    """The figure and resultados.json into `results_dir`, as one set that records the figure's hash (the models
+    stay in the demo's folder)."""
+    results = read_comparison(out_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    figure = (out_dir / FIGURE_FILE).read_bytes()
+    with OutputSet() as outputs:
+        outputs.write_bytes(results_dir / FIGURE_FILE, figure)
+        record = {**results, "files": {FIGURE_FILE: sha256_bytes(figure)}}
+        outputs.write_text(results_dir / RESULTS_FILE, json.dumps(record, indent=2, allow_nan=False) + "\n")

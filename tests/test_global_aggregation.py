@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,11 +13,12 @@ import time
 import keras
 import numpy as np
 import pytest
+from conftest import REPO, last_line, perturbed, run_script
 
 from benchmarks.crafted_updates import crafted_files
-from conftest import REPO, last_line, perturbed, run_script
 from fedmnist import privacy
 from fedmnist.aggregation import fedavg
+from fedmnist.comparison import ComparisonError, read_comparison
 from fedmnist.data import load_initial_weights, read_manifest
 from fedmnist.updates import Expected, read_update, update_filename, write_update
 from model import weight_shapes
@@ -106,6 +108,25 @@ def test_writes_every_output_and_names_the_best(aggregated):
     assert set(results["local_models"]) == {"1", "2", "3", "4"}
     assert results["best_method"] in results["methods"]
     assert "Best method on validation:" in stdout
+
+
+def test_the_set_records_the_hash_of_each_of_its_files_and_a_swapped_file_is_named(aggregated, tmp_path):
+    out, _ = aggregated
+    results = read_comparison(out)
+    assert set(results["files"]) >= {"modelo_global_fedavg.h5", "comparacion_metodos.png"}
+    copy = tmp_path / "copia"
+    shutil.copytree(out, copy)
+    shutil.copy(copy / "modelo_global_fedmed.h5", copy / "modelo_global_fedavg.h5")  # a model from elsewhere
+    with pytest.raises(ComparisonError, match="modelo_global_fedavg.h5: does not match the resultados.json"):
+        read_comparison(copy)
+
+
+def test_a_non_finite_aggregate_is_a_failure_and_no_model_is_written(client_dir, partition, tmp_path):
+    out = tmp_path / "out"
+    aggregate(client_dir, partition, out, "--dp-clip", "1e308", check=True)
+    results = json.loads((out / "resultados.json").read_text())
+    assert results["methods"]["dpfedavg"]["status"].startswith("failed: the aggregate has 390,410 non-finite values")
+    assert not (out / "modelo_global_dpfedavg.h5").exists() and (out / "modelo_global_fedavg.h5").exists()
 
 
 def test_rejected_update_is_listed_and_skipped(aggregated):
