@@ -15,6 +15,7 @@ array per layer, w00, w01, ..., in `model.get_weights()` order.
 import io
 import json
 import re
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from fedmnist.files import InterruptedSetError, OutputSet, complete_interrupted_
 from fedmnist.mnist import as_images, load_mnist_uint8, sha256_bytes, sha256_file
 from fedmnist.partition import NUM_CLASSES, PartitionError, hold_out, make_partition, stratified_subset
 from fedmnist.updates import SHA256_HEX, weights_sha256
-from model import build_model
+from model import build_model, weight_shapes
 
 MANIFEST = "manifest.json"
 TEST_FILE = "test.npz"
@@ -35,6 +36,12 @@ VALIDATION_FILE = "validacion.npz"
 INITIAL_WEIGHTS_FILE = "pesos_iniciales.npz"
 PARTITION_FIGURE = "particion.png"
 FULL_TRAIN_SAMPLES = 60_000
+# Bounds on what the organizer's folder may declare, checked before anything is built or allocated: the folder
+# arrived from elsewhere (a shared drive, a course page), and a tampered one must cost one line, not the machine.
+MAX_CLIENTS = 10_000  # K: a hundred times McMahan et al.'s K = 100
+MANIFEST_LIMIT = 16_000_000  # bytes: 10,000 clients' entries take about 2.5 MB
+ARRAY_LIMIT = 70_000 * 28 * 28  # bytes of one array: all of MNIST's images
+IMAGE_SHAPE = (28, 28)
 
 
 def client_file(client_id):
@@ -276,9 +283,14 @@ def read_manifest(data_dir):
         raise PartitionError(
             f"{path}: no partition found; run split_data.py first (python split_data.py --clients 5 --seed 42)"
         )
+    if path.stat().st_size > MANIFEST_LIMIT:
+        raise PartitionError(
+            f"{path}: {path.stat().st_size:,} bytes, more than any manifest split_data.py writes "
+            f"({MANIFEST_LIMIT:,}); run split_data.py again"
+        )
     try:
         manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:  # ValueError: bad JSON, or a 5,000-digit number
         raise PartitionError(f"{path}: corrupted manifest ({type(err).__name__}); run split_data.py again") from None
     problem = manifest_problem(manifest)
     if problem:
@@ -295,15 +307,22 @@ def manifest_problem(manifest):
     if not isinstance(manifest, dict):
         return "not a JSON object"
     k = manifest.get("num_clients")
-    if not positive_int(k):
-        return "num_clients is not a positive integer"
+    if not positive_int(k) or k > MAX_CLIENTS:
+        return f"num_clients is not an integer in 1..{MAX_CLIENTS:,}"
+    seed = manifest.get("seed")
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32):
+        return "seed is not an integer in 0..2^32-1"
     clients = manifest.get("clients")
-    if not isinstance(clients, dict) or set(clients) != {str(c) for c in range(1, k + 1)}:
+    if not isinstance(clients, dict) or len(clients) != k or set(clients) != {str(c) for c in range(1, k + 1)}:
         return f"clients is not one entry for each of 1..{k}"
     if not all(isinstance(info, dict) and positive_int(info.get("num_samples")) for info in clients.values()):
         return "a client without a positive num_samples"
     if not (isinstance(manifest.get("test"), dict) and positive_int(manifest["test"].get("num_samples"))):
         return "test.num_samples is not a positive integer"
+    if "validation" in manifest and not (
+        isinstance(manifest["validation"], dict) and positive_int(manifest["validation"].get("num_samples"))
+    ):
+        return "validation.num_samples is not a positive integer"
     sha = (
         manifest.get("initial_weights", {}).get("sha256") if isinstance(manifest.get("initial_weights"), dict) else None
     )
@@ -325,8 +344,59 @@ def load_verified_npz(data_dir, name, manifest):
         raise PartitionError(
             f"{path}: SHA-256 does not match {MANIFEST}; the file is corrupted, run split_data.py again"
         )
-    with np.load(path, allow_pickle=False) as npz:
-        return {key: npz[key] for key in npz.files}
+    try:
+        check_archive_sizes(path)
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:  # ValueError: an object array, a bad header
+        raise PartitionError(
+            f"{path}: not an archive split_data.py writes ({bounded(err)}); run split_data.py again"
+        ) from None
+
+
+def check_archive_sizes(path, limit=ARRAY_LIMIT):
+    """ValueError if an array of the .npz at `path` declares more than `limit` bytes or a dtype that holds Python
+    objects: read from each member's header, before anything is decompressed into memory."""
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        if len(members) > 1_000:
+            raise ValueError(f"{len(members):,} arrays")
+        for member in members:
+            with archive.open(member) as stream:
+                readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+                version = np.lib.format.read_magic(stream)
+                if version not in readers:
+                    raise ValueError(f"{member.filename}: .npy format {version}, not one NumPy writes here")
+                shape, _, dtype = readers[version](stream)
+            if dtype.hasobject:
+                raise ValueError(f"{member.filename} holds Python objects")
+            if int(np.prod(shape, dtype=object)) * dtype.itemsize > limit:
+                raise ValueError(f"{member.filename} declares {shape} of {dtype}, more than {limit:,} bytes")
+
+
+def bounded(err, limit=120):
+    """An exception's text, shortened: what a tampered file put in it is not echoed whole."""
+    text = ascii(str(err))[1:-1]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def checked_images(arrays, path, expected):
+    """(x as float32 images, y) of a data archive, after checking its arrays: PartitionError naming what is wrong."""
+    x, y = arrays.get("x"), arrays.get("y")
+    problem = None
+    if x is None or y is None:
+        problem = "it lacks x or y"
+    elif x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
+        problem = f"x is {x.dtype} {x.shape}, not uint8 images of 28 × 28"
+    elif y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) != len(x):
+        problem = f"y is {y.dtype} {y.shape}, not one integer label per image ({len(x):,})"
+    elif len(y) != expected:
+        problem = f"it holds {len(y):,} images where the manifest says {expected:,}"
+    elif len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES):
+        problem = f"labels outside 0..{NUM_CLASSES - 1}"
+    if problem:
+        raise PartitionError(f"{path}: {problem}; run split_data.py again")
+    return as_images(x), y.astype(np.uint8)
 
 
 def check_client_id(client_id, manifest):
@@ -348,14 +418,15 @@ def load_client_data(data_dir, client_id):
     manifest = read_manifest(data_dir)
     client_id = check_client_id(client_id, manifest)
     arrays = load_verified_npz(data_dir, client_file(client_id), manifest)
-    return as_images(arrays["x"]), arrays["y"]
+    expected = manifest["clients"][str(client_id)]["num_samples"]
+    return checked_images(arrays, Path(data_dir) / client_file(client_id), expected)
 
 
 def load_test_data(data_dir):
     """Return (x_test, y_test), the common test set."""
     manifest = read_manifest(data_dir)
     arrays = load_verified_npz(data_dir, TEST_FILE, manifest)
-    return as_images(arrays["x"]), arrays["y"]
+    return checked_images(arrays, Path(data_dir) / TEST_FILE, manifest["test"]["num_samples"])
 
 
 def load_validation_data(data_dir):
@@ -366,11 +437,23 @@ def load_validation_data(data_dir):
             f"{Path(data_dir) / MANIFEST}: this split has no validation set (it predates them); run split_data.py again"
         )
     arrays = load_verified_npz(data_dir, VALIDATION_FILE, manifest)
-    return as_images(arrays["x"]), arrays["y"]
+    expected = manifest["validation"].get("num_samples")
+    return checked_images(arrays, Path(data_dir) / VALIDATION_FILE, expected)
 
 
 def load_initial_weights(data_dir):
     """Return (weights, sha256) of the shared round-0 model."""
     manifest = read_manifest(data_dir)
     weights = weights_from_archive(load_verified_npz(data_dir, INITIAL_WEIGHTS_FILE, manifest))
-    return weights, manifest["initial_weights"]["sha256"]
+    path, expected = Path(data_dir) / INITIAL_WEIGHTS_FILE, manifest["initial_weights"]["sha256"]
+    shapes = [tuple(s) for s in weight_shapes()]
+    if [tuple(w.shape) for w in weights] != shapes or any(w.dtype != np.float32 for w in weights):
+        raise PartitionError(f"{path}: not float32 weights of the course's CNN (model.py); run split_data.py again")
+    if not all(np.all(np.isfinite(w)) for w in weights):
+        raise PartitionError(f"{path}: holds NaN or infinite weights; run split_data.py again")
+    if weights_sha256(weights) != expected:
+        raise PartitionError(
+            f"{path}: its weights do not match the manifest's initial_weights.sha256 (a swapped file); "
+            "run split_data.py again"
+        )
+    return weights, expected
