@@ -76,7 +76,9 @@ def parse_args(argv=None):
         default=None,
         help="lambda of the attack (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_STRENGTH.items()) + ")",
     )
-    attack.add_argument("--seed", type=int, default=0, help="seed of the noise attack (default: 0)")
+    attack.add_argument(
+        "--seed", type=int, default=0, help="seed of the noise attack, in 0..2^32-1 (default: 0)"
+    )
     return parser.parse_args(argv)
 
 
@@ -91,6 +93,9 @@ def checked_options(args):
         raise ComparisonError(f"--min-clients {args.min_clients}: must be at least 1")
     if args.attack_strength is not None and not math.isfinite(args.attack_strength):
         raise ComparisonError(f"--attack-strength {args.attack_strength}: must be a finite number")
+    if not 0 <= args.seed < 2**32:
+        shown = str(args.seed) if len(str(args.seed)) <= 20 else str(args.seed)[:19] + "…"
+        raise ComparisonError(f"--seed {shown}: must be an integer in 0..2^32-1")
     try:
         return strategies.parameters_from_options(args, client_side=False)
     except ValueError as err:
@@ -99,6 +104,10 @@ def checked_options(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    try:  # every option checked before it is echoed or used
+        values = checked_options(args)
+    except ComparisonError as err:
+        sys.exit(f"global_aggregation.py: error: {err}; earlier outputs in {args.out} are unchanged")
     print(
         f"global_aggregation: weights-dir={args.weights_dir} data={args.data} out={args.out} "
         f"min-clients={args.min_clients} "
@@ -110,7 +119,6 @@ def main(argv=None):
     )
     attack = Attack(args.attack, args.malicious, args.attack_strength, args.seed) if args.attack else None
     try:
-        values = checked_options(args)
         check_writable(args.out)
         comparison = compare(args.weights_dir, args.data, values, args.min_clients, args.allow_legacy, attack)
         written = write_outputs(args.out, comparison)

@@ -34,6 +34,12 @@ LEARNING_RATES = {"adam": 1e-3, "sgd": 0.05}  # each optimizer's default local l
 LEARNING_RATE = LEARNING_RATES[OPTIMIZER]
 MU = 0.01  # FedProx's mu; also the default of the fedprox rule
 
+# Bounds on every setting, checked before any work (the CLIs, scenario files, the notebook, the Flower run config)
+MAX_EPOCHS = 1_000  # E
+MAX_ROUNDS = 10_000  # R
+MAX_BATCH_SIZE = 10_000  # B: a batch of 100,000 makes TensorFlow's convolutions on this CNN crash the process
+MAX_WORKERS = 64
+
 # The instructor's comparison
 MIN_CLIENTS = 2
 

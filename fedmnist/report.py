@@ -16,6 +16,7 @@ import re
 import statistics
 
 from fedmnist import attacks, cited, factors, scenarios, seed_summary, strategies
+from fedmnist.comparison import read_comparison
 from fedmnist.defaults import RESULTS_DIR
 from fedmnist.strategies import label_of
 
@@ -164,8 +165,6 @@ def hostile_table():
 def demo_table():
     """What `make demo` prints at the end: every strategy and every local model, on validation (where the best is
     chosen) and on the common test set."""
-    from fedmnist.comparison import read_comparison  # TensorFlow's import only for this table
-
     results = read_comparison(RESULTS_DIR)
 
     def validation(entry):

@@ -57,7 +57,10 @@ def load(name, folder=SCENARIOS_DIR):
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise PartitionError(f"{path}: not valid TOML ({err})") from None
     split, run = table.get("split", {}), dict(table.get("run", {}))
-    strategies = tuple(run.pop("strategies", ROUND_STRATEGIES))
+    strategies = run.pop("strategies", ROUND_STRATEGIES)
+    if not (isinstance(strategies, (list, tuple)) and strategies and all(isinstance(s, str) for s in strategies)):
+        raise PartitionError(f"{path}: strategies must be a non-empty list of strategy names")
+    strategies = tuple(strategies)
     for section, keys, allowed in (("split", split, SPLIT_KEYS), ("run", run, RUN_KEYS)):
         if unknown := set(keys) - allowed:
             raise PartitionError(
@@ -74,4 +77,20 @@ def load(name, folder=SCENARIOS_DIR):
     tuning = table.get("tuning")
     if tuning is not None and not isinstance(tuning, dict):
         raise PartitionError(f"{path}: tuning must be a table")
+    if problem := settings_problem(split, run):
+        raise PartitionError(f"{path}: {problem}")
     return Scenario(name, str(table.get("label", name)), split, run, strategies, tuple(seeds), centralized, tuning)
+
+
+def settings_problem(split, run):
+    """The first [split] or [run] value of the wrong type or out of its bounds (RoundSettings.problems, the same
+    checks as the command line's), or None."""
+    for key in ("num_clients", "shards_per_client", "train_samples", "test_samples"):
+        value = split.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 60_000):
+            return f"[split] {key} = {ascii(value)[:40]}: must be an integer in 1..60,000"
+    for key in ("alpha", "validation_fraction"):
+        value = split.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"[split] {key} = {ascii(value)[:40]}: must be a number"
+    return RoundSettings(**run).problems()

@@ -34,6 +34,7 @@ from fedmnist import privacy, scaffold, seeds
 from fedmnist.batched_training import BatchedClient, BatchedTrainer
 from fedmnist.attacks import MODEL_POISONING, attack_updates, flip_labels
 from fedmnist.data import (
+    MAX_CLIENTS,
     load_client_data,
     load_initial_weights,
     load_test_data,
@@ -44,6 +45,10 @@ from fedmnist.defaults import (
     BATCH_SIZE,
     FRACTION,
     LEARNING_RATES,
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_ROUNDS,
+    MAX_WORKERS,
     OPTIMIZER,
     ROUND_EPOCHS,
     ROUNDS,
@@ -58,7 +63,7 @@ from fedmnist.drift import control_norms, round_drift
 from fedmnist.evaluation import evaluate_weights
 from fedmnist.history import StrategyState, new_history, round_row, run_config
 from fedmnist.seeds import client_training_seed
-from fedmnist.training import LocalTrainer
+from fedmnist.training import LocalTrainer, integer_problem
 from fedmnist.updates import ClientUpdate, UpdateError, validate_weights
 from model import OPTIMIZERS, build_model
 
@@ -81,14 +86,35 @@ class RoundSettings:
     workers: int = WORKERS  # the per-client trainer's processes (0: this one)
 
     def __post_init__(self):
-        if self.learning_rate is None and self.optimizer in LEARNING_RATES:
+        if self.learning_rate is None and isinstance(self.optimizer, str) and self.optimizer in LEARNING_RATES:
             object.__setattr__(self, "learning_rate", LEARNING_RATES[self.optimizer])
 
     def problems(self):
         """The first setting that cannot run, as a message naming its option, or None."""
-        for option, value in (("--rounds", self.rounds), ("--epochs", self.epochs), ("--batch-size", self.batch_size)):
-            if value < 1:
-                return f"{option} {value}: must be at least 1"
+        for option, value, high in (
+            ("--rounds", self.rounds, MAX_ROUNDS),
+            ("--epochs", self.epochs, MAX_EPOCHS),
+            ("--batch-size", self.batch_size, MAX_BATCH_SIZE),
+        ):
+            if problem := integer_problem(option, value, high):
+                return problem
+        for option, value, kind in (
+            ("--fraction", self.fraction, (int, float)),
+            ("--sampling", self.sampling, str),
+            ("--optimizer", self.optimizer, str),
+            ("--learning-rate", self.learning_rate, (int, float)),
+            ("--trainer", self.trainer, str),
+        ):
+            if isinstance(value, bool) or not isinstance(value, kind):
+                return f"{option} {ascii(value)[:40]}: not a {'number' if kind is not str else 'name'}"
+        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**32):
+            return f"--seed {ascii(self.seed)[:40]}: must be an integer in 0..2^32-1"
+        for option, value, high in (
+            ("--malicious", self.malicious, MAX_CLIENTS),
+            ("--workers", self.workers, MAX_WORKERS),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value > high:
+                return f"{option} {ascii(value)[:40]}: must be an integer in 0..{high:,}"
         if not 0 < self.fraction <= 1:
             return f"--fraction {self.fraction}: must be in (0, 1]"
         if self.sampling not in SAMPLINGS:

@@ -54,12 +54,13 @@ class Parameter:
         try:
             converted = self.kind(value)
             valid = (converted == value or isinstance(value, str)) and not isinstance(value, bool)
-        except (TypeError, ValueError, OverflowError):
+            valid = valid and math.isfinite(converted) and self.low <= converted < self.below <= math.inf
+            valid = valid and converted <= self.high
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of hundreds of digits
             valid = False
-        if not valid or not (
-            math.isfinite(converted) and self.low <= converted < self.below and converted <= self.high
-        ):
-            raise ValueError(f"{self.option} {value}: must be {self.allowed()}")
+        if not valid:
+            shown = ascii(value) if len(ascii(value)) <= 40 else ascii(value)[:39] + "…"
+            raise ValueError(f"{self.option} {shown.strip(chr(39))}: must be {self.allowed()}")
         return converted
 
     def allowed(self):
@@ -524,6 +525,7 @@ def noise_parameter(option, flower_kwarg="noise_multiplier"):
         1.0,
         "z, the noise multiplier: the noise on the sum of clipped updates has standard deviation z·S",
         option,
+        high=1_000.0,  # z: above, the noise is a thousand times the clipped update; the accountant overflows at 1e300
         flower_kwarg=flower_kwarg,
     )
 

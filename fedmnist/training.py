@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fedmnist.defaults import LEARNING_RATE, OPTIMIZER
+from fedmnist.defaults import LEARNING_RATE, MAX_BATCH_SIZE, MAX_EPOCHS, OPTIMIZER
 from model import OPTIMIZERS, STEPS_PER_EXECUTION, compile_model
 
 
@@ -282,10 +282,18 @@ def squared_distance(weights_a, weights_b):
     )
 
 
+def integer_problem(name, value, high):
+    """A message if `value` is not an integer in 1..high (`name` as the user wrote the setting), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= high:
+        shown = ascii(value) if len(ascii(value)) <= 40 else ascii(value)[:39] + "…"
+        return f"{name} {shown}: must be an integer in 1..{high:,}"
+    return None
+
+
 def check_training_parameters(epochs, batch_size, mu):
     """Raise ValueError with a clear message for parameters that cannot train."""
-    for name, value in (("EPOCHS", epochs), ("BATCH_SIZE", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r}: must be a positive integer")
+    for name, value, high in (("EPOCHS", epochs, MAX_EPOCHS), ("BATCH_SIZE", batch_size, MAX_BATCH_SIZE)):
+        if problem := integer_problem(f"{name} =", value, high):
+            raise ValueError(problem)
     if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not 0 <= mu < float("inf"):
         raise ValueError(f"MU={mu!r}: must be a finite number >= 0 (0 disables FedProx)")

@@ -307,8 +307,12 @@ def test_sigterm_while_writing_leaves_earlier_outputs_and_no_temporary(aggregate
         (["--krum-f", "-5"], "--krum-f -5: must be an integer at least 0"),
         (["--trim", "nan"], "--trim nan: must be a number at least 0 and below 0.5"),
         (["--min-clients", "0"], "--min-clients 0: must be at least 1"),
+        (["--krum-f", "9" * 400], "99999…: must be an integer at least 0"),
+        (["--dp-noise", "1e300"], "--dp-noise 1e+300: must be a number at least 0 and at most 1000"),
+        (["--attack", "noise", "--seed", "-1"], "--seed -1: must be an integer in 0..2^32-1"),
     ],
 )
 def test_bad_options_are_one_clear_line(client_dir, partition, tmp_path, options, message):
     done = aggregate(client_dir, partition, tmp_path, *options)
     assert done.returncode != 0 and message in last_line(done.stderr) and "Traceback" not in done.stderr
+    assert len(done.stdout + done.stderr) < 2_000  # nothing echoed whole

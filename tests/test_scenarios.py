@@ -1,5 +1,7 @@
 """The scenario files: every stored one loads and can run; a wrong key is named with its file."""
 
+import re
+
 import pytest
 
 from fedmnist import scenarios, strategies
@@ -60,3 +62,21 @@ def test_a_missing_scenario_lists_the_ones_there_are(tmp_path):
     write(tmp_path, GOOD, "otro")
     with pytest.raises(PartitionError, match="choose one of otro"):
         scenarios.load("nada", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "run, message",
+    [
+        ('rounds = "5"', "--rounds '5': must be an integer in 1..10,000"),
+        ("batch_size = 100000", "--batch-size 100000: must be an integer in 1..10,000"),
+        ("epochs = " + "9" * 400, "--epochs 999"),
+        ("workers = 9223372036854775807", "--workers 9223372036854775807: must be an integer in 0..64"),
+        ("strategies = 5", "strategies must be a non-empty list of strategy names"),
+        ('optimizer = ["sgd"]', "--optimizer ['sgd']: not a name"),
+    ],
+)
+def test_a_scenario_value_of_the_wrong_type_or_out_of_bounds_is_named_with_its_file(tmp_path, run, message):
+    (tmp_path / "malo.toml").write_text(f"[split]\nnum_clients = 3\n[run]\n{run}\n")
+    with pytest.raises(PartitionError, match=re.escape(message)) as caught:
+        scenarios.load("malo", tmp_path)
+    assert str(caught.value).startswith(str(tmp_path / "malo.toml")) and len(str(caught.value)) < 200

@@ -74,10 +74,14 @@ def training_config(config, data_dir):
     if optimizer not in defaults.LEARNING_RATES:
         raise ValueError(f"run config optimizer={optimizer[:40]!r}: choose {' or '.join(defaults.LEARNING_RATES)}")
     learning_rate = value(config, "learning-rate", defaults.LEARNING_RATES[optimizer], float)
-    if epochs < 1 or batch_size < 1 or not learning_rate > 0:
-        raise ValueError(
-            f"run config local-epochs={epochs} batch-size={batch_size} learning-rate={learning_rate}: must be positive"
-        )
+    for key, number, high in (
+        ("local-epochs", epochs, defaults.MAX_EPOCHS),
+        ("batch-size", batch_size, defaults.MAX_BATCH_SIZE),
+    ):
+        if number < 1 or number > high:
+            raise ValueError(f"run config {key}={number if abs(number) < 10**12 else '…'}: must be in 1..{high:,}")
+    if not 0 < learning_rate < float("inf"):
+        raise ValueError(f"run config learning-rate={learning_rate}: must be a positive number")
     seed = value(config, "seed", defaults.SEED, int)
     return TrainingConfig(str(data_dir), epochs, batch_size, learning_rate, seed, optimizer)
 
