@@ -35,14 +35,26 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from fedmnist.data import read_slots_archive, read_weights_archive, slots_archive_bytes, weights_archive_bytes
-from fedmnist.defaults import ACCURACY_TARGETS, OPTIMIZER, SAMPLING
+from fedmnist.data import (
+    bounded,
+    check_archive_sizes,
+    read_slots_archive,
+    read_weights_archive,
+    slots_archive_bytes,
+    weights_archive_bytes,
+)
+from fedmnist.defaults import ACCURACY_TARGETS, MAX_ROUNDS, OPTIMIZER, SAMPLING
 from fedmnist.evaluation import legend_below, log_axis, save_figure
-from fedmnist.files import OutputSet, write_bytes_atomically, write_text_atomically
+from fedmnist.files import OutputSet, complete_interrupted_set, write_bytes_atomically, write_text_atomically
+from fedmnist.mnist import sha256_bytes, sha256_file
 from fedmnist.partition import PartitionError
 from fedmnist.strategies import label_of, parse_spec
+from model import weight_shapes
 
 RESULTS_FILE, FIGURE_FILE = "simulacion.json", "simulacion.png"
+CHECKPOINT_HASHES = "checkpoint_sha256"  # in the state of a run in progress: each checkpoint file's SHA-256
+STATE_LIMIT = 256_000_000  # bytes: a state of MAX_ROUNDS rounds of several strategies stays far below
+SAFE_MAGNITUDE = 1e30  # a checkpointed value beyond this (float32 ends at 3.4e38) overflows the next round
 PARTIAL_FILE = "simulacion.en_curso.json"  # the state of a run that has not finished; --resume continues it
 CHECKPOINT_DIR = "pesos_globales"
 
@@ -196,17 +208,19 @@ def save_state(out_dir, results, states):
     The previous round's checkpoints are removed once this round's are written.
     """
     round_number = results["rounds_completed"]
-    written = set()
+    written, hashes = set(), {}
     for name, state in states.items():
-        path = checkpoint_path(out_dir, results["config"], name, round_number)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomically(path, weights_archive_bytes(state.weights))
-        written.add(path)
+        files = [("pesos", weights_archive_bytes(state.weights))]
         if state.slots():
-            path = checkpoint_path(out_dir, results["config"], name, round_number, "estado")
-            write_bytes_atomically(path, slots_archive_bytes(state.slots()))
+            files.append(("estado", slots_archive_bytes(state.slots())))
+        for what, data in files:
+            path = checkpoint_path(out_dir, results["config"], name, round_number, what)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomically(path, data)
             written.add(path)
-    write_text_atomically(out_dir / PARTIAL_FILE, json.dumps(results, indent=2) + "\n")
+            hashes[path.name] = sha256_bytes(data)
+    state = {**results, CHECKPOINT_HASHES: hashes}  # what load_state checks each checkpoint against
+    write_text_atomically(out_dir / PARTIAL_FILE, json.dumps(state, indent=2) + "\n")
     for stale in set(path.parent.glob("*.npz")) - written:
         stale.unlink(missing_ok=True)
 
@@ -227,17 +241,21 @@ def load_state(out_dir, config, rounds_wanted=None):
     Finished results that already have `rounds_wanted` rounds need no checkpoint
     (a fresh clone has none): they come back with states None.
     """
+    complete_interrupted_set(out_dir)
     path = out_dir / PARTIAL_FILE if (out_dir / PARTIAL_FILE).is_file() else out_dir / RESULTS_FILE
     if not path.is_file():
         raise HistoryError(f"{out_dir}: nothing to resume; run without --resume first")
     try:
+        if path.stat().st_size > STATE_LIMIT:
+            raise ValueError("larger than any state this project writes")
         results = json.loads(path.read_text())
         recorded = results["config"]
         same_config = upgraded(recorded) == config
-        rounds, history = int(results["rounds_completed"]), results["history"]
-        if same_config and (rounds < 1 or set(history) != set(config["strategies"])):
-            raise ValueError("rounds or strategies do not match")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        rounds, history = results["rounds_completed"], results["history"]
+        hashes = results.pop(CHECKPOINT_HASHES, None)
+        if same_config and (problem := history_problem(rounds, history, config["strategies"])):
+            raise ValueError(problem)
+    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError, RecursionError, OverflowError):
         raise HistoryError(f"{path}: not a simulation state this project wrote; run again with --force") from None
     if not same_config:
         raise HistoryError(
@@ -254,13 +272,59 @@ def load_state(out_dir, config, rounds_wanted=None):
         try:
             if not extra.is_file() and parse_spec(name).strategy.multi_round_only:
                 raise OSError(f"no {extra.name}")
-            slots = read_slots_archive(extra) if extra.is_file() else {}
-            states[name] = StrategyState.from_slots(read_weights_archive(checkpoint), slots)
+            for file in (checkpoint, extra):
+                if file.is_file() and hashes is not None and sha256_file(file) != hashes.get(file.name):
+                    raise ValueError("its SHA-256 is not the one the state recorded")
+            slots = read_checked_archive(extra, read_slots_archive) if extra.is_file() else {}
+            weights = read_checked_archive(checkpoint, read_weights_archive)
+            diverged = not np.isfinite(history[name][-1].get("loss", 0.0))  # recorded, so resumed as it was
+            if problem := weights_problem(weights, [w for ws in slots.values() for w in ws], diverged):
+                raise ValueError(problem)
+            states[name] = StrategyState.from_slots(weights, slots)
         except (OSError, ValueError) as err:
             raise HistoryError(
-                f"{checkpoint}: cannot resume from this checkpoint ({type(err).__name__}); run again with --force"
+                f"{checkpoint}: cannot resume from this checkpoint ({bounded(err)}); run again with --force"
             ) from None
     return results, states
+
+
+def history_problem(rounds, history, strategies):
+    """What makes a resumed history unusable (rounds, strategies and rows of the right types), or None."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= MAX_ROUNDS:
+        return "rounds_completed is not an integer in 1..MAX_ROUNDS"
+    if not isinstance(history, dict) or set(history) != set(strategies):
+        return "strategies do not match"
+    for rows in history.values():
+        if not isinstance(rows, list) or len(rows) != rounds:
+            return "a strategy without one row per round"
+        for number, row in enumerate(rows, start=1):
+            accuracy = row.get("accuracy") if isinstance(row, dict) else None
+            if row.get("round") != number if isinstance(row, dict) else True:
+                return f"row {number} is not round {number}"
+            if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
+                return f"round {number}'s accuracy is not a number in [0, 1]"
+    return None
+
+
+def read_checked_archive(path, read):
+    """An archive of ours read after its headers are checked (sizes, no Python objects): a tampered checkpoint
+    cannot make it allocate more than an array of the model's could hold."""
+    check_archive_sizes(path)
+    return read(path)
+
+
+def weights_problem(weights, slots, diverged=False):
+    """What makes checkpointed weights unusable: other shapes than the model's, a dtype other than float32, a value
+    that is not finite or beyond float32's safe range (unless the history records that the strategy `diverged`:
+    its last loss was not finite); None if they can resume."""
+    if [tuple(w.shape) for w in weights] != [tuple(s) for s in weight_shapes()]:
+        return "its weights do not have the model's shapes"
+    for w in [*weights, *slots]:
+        if w.dtype != np.float32:
+            return f"an array of {w.dtype}, not float32"
+        if not diverged and (not np.all(np.isfinite(w)) or np.max(np.abs(w), initial=0.0) > SAFE_MAGNITUDE):
+            return "a value that is not finite or beyond 1e30"
+    return None
 
 
 def write_results(out_dir, results, title, extra_files=()):

@@ -2,16 +2,27 @@
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-
 from conftest import REPO, last_line, run_script
+
 from fedmnist import strategies
-from fedmnist.data import read_manifest
+from fedmnist.data import read_manifest, weights_archive_bytes
+from fedmnist.history import (
+    CHECKPOINT_HASHES,
+    PARTIAL_FILE,
+    HistoryError,
+    load_state,
+    save_state,
+    upgraded,
+)
+from fedmnist.mnist import sha256_file
 from fedmnist.simulation import Federation, RoundSettings, run_rounds, sample_clients
 
 pytestmark = pytest.mark.slow
@@ -263,3 +274,61 @@ def test_cli_seeds_keep_every_run_and_train_the_centralized_baseline_once(tiny_p
     assert json.loads(baseline)["config"]["epochs"] == 1  # R·C·E = 1·1·1
     run_script("experiments/simulation.py", *options, "--resume", check=True)
     assert (tmp_path / "semilla_2" / "centralizado.json").read_text() == baseline  # kept, not trained again
+
+
+@pytest.fixture(scope="module")
+def saved_state(federation, tmp_path_factory):
+    """One round of FedAvg checkpointed as a run in progress: (folder, its config)."""
+    out = tmp_path_factory.mktemp("estado")
+    settings = dataclasses.replace(SETTINGS, rounds=1)
+    results, states = run_rounds(federation, [strategies.parse_spec("fedavg")], settings, log=lambda line: None)
+    save_state(out, results, states)
+    return out, upgraded(json.loads((out / PARTIAL_FILE).read_text())["config"])  # as the CLI computes it again
+
+
+def tampered_copy(saved_state, tmp_path, change_state=None, weights=None, rehash=False):
+    out, config = saved_state
+    copy = tmp_path / "copia"
+    shutil.copytree(out, copy)
+    state_path = copy / PARTIAL_FILE
+    state = json.loads(state_path.read_text())
+    if weights is not None:
+        checkpoint = next(copy.glob("pesos_globales/*/fedavg_pesos_ronda_001.npz"))
+        checkpoint.write_bytes(weights_archive_bytes(weights))
+        if rehash:
+            state[CHECKPOINT_HASHES][checkpoint.name] = sha256_file(checkpoint)
+    text = change_state(json.dumps(state)) if change_state else json.dumps(state)
+    state_path.write_text(text)
+    return copy, config
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda text: text.replace('"rounds_completed": 1', '"rounds_completed": 1e400'),
+        lambda text: "[" * 100_000 + "]" * 100_000,
+        lambda text: text.replace('"accuracy": ', '"accuracy": "high", "was": ', 1),
+        lambda text: text.replace('"round": 1', '"round": 7', 1),
+    ],
+)
+def test_a_tampered_state_is_one_line_naming_its_file(saved_state, tmp_path, change):
+    copy, config = tampered_copy(saved_state, tmp_path, change)
+    with pytest.raises(HistoryError, match="not a simulation state this project wrote"):
+        load_state(copy, config)
+
+
+def test_a_checkpoint_that_is_not_the_one_recorded_or_not_usable_weights_is_refused(saved_state, tmp_path, federation):
+    weights = federation.initial_weights
+    cases = [
+        ([w * np.nan for w in weights], False, "SHA-256 is not the one the state recorded"),
+        ([w * np.nan for w in weights], True, "not finite"),
+        ([np.full_like(w, 3e38) for w in weights], True, "beyond 1e30"),
+        ([w.astype(np.int8) for w in weights], True, "not float32"),
+        (weights[:-1], True, "the model's shapes"),
+    ]
+    for tampered, rehash, message in cases:
+        copy, config = tampered_copy(saved_state, tmp_path / message[:8], weights=tampered, rehash=rehash)
+        with pytest.raises(HistoryError, match=message):
+            load_state(copy, config)
+    copy, config = tampered_copy(saved_state, tmp_path / "intacto")
+    assert load_state(copy, config)[1]["fedavg"].weights[0].dtype == np.float32
