@@ -184,7 +184,10 @@ def run_one(args, scenario, configured, run):
     settings, data, out = run.settings, run.data, run.out
     # the scenario's own folder (no --data) may be re-split; a folder of the user's never is, unasked
     own_folder = args.data is None
-    manifest = ensure_split(data, scenario.split_spec(settings.seed), replace=own_folder) if scenario else read_manifest(data)
+    if scenario:
+        manifest = ensure_split(data, scenario.split_spec(settings.seed), replace=own_folder)
+    else:
+        manifest = read_manifest(data)
     if settings.malicious >= manifest["num_clients"]:
         raise ValueError(f"--malicious {settings.malicious}: must be below K = {manifest['num_clients']}")
     config = history_config(
