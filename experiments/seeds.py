@@ -81,6 +81,11 @@ def parse_args(argv=None):
         "--train-samples", type=int, help="use only this many training images per split (quick checks; default: all)"
     )
     parser.add_argument("--force", action="store_true", help="rerun seeds (and the tuning) already written")
+    parser.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="summarise the seeds already written (at least two), training nothing: a study still running",
+    )
     strategies.add_parameter_options(parser)
     return parser.parse_args(argv)
 
@@ -151,8 +156,7 @@ def main(argv=None):
         args.out.mkdir(parents=True, exist_ok=True)
     except (ValueError, OSError) as err:
         sys.exit(f"seeds.py: error: {err}")
-    started = time.perf_counter()
-    runs = []
+    runs, done = [], []
     try:
         mu = chosen_mu(args, StudySettings(epochs=args.epochs))
         values = {**(values or {}), "fedprox": {"mu": mu[defaults.OPTIMIZER]}}
@@ -164,6 +168,10 @@ def main(argv=None):
             if found and same_settings(found, settings):
                 print(f"==> seed {seed}: already written ({out / STUDY_FILE})")
                 runs.append(found)
+                done.append(seed)
+                continue
+            if args.summary_only:
+                print(f"==> seed {seed}: not written yet")
                 continue
             data = split_for(args, seed)
             print(f"\n==> seed {seed}: {'with' if settings.attacks else 'without'} attacks, into {out}")
@@ -171,16 +179,29 @@ def main(argv=None):
             run["config"]["train_samples_option"] = args.train_samples
             write_study(out, run)
             runs.append(run)
+            done.append(seed)
     except (PartitionError, OSError) as err:
         sys.exit(f"seeds.py: error: {err}")
-
-    summary = summarize_seeds(runs, seeds, time.perf_counter() - started)
+    if len(done) < 2:
+        sys.exit(f"seeds.py: error: {len(done)} seed(s) written so far; a summary needs at least two")
+    compute = sum(run["config"]["total_seconds"] for run in runs) + tuning_seconds(args)
+    summary = summarize_seeds(runs, done, compute)
     summary["config"]["mu_chosen_on_validation"] = mu
+    summary["config"]["seconds_meaning"] = "the compute of every seed's study and of the μ tuning, added"
     written = write_summary(args.out, summary)
     print(f"\n{'one round, no attack':<40} test accuracy, mean ± std over {len(seeds)} seeds")
     for key, row in summary["one_shot"].items():
         print(f"{key:<40} {row['mean']:6.2f} ± {row['std']:.2f}")
-    print(f"Wrote {' and '.join(map(str, written))} in {summary['config']['seconds']:.0f} s")
+    print(
+        f"Wrote {' and '.join(map(str, written))}: {len(done)} seeds, {summary['config']['seconds']:.0f} s of compute"
+    )
+
+
+def tuning_seconds(args):
+    try:
+        return json.loads((args.out / TUNING_FILE).read_text())["config"]["seconds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
 
 
 def same_settings(found, settings):

@@ -78,9 +78,70 @@ def one_shot_table():
     return markdown(header, rows, "lrr" + "r" * len(seeds))
 
 
-def robustness_table():
+VERDICTS = {"better": "mejor", "worse": "peor", "equivalent": "equivalente", "inconclusive": "no concluyente"}
+FLIPPED = {"better": "worse", "worse": "better"}
+
+
+def against(family, key, reference):
+    """`key` − `reference` from a family of every pair (named "a - b" in one order or the other): the verdict with
+    its mean and Holm interval turned to read as key − reference."""
+    if f"{key} - {reference}" in family:
+        return family[f"{key} - {reference}"]
+    verdict = family[f"{reference} - {key}"]
+    low, high = verdict["holm_interval"] or verdict["ci95"]
+    return {
+        **verdict,
+        "mean": -verdict["mean"],
+        "holm_interval": [-high, -low],
+        "verdict": FLIPPED.get(verdict["verdict"], verdict["verdict"]),
+    }
+
+
+def verdict_cells(verdict):
+    """The difference, Holm's interval and the verdict word of one comparison, in points."""
+    low, high = verdict["holm_interval"] or verdict["ci95"]
+    return [f"{verdict['mean']:+.2f}", f"[{low:+.2f}, {high:+.2f}]", VERDICTS[verdict["verdict"]]]
+
+
+def tuned_one_round_table():
+    """The course's round over the study's fresh seeds: each row's test and validation accuracy, and its difference
+    from FedAvg within the family of every pair (Holm's interval; equivalent within the declared margin)."""
+    summary = load("una_ronda/semillas.json")
+    family = summary["comparisons"]["one_round"]
+    labels = {
+        **rule_labels(),
+        "local_best": "modelo local (el mejor en validación)",
+        "local_mean": "modelo local (media)",
+    }
+    rows = []
+    for key, name in labels.items():
+        if key not in summary["one_shot"]:
+            continue
+        test, validation = summary["one_shot"][key], summary["one_shot_validation"][key]
+        compared = ["—", "—", "referencia"] if key == "fedavg" else ["", "", "no comparado"]
+        if key not in ("fedavg", "local_mean"):
+            compared = verdict_cells(against(family, key, "fedavg"))
+        rows.append([name, mean_std(test), mean_std(validation), *compared])
+    header = ["método", "test (%)", "validación (%)", "− FedAvg (puntos)", "intervalo de Holm", "veredicto"]
+    return markdown(header, rows, "lrrrrl")
+
+
+def fedprox_optimizer_table():
+    """FedProx at the course's μ against FedAvg with Adam local steps and with SGD, and the difference of the gaps."""
+    summary = load("una_ronda/semillas.json")
+    family = summary["comparisons"]["fedprox_local_optimizer"]
+    names = {
+        "fedprox - fedavg (adam)": "FedProx − FedAvg, pasos locales Adam",
+        "fedprox - fedavg (sgd)": "FedProx − FedAvg, pasos locales SGD",
+        "gap with adam - gap with sgd": "diferencia de las dos brechas (Adam − SGD)",
+    }
+    rows = [[names.get(key, key), *verdict_cells(verdict)] for key, verdict in family.items()]
+    return markdown(["comparación (μ del curso)", "puntos", "intervalo de Holm", "veredicto"], rows, "lrrl")
+
+
+def robustness_table(source="semillas.json"):
     """Every rule under every attack, M = 1 and 2 of K: mean ± std over the seeds."""
-    summary = load("semillas.json")
+    summary = load(source)
     measured = {key for by_m in summary["attacks"].values() for row in by_m.values() for key in row}
     labels = {key: label for key, label in rule_labels().items() if key in measured}  # rules the study ran
     rows = [
@@ -621,6 +682,9 @@ TABLES = {
     "rondas_por_hora_resumen": rounds_per_hour_summary,
     "una_ronda": one_shot_table,
     "robustez": robustness_table,
+    "una_ronda_ajustada": tuned_one_round_table,
+    "fedprox_optimizador": fedprox_optimizer_table,
+    "robustez_ajustada": lambda: robustness_table("una_ronda/semillas.json"),
     "rondas": rounds_table,
     "flower": flower_table,
     "hostiles": hostile_table,
