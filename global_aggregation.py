@@ -18,7 +18,7 @@ from pathlib import Path
 from fedmnist import defaults, strategies
 from fedmnist.attacks import DEFAULT_STRENGTH, MODEL_POISONING
 from fedmnist.comparison import Attack, ComparisonError, compare, format_table, write_outputs
-from fedmnist.files import check_writable
+from fedmnist.files import check_writable, os_error_text
 from fedmnist.partition import PartitionError
 from fedmnist.updates import UpdateError
 
@@ -122,8 +122,10 @@ def main(argv=None):
         check_writable(args.out)
         comparison = compare(args.weights_dir, args.data, values, args.min_clients, args.allow_legacy, attack)
         written = write_outputs(args.out, comparison)
-    except (ComparisonError, PartitionError, UpdateError, OSError) as err:
+    except (ComparisonError, PartitionError, UpdateError) as err:
         sys.exit(f"global_aggregation.py: error: {err}; earlier outputs in {args.out} are unchanged")
+    except OSError as err:
+        sys.exit(f"global_aggregation.py: error: {args.out}: {os_error_text(err)}; earlier outputs are unchanged")
     print("\n" + format_table(comparison.results))
     print(f"Wrote {', '.join(written)} to {args.out}")
 

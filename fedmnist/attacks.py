@@ -9,6 +9,7 @@ poisoning: it changes what a client trains on.
 """
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
@@ -123,7 +124,7 @@ def attack_updates(updates, initial_weights, attack, attackers, strength=None, s
         if update.client_id in attackers:
             poisoned = shared if shared is not None else poison(update.weights, initial_weights, attack, strength, rng)
             try:
-                weights = validate_weights(poisoned, shapes, f"{update.path} ({attack} attack)")
+                weights = validate_weights(poisoned, shapes, f"{Path(update.path).name} ({attack} attack)")
             except UpdateError as err:
                 rejected.append((update.path, str(err)))
                 continue

@@ -280,3 +280,16 @@ def process_alive(pid):
     except (PermissionError, OverflowError, OSError):
         return True  # another user's process, or a number we cannot ask about: leave its files alone
     return True
+
+
+def os_error_text(err, limit=160):
+    """One short line for an OSError: its strerror, or the message inside h5py's multi-line report (a full disk
+    says 'No space left on device', not a heap address), control characters escaped, at most `limit` long."""
+    text = getattr(err, "strerror", None) or ""
+    if not text:
+        found = re.search(r"error message = '([^']*)'", str(err))
+        text = found.group(1) if found else str(err).splitlines()[0] if str(err) else type(err).__name__
+    filename = getattr(err, "filename", None)
+    text = f"{text} ({filename})" if filename and str(filename) not in text else text
+    text = ascii(text)[1:-1]
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -178,6 +178,7 @@ def test_simulated_nan_attack_is_caught_by_validation(client_dir, partition, tmp
     assert results["config"]["malicious_clients"] == [1]
     rejected = {r["file"]: r["reason"] for r in results["rejected"]}
     assert "NaN" in rejected["pesos_cliente_1.pkl"] and "NaN" in rejected["pesos_cliente_1_fedprox.pkl"]
+    assert str(client_dir) not in json.dumps(results["rejected"])  # names, never the instructor's absolute paths
     assert results["methods"]["fedavg"]["clients"] == [2, 3, 4]
     assert "SIMULATED ATTACK: nan on clients [1]" in done.stdout
 

@@ -23,6 +23,7 @@ from fedmnist.data import (
     read_manifest,
     weights_archive_bytes,
 )
+from fedmnist.files import os_error_text
 from fedmnist.mnist import sha256_file
 from fedmnist.partition import PartitionError
 
@@ -135,3 +136,15 @@ def test_a_command_on_a_tampered_folder_prints_one_line_and_exits_non_zero(folde
     done = run_script("experiments/simulation.py", "--data", str(folder), "--rounds", "1", "--out", str(tmp_path / "o"))
     assert done.returncode != 0 and "num_clients is not an integer in 1..10,000" in last_line(done.stderr)
     assert "Traceback" not in done.stderr
+
+
+def test_an_os_error_is_one_short_line_even_from_h5py():
+    h5py_text = (
+        "Unable to synchronously create file (file write failed: time = Mon Dec  7, filename = 'x.h5', "
+        "errno = 28, error message = 'No space left on device', buf = 0x55d2c1a0a000, total write size = 8)"
+    )
+    assert os_error_text(OSError(h5py_text)) == "No space left on device"
+    assert os_error_text(OSError(28, "No space left on device", "salida/modelo.h5")) == (
+        "No space left on device (salida/modelo.h5)"
+    )
+    assert len(os_error_text(OSError("\x1b[2J" + "x" * 500))) == 160
