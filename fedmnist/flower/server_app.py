@@ -11,6 +11,7 @@ simulation's format), plus the final global model as modelo_global_flower_<strat
 
 import time
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp import strategy as flower
@@ -244,6 +245,10 @@ def main(grid: Grid, context: Context) -> None:
         f"E = {training.epochs}, B = {training.batch_size}"
     )
     write_results(out_dir, results, title)
-    model.set_weights(result.arrays.to_numpy_ndarrays())
+    final = result.arrays.to_numpy_ndarrays()
+    if not all(np.all(np.isfinite(w)) for w in final):
+        print(f"Wrote {out_dir / RESULTS_FILE} and its figure; the final model is not finite: not saved", flush=True)
+        return
+    model.set_weights(final)
     save_model(model, out_dir / f"modelo_global_flower_{configured.strategy.key}.h5")
     print(f"Wrote {out_dir / RESULTS_FILE}, its figure and the final global model", flush=True)
