@@ -185,7 +185,8 @@ def run_one(args, scenario, configured, run):
     # the scenario's own folder (no --data) may be re-split; a folder of the user's never is, unasked
     own_folder = args.data is None
     if scenario:
-        manifest = ensure_split(data, scenario.split_spec(settings.seed), replace=own_folder)
+        hint = "choose another --data, or leave --data out to use the scenario's own folder"
+        manifest = ensure_split(data, scenario.split_spec(settings.seed), replace=own_folder, hint=hint)
     else:
         manifest = read_manifest(data)
     if settings.malicious >= manifest["num_clients"]:

@@ -179,7 +179,10 @@ def split(out_dir, spec, mnist_path=None, log=print, replace=False):
     )
 
 
-def ensure_split(data_dir, spec, log=print, replace=False):
+REPLACE_HINT = "choose another folder, or replace it with --replace (updates trained on the old split stop matching)"
+
+
+def ensure_split(data_dir, spec, log=print, replace=False, hint=REPLACE_HINT):
     """The manifest of `data_dir`, splitting into it first unless it already holds a split for `spec`.
 
     A folder holding another split is replaced only if `replace` (a folder the
@@ -191,11 +194,13 @@ def ensure_split(data_dir, spec, log=print, replace=False):
         manifest = {}
     if manifest and spec.matches(manifest):
         return manifest
+    if not replace:
+        check_not_another_split(data_dir, spec, hint)
     log(f"Splitting MNIST into {data_dir}: {spec.describe()}")
-    return split(data_dir, spec, log=log, replace=replace)
+    return split(data_dir, spec, log=log, replace=True)
 
 
-def check_not_another_split(out_dir, spec):
+def check_not_another_split(out_dir, spec, hint=REPLACE_HINT):
     """PartitionError naming both splits if `out_dir` holds a split other than `spec`'s: every update trained on it
     would stop matching. A folder without a readable manifest holds no split to lose."""
     try:
@@ -204,8 +209,7 @@ def check_not_another_split(out_dir, spec):
         return
     if not spec.matches(manifest):
         raise PartitionError(
-            f"{out_dir} holds another split ({describe_manifest(manifest)}), not {spec.describe()}; "
-            "choose another folder, or replace it with --replace (updates trained on the old split stop matching)"
+            f"{out_dir} holds another split ({describe_manifest(manifest)}), not {spec.describe()}; {hint}"
         )
 
 

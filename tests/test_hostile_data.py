@@ -148,3 +148,14 @@ def test_an_os_error_is_one_short_line_even_from_h5py():
         "No space left on device (salida/modelo.h5)"
     )
     assert len(os_error_text(OSError("\x1b[2J" + "x" * 500))) == 160
+
+
+@pytest.mark.slow
+def test_a_scenario_never_re_splits_a_folder_it_was_given(folder, tmp_path):
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    done = run_script(
+        "experiments/simulation.py", "--scenario", "curso-iid", "--data", str(folder), "--out", str(tmp_path / "o")
+    )
+    line = last_line(done.stderr)
+    assert done.returncode != 0 and "holds another split (K=3 clients" in line and "leave --data out" in line
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
