@@ -313,12 +313,12 @@ def manifest_problem(manifest):
     k = manifest.get("num_clients")
     if not positive_int(k) or k > MAX_CLIENTS:
         return f"num_clients is not an integer in 1..{MAX_CLIENTS:,}"
-    seed = manifest.get("seed")
-    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32):
-        return "seed is not an integer in 0..2^32-1"
     clients = manifest.get("clients")
     if not isinstance(clients, dict) or len(clients) != k or set(clients) != {str(c) for c in range(1, k + 1)}:
         return f"clients is not one entry for each of 1..{k}"
+    seed = manifest.get("seed")
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32):
+        return "seed is not an integer in 0..2^32-1"
     if not all(isinstance(info, dict) and positive_int(info.get("num_samples")) for info in clients.values()):
         return "a client without a positive num_samples"
     if not (isinstance(manifest.get("test"), dict) and positive_int(manifest["test"].get("num_samples"))):

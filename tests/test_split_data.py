@@ -105,7 +105,7 @@ def test_client_id_with_spaces_becomes_the_canonical_int(tiny_partition):
 @pytest.mark.parametrize(
     "content, problem",
     [
-        ("{}", "num_clients is not a positive integer"),
+        ("{}", "num_clients is not an integer in 1..10,000"),
         ("[]", "not a JSON object"),
         ('{"num_clients": 2, "clients": {"1": {}}}', "one entry for each of 1..2"),
     ],
