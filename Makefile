@@ -18,7 +18,7 @@ FLOWER_TIMEOUT ?=
 SECURE ?=
 ALL_SCENARIOS := $(basename $(notdir $(wildcard experiments/scenarios/*.toml)))
 SCENARIOS := $(filter-out deriva-% diagnostico-% privacidad-% factores-% estudio-%,$(ALL_SCENARIOS))
-DRIFT_SCENARIOS := $(filter deriva-% diagnostico-%,$(ALL_SCENARIOS))
+DRIFT_SCENARIOS := $(filter-out diagnostico-scaffold-normas,$(filter deriva-% diagnostico-%,$(ALL_SCENARIOS)))
 PRIVACY_SCENARIOS := $(filter privacidad-%,$(ALL_SCENARIOS))
 FACTOR_SCENARIOS := $(filter factores-%,$(ALL_SCENARIOS))
 STUDY_SCENARIOS := estudio-dirichlet-k5 estudio-dirichlet-k100 estudio-fragmentos-k100
@@ -27,7 +27,7 @@ WORKERS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED = 1
 
-.PHONY: venv flower lock notebook demo bench robustness scenarios heterogeneity privacy factors seeds trainers tune study results flower-simulation flower-deployment flower-compare test test-fast clean
+.PHONY: venv flower lock notebook demo bench robustness scenarios heterogeneity scaffold-diagnosis privacy factors seeds trainers tune study results flower-simulation flower-deployment flower-compare test test-fast clean
 
 # Python versions with TensorFlow 2.21 wheels (pyproject.toml's requires-python).
 PYTHON_OK := $(shell $(PYTHON) -c 'import sys; print(int((3, 10) <= sys.version_info[:2] <= (3, 13)))' 2>/dev/null)
@@ -95,6 +95,17 @@ scenarios: venv
 heterogeneity: venv
 	@echo "==> the drift study ($(DRIFT_SCENARIOS)) over their seeds -> results/simulacion/"
 	for s in $(DRIFT_SCENARIOS); do $(PY) experiments/simulation.py --scenario $$s --resume $(if $(WORKERS),--workers $(WORKERS)) || exit 1; done
+
+# SCAFFOLD on 5 Dirichlet clients: three ordinary splits (10 rounds), then two with a client of under 300 images
+# (seeds 3 and 30, 6 rounds) with c averaged uniformly and by count; the norms per round (about 1.5 h): resumable.
+DIAGNOSIS = experiments/simulation.py --scenario diagnostico-scaffold-normas --resume
+DIAGNOSIS_OUT = results/simulacion/diagnostico-scaffold-normas
+scaffold-diagnosis: venv
+	$(PY) $(DIAGNOSIS) --out $(DIAGNOSIS_OUT)/uniforme
+	$(PY) $(DIAGNOSIS) --seeds 3 30 --rounds 6 --out $(DIAGNOSIS_OUT)/cliente_diminuto/uniforme
+	$(PY) $(DIAGNOSIS) --seeds 3 30 --rounds 6 --strategies scaffold --scaffold-weighted 1 \
+	  --out $(DIAGNOSIS_OUT)/cliente_diminuto/ponderado
+	$(PY) experiments/scaffold_diagnosis.py
 
 # Client-level DP against its ε, then what the updates and models leak with and without it: resumable.
 privacy: venv
