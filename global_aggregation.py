@@ -79,6 +79,11 @@ def parse_args(argv=None):
     attack.add_argument(
         "--seed", type=int, default=0, help="seed of the noise attack, in 0..2^32-1 (default: 0)"
     )
+    parser.add_argument(
+        "--private",
+        action="store_true",
+        help="also the DP-FedAvg rows (their noise is sized for cohorts of hundreds of clients, not K = 5)",
+    )
     return parser.parse_args(argv)
 
 
@@ -120,7 +125,9 @@ def main(argv=None):
     attack = Attack(args.attack, args.malicious, args.attack_strength, args.seed) if args.attack else None
     try:
         check_writable(args.out)
-        comparison = compare(args.weights_dir, args.data, values, args.min_clients, args.allow_legacy, attack)
+        comparison = compare(
+            args.weights_dir, args.data, values, args.min_clients, args.allow_legacy, attack, private=args.private
+        )
         written = write_outputs(args.out, comparison)
     except (ComparisonError, PartitionError, UpdateError) as err:
         sys.exit(f"global_aggregation.py: error: {err}; earlier outputs in {args.out} are unchanged")

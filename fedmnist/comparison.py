@@ -20,6 +20,7 @@ from fedmnist.defaults import MIN_CLIENTS, PROJECT_DIR
 from fedmnist.evaluation import evaluate_weights, plot_method_comparison, save_figure
 from fedmnist.files import OutputSet, complete_interrupted_set
 from fedmnist.mnist import sha256_file
+from fedmnist.significance import ALPHA, mcnemar_exact
 from fedmnist.updates import Expected, display, load_updates, scan_update_folder
 from model import build_model, save_model
 
@@ -84,7 +85,8 @@ def load_client_updates(weights_dir, data_dir, expected, attack, min_clients, lo
         log(f"REJECTED {reason}")
     plain, rejected = load_kind(folder.plain, expected, log)
     prox, prox_rejected = load_kind(folder.fedprox, expected, log)
-    rejected = folder.rejected + rejected + prox_rejected
+    prox, without_mu = split_plain_in_disguise(prox, log)
+    rejected = folder.rejected + rejected + prox_rejected + without_mu
     attackers = []
     if attack:
         try:
@@ -113,6 +115,45 @@ def load_client_updates(weights_dir, data_dir, expected, attack, min_clients, lo
     return plain, prox, bool(folder.fedprox), rejected, attackers
 
 
+DECLARED = ("mu", "epochs", "batch_size", "seed")  # what each client says it trained with (the notebook writes them)
+
+
+def split_plain_in_disguise(prox, log):
+    """(kept, rejected): a _fedprox update that declares μ = 0 trained FedAvg's objective, not FedProx's."""
+    kept, rejected = [], []
+    for update in prox:
+        if update.metadata.get("mu") == 0:
+            reason = (
+                f"{display(update.path.name)}: declares μ = 0, FedAvg's local objective, not FedProx's; "
+                "train it with MU > 0 or remove it"
+            )
+            log(f"REJECTED {reason}")
+            rejected.append((update.path, reason))
+        else:
+            kept.append(update)
+    return kept, rejected
+
+
+def declared(update):
+    """What a client says it trained with (None where an older update does not say)."""
+    return {key: update.metadata.get(key) for key in DECLARED}
+
+
+def unchanged(update, initial_weights):
+    """True if the update is the initial weights themselves: the client trained nothing (a free rider)."""
+    return all(np.array_equal(w, w0) for w, w0 in zip(update.weights, initial_weights))
+
+
+def fedprox_notes(entry, updates):
+    """FedProx's row labelled with its clients' μ, and a note where they differ."""
+    mus = sorted({u.metadata.get("mu") for u in updates if u.metadata.get("mu") is not None})
+    entry["client_mu"] = mus
+    if len(mus) == 1:
+        entry["label"] = f"FedProx (μ = {mus[0]:g})"
+    elif len(mus) > 1:
+        entry["note"] = f"the clients trained with different μ ({', '.join(f'{m:g}' for m in mus)})"
+
+
 def not_computed(strategy, updates, any_prox_files, min_clients):
     """Why `strategy` cannot run on `updates`, or None."""
     if strategy.fedprox_updates and not updates:
@@ -126,16 +167,18 @@ def not_computed(strategy, updates, any_prox_files, min_clients):
     return None
 
 
-def evaluate_held_out(model, weights, test_set, validation_set):
+def evaluate_held_out(model, weights, test_set, validation_set, correct=None, key=None):
     """Test metrics, plus the validation accuracy (what every choice is made on) where the split has a validation
-    set."""
-    metrics, _ = evaluate_weights(model, weights, *test_set)
+    set; each test image's correctness goes into `correct[key]` (McNemar's test of ties) if given."""
+    metrics, predictions = evaluate_weights(model, weights, *test_set)
+    if correct is not None:
+        correct[key] = predictions == test_set[1]
     if validation_set is not None:
         metrics["validation_accuracy"] = evaluate_weights(model, weights, *validation_set)[0]["accuracy"]
     return metrics
 
 
-def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, held_out, federation):
+def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, held_out, federation, private=False):
     """Aggregate with every one-shot strategy and evaluate each global model: ({key: entry}, {key: weights}).
 
     `held_out` is (test set, validation set or None).
@@ -144,10 +187,14 @@ def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, held_
     update relative to the initial model and takes all K clients as its cohort.
     """
     initial_weights, seed, num_clients = federation
-    entries, global_weights = {}, {}
+    entries, global_weights, correct = {}, {}, {}
     for strategy in strategies.one_shot_rows():
+        if strategy.private and not private:
+            continue  # DP's rows only when asked: at K = 5 its noise is what the row measures
         updates = prox if strategy.fedprox_updates else plain
         entry = {"label": strategy.label, "clients": [u.client_id for u in updates]}
+        if strategy.fedprox_updates:
+            fedprox_notes(entry, updates)
         status = not_computed(strategy, updates, any_prox_files, min_clients)
         if status:
             entry["status"] = status
@@ -167,14 +214,33 @@ def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, held_
                 )
                 entries[strategy.key] = entry
                 continue
-            metrics = evaluate_held_out(model, weights, *held_out)
+            metrics = evaluate_held_out(model, weights, *held_out, correct, strategy.key)
             note = strategy.notes(len(updates), **strategy.server_parameters(chosen)) if strategy.notes else None
-            entry.update(status="ok", note=note, **metrics)
+            entry.update(status="ok", note=note or entry.get("note"), **metrics)
             if strategy.private:
                 entry["privacy"] = strategy.privacy_spent(chosen, 1.0, 1)
+            if selected := returned_client(weights, updates):
+                entry["returned_client"] = selected
             global_weights[strategy.key] = weights
         entries[strategy.key] = entry
-    return entries, global_weights
+    return entries, global_weights, correct
+
+
+def returned_client(weights, updates):
+    """The client whose update a rule returned unchanged (Krum), or None."""
+    return next((u.client_id for u in updates if all(np.array_equal(a, b) for a, b in zip(weights, u.weights))), None)
+
+
+def ties_with(best, correct, alpha=ALPHA):
+    """{method: McNemar's p} of every method whose test-image correctness does not differ from `best`'s at α: the
+    methods the common test set cannot tell from the best."""
+    tied = {}
+    for key, right in correct.items():
+        if key != best:
+            p = mcnemar_exact(right, correct[best])["p_value"]
+            if p >= alpha:
+                tied[key] = p
+    return tied
 
 
 def non_finite_count(weights):
@@ -182,7 +248,16 @@ def non_finite_count(weights):
     return int(sum(np.size(w) - np.count_nonzero(np.isfinite(w)) for w in weights))
 
 
-def compare(weights_dir, data_dir, values=None, min_clients=MIN_CLIENTS, allow_legacy=False, attack=None, log=print):
+def compare(
+    weights_dir,
+    data_dir,
+    values=None,
+    min_clients=MIN_CLIENTS,
+    allow_legacy=False,
+    attack=None,
+    log=print,
+    private=False,
+):
     """Everything that can fail, before anything is written: returns a Comparison.
 
     `values` ({strategy key: {parameter: value}}) overrides the registry's defaults.
@@ -198,13 +273,21 @@ def compare(weights_dir, data_dir, values=None, min_clients=MIN_CLIENTS, allow_l
     validation_set = load_validation_data(data_dir) if "validation" in manifest else None
     chosen_on = "validation_accuracy" if validation_set is not None else "accuracy"
     federation = (load_initial_weights(data_dir)[0], manifest["seed"], manifest["num_clients"])
-    methods, global_weights = aggregate_all(
-        model, plain, prox, any_prox_files, values, min_clients, (test_set, validation_set), federation
+    methods, global_weights, correct = aggregate_all(
+        model, plain, prox, any_prox_files, values, min_clients, (test_set, validation_set), federation, private
     )
     local_models = {}
     for update in plain:
         metrics = evaluate_held_out(model, update.weights, test_set, validation_set)
-        local_models[str(update.client_id)] = {"file": update.path.name, "num_samples": update.num_samples, **metrics}
+        local_models[str(update.client_id)] = {
+            "file": update.path.name,
+            "num_samples": update.num_samples,
+            "declared": declared(update),
+            **metrics,
+        }
+        if unchanged(update, federation[0]):
+            local_models[str(update.client_id)]["note"] = "equal to the initial weights: this client trained nothing"
+            log(f"note: {display(update.path.name)} equals the initial weights: this client trained nothing")
     computed = {k: v for k, v in methods.items() if v["status"] == "ok"}
     parameters = {
         row.key: row.server_parameters({**row.defaults(), **values.get(row.key, {})})
@@ -214,8 +297,10 @@ def compare(weights_dir, data_dir, values=None, min_clients=MIN_CLIENTS, allow_l
     results = {
         "methods": methods,
         "local_models": local_models,
+        "fedprox_updates": {str(u.client_id): {"file": u.path.name, "declared": declared(u)} for u in prox},
         "rejected": [{"file": display(path.name), "reason": reason} for path, reason in rejected],
-        "best_method": max(computed, key=lambda k: computed[k][chosen_on]),
+        "best_method": (best := max(computed, key=lambda k: computed[k][chosen_on])),
+        "tied_with_best_on_test": ties_with(best, correct),
         "best_chosen_on": "validation" if validation_set is not None else "test (this split has no validation set)",
         "config": {
             "weights_dir": project_relative(weights_dir),
@@ -299,7 +384,9 @@ def format_table(results):
 
     for key, v in results["methods"].items():
         if v["status"] == "ok":
-            note = f"   ({v['note']})" if v.get("note") else ""
+            said = [v["note"]] if v.get("note") else []
+            said += [f"the model of client {v['returned_client']}"] if v.get("returned_client") else []
+            note = f"   ({'; '.join(said)})" if said else ""
             lines.append(
                 f"{names[key]:<{width}} {len(v['clients']):>7} {100 * v['accuracy']:>8.2f}% {v['loss']:>7.4f} "
                 f"{v['macro_f1']:>9.4f}{validation_column(v)}{note}"
@@ -318,4 +405,10 @@ def format_table(results):
         f"\nBest method on {'validation' if validation else 'the test set (no validation set)'}: {best_name} "
         f"({chosen}{100 * best['accuracy']:.2f}% test accuracy)"
     )
+    tied = results.get("tied_with_best_on_test") or {}
+    if tied:
+        lines.append(
+            f"Not distinguishable from it on the {results['config']['test_samples']:,} test images (McNemar's exact "
+            f"test, p ≥ 0.05): " + ", ".join(names[key] for key in tied)
+        )
     return "\n".join(lines)

@@ -100,8 +100,9 @@ def update_filename(client_id, fedprox=False):
 
 
 def display(path):
-    """A file's name as it may appear in one log line: control and non-ASCII characters escaped, length capped."""
-    return printable(path, 120)
+    """A file's name as it may appear in one log line and in resultados.json: the name only (never the instructor's
+    absolute path), control and non-ASCII characters escaped, length capped."""
+    return printable(Path(path).name if isinstance(path, (str, Path)) else path, 120)
 
 
 def weights_sha256(weights):

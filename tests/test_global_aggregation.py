@@ -101,11 +101,10 @@ def test_writes_every_output_and_names_the_best(aggregated):
         assert results["methods"][key]["status"] == "ok", key
         assert (out / f"modelo_global_{key}.h5").stat().st_size > 1_000_000
     assert (out / "comparacion_metodos.png").stat().st_size > 10_000
-    spent = results["methods"]["dpfedavg"]["privacy"]  # every client in the one round: q = 1, z = 1 by default
-    assert spent["epsilon"] == pytest.approx(privacy.epsilon(1.0, 1.0, 1, spent["delta"]))
-    # σ_b = 0.05 per client is too little count noise for z = 1 with 4 clients: the status says so
-    assert "clipped-count noise above 0.5" in results["methods"]["dpfedavg_adaptive"]["status"]
+    assert "dpfedavg" not in results["methods"]  # DP's rows only when asked (--private)
     assert set(results["local_models"]) == {"1", "2", "3", "4"}
+    assert set(results["tied_with_best_on_test"]) <= set(results["methods"]) - {results["best_method"]}
+    assert results["methods"]["krum"]["returned_client"] in (1, 2, 3, 4)
     assert results["best_method"] in results["methods"]
     assert "Best method on validation:" in stdout
 
@@ -121,9 +120,18 @@ def test_the_set_records_the_hash_of_each_of_its_files_and_a_swapped_file_is_nam
         read_comparison(copy)
 
 
+def test_dp_rows_run_when_asked_with_their_epsilon(client_dir, partition, tmp_path):
+    aggregate(client_dir, partition, tmp_path, "--private", check=True)
+    results = json.loads((tmp_path / "resultados.json").read_text())
+    spent = results["methods"]["dpfedavg"]["privacy"]  # every client in the one round: q = 1, z = 1 by default
+    assert spent["epsilon"] == pytest.approx(privacy.epsilon(1.0, 1.0, 1, spent["delta"]))
+    # σ_b = 0.05 per client is too little count noise for z = 1 with 4 clients: the status says so
+    assert "clipped-count noise above 0.5" in results["methods"]["dpfedavg_adaptive"]["status"]
+
+
 def test_a_non_finite_aggregate_is_a_failure_and_no_model_is_written(client_dir, partition, tmp_path):
     out = tmp_path / "out"
-    aggregate(client_dir, partition, out, "--dp-clip", "1e308", check=True)
+    aggregate(client_dir, partition, out, "--private", "--dp-clip", "1e308", check=True)
     results = json.loads((out / "resultados.json").read_text())
     assert results["methods"]["dpfedavg"]["status"].startswith("failed: the aggregate has 390,410 non-finite values")
     assert not (out / "modelo_global_dpfedavg.h5").exists() and (out / "modelo_global_fedavg.h5").exists()
@@ -317,3 +325,35 @@ def test_bad_options_are_one_clear_line(client_dir, partition, tmp_path, options
     done = aggregate(client_dir, partition, tmp_path, *options)
     assert done.returncode != 0 and message in last_line(done.stderr) and "Traceback" not in done.stderr
     assert len(done.stdout + done.stderr) < 2_000  # nothing echoed whole
+
+
+def test_the_comparison_records_what_each_client_declared_and_flags_fedprox_without_mu_and_free_riders(
+    partition, tmp_path
+):
+    folder = tmp_path / "pesos"
+    folder.mkdir()
+    w0, sha = load_initial_weights(partition)
+    for cid in (1, 2, 3):
+        write_client(folder, cid, perturbed(w0, 1e-3, cid), sha, num_samples=count(partition, cid))
+        write_client(folder, cid, perturbed(w0, 1e-3, 10 + cid), sha, num_samples=count(partition, cid), fedprox=True)
+    write_client(folder, 4, w0, sha, num_samples=count(partition, 4))  # a free rider: sends the start back
+    write_update(  # a plain update renamed _fedprox: μ = 0
+        folder / update_filename(4, True),
+        client_id=4,
+        num_samples=count(partition, 4),
+        weights=w0,
+        mu=0.0,
+        epochs=1,
+        batch_size=32,
+        seed=1,
+        initial_weights_sha256=sha,
+    )
+    done = aggregate(folder, partition, tmp_path / "out", check=True)
+    results = json.loads((tmp_path / "out" / "resultados.json").read_text())
+    rejected = {r["file"]: r["reason"] for r in results["rejected"]}
+    assert "declares μ = 0, FedAvg's local objective" in rejected["pesos_cliente_4_fedprox.pkl"]
+    assert results["methods"]["fedprox"]["label"] == "FedProx (μ = 0.01)"
+    assert results["methods"]["fedprox"]["clients"] == [1, 2, 3]
+    assert results["local_models"]["1"]["declared"] == {"mu": 0.0, "epochs": 1, "batch_size": 32, "seed": 1}
+    assert results["local_models"]["4"]["note"] == "equal to the initial weights: this client trained nothing"
+    assert "pesos_cliente_4.pkl equals the initial weights" in done.stdout
