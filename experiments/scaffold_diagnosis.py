@@ -21,10 +21,12 @@ from fedmnist.files import write_text_atomically
 from fedmnist.partition import PartitionError
 
 SCENARIO = "diagnostico-scaffold-normas"
+# {key in diagnostico.json: the runs' folder}: ordinary splits (c uniform); a client of under 300 images, c uniform
+# (the paper's mean) and count-weighted
 RUNS = {
-    "uniforme": "uniforme",
-    "cliente diminuto, c uniforme": "cliente_diminuto/uniforme",
-    "cliente diminuto, c ponderado": "cliente_diminuto/ponderado",
+    "ordinario": "uniforme",
+    "diminuto_uniforme": "cliente_diminuto/uniforme",
+    "diminuto_ponderado": "cliente_diminuto/ponderado",
 }
 
 
