@@ -314,14 +314,18 @@ def read_checked_archive(path, read):
 
 
 def weights_problem(weights, slots, diverged=False):
-    """What makes checkpointed weights unusable: other shapes than the model's, a dtype other than float32, a value
-    that is not finite or beyond float32's safe range (unless the history records that the strategy `diverged`:
-    its last loss was not finite); None if they can resume."""
+    """What makes checkpointed weights unusable: other shapes than the model's, weights not float32 (states not
+    float32 or float64), a value that is not finite or beyond float32's safe range (unless the history records that
+    the strategy `diverged`: its last loss was not finite); None if they can resume."""
     if [tuple(w.shape) for w in weights] != [tuple(s) for s in weight_shapes()]:
         return "its weights do not have the model's shapes"
-    for w in [*weights, *slots]:
+    for w in weights:
         if w.dtype != np.float32:
-            return f"an array of {w.dtype}, not float32"
+            return f"global weights of {w.dtype}, not float32"
+    for w in slots:
+        if w.dtype not in (np.float32, np.float64):  # a server optimizer's moments are kept in float64
+            return f"a server or client state of {w.dtype}, not a float"
+    for w in [*weights, *slots]:
         if not diverged and (not np.all(np.isfinite(w)) or np.max(np.abs(w), initial=0.0) > SAFE_MAGNITUDE):
             return "a value that is not finite or beyond 1e30"
     return None
