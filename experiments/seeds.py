@@ -189,7 +189,7 @@ def main(argv=None):
     summary["config"]["mu_chosen_on_validation"] = mu
     summary["config"]["seconds_meaning"] = "the compute of every seed's study and of the μ tuning, added"
     written = write_summary(args.out, summary)
-    print(f"\n{'one round, no attack':<40} test accuracy, mean ± std over {len(seeds)} seeds")
+    print(f"\n{'one round, no attack':<40} test accuracy, mean ± std over {len(done)} seeds")
     for key, row in summary["one_shot"].items():
         print(f"{key:<40} {row['mean']:6.2f} ± {row['std']:.2f}")
     print(
