@@ -92,7 +92,7 @@ def updates(tmp_path_factory):
     return weights, data
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.5, 1.1, 1.7])
+@pytest.mark.parametrize("delay", [0.0, 0.5, 1.0, 1.4])
 def test_an_aggregation_killed_between_its_moves_is_completed_by_the_next_reader(tmp_path, updates, delay):
     weights, data = updates
     out = tmp_path / "salida"
