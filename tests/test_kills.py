@@ -52,7 +52,7 @@ def no_leftovers(folder):
     return not [p.name for p in folder.iterdir() if p.name.startswith(".")]
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.25, 0.65, 1.05, 1.45])
+@pytest.mark.parametrize("delay", [0.0, 0.25, 0.55, 0.85, 1.2])
 def test_a_split_killed_between_its_moves_is_completed_by_the_next_reader(tmp_path, delay):
     folder = tmp_path / "datos"
     run_script("split_data.py", *TINY_SPLIT, "--out", str(folder), check=True)
