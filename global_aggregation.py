@@ -20,6 +20,7 @@ from fedmnist.attacks import DEFAULT_STRENGTH, MODEL_POISONING
 from fedmnist.comparison import Attack, ComparisonError, compare, format_table, write_outputs
 from fedmnist.files import check_writable, os_error_text
 from fedmnist.partition import PartitionError
+from fedmnist.restricted_pickle import printable
 from fedmnist.updates import UpdateError
 
 
@@ -99,8 +100,7 @@ def checked_options(args):
     if args.attack_strength is not None and not math.isfinite(args.attack_strength):
         raise ComparisonError(f"--attack-strength {args.attack_strength}: must be a finite number")
     if not 0 <= args.seed < 2**32:
-        shown = str(args.seed) if len(str(args.seed)) <= 20 else str(args.seed)[:19] + "…"
-        raise ComparisonError(f"--seed {shown}: must be an integer in 0..2^32-1")
+        raise ComparisonError(f"--seed {printable(args.seed, 19)}: must be an integer in 0..2^32-1")
     try:
         return strategies.parameters_from_options(args, client_side=False)
     except ValueError as err:

@@ -27,6 +27,7 @@ from fedmnist.evaluation import plot_partition, save_figure
 from fedmnist.files import InterruptedSetError, OutputSet, complete_interrupted_set
 from fedmnist.mnist import as_images, load_mnist_uint8, sha256_bytes, sha256_file
 from fedmnist.partition import NUM_CLASSES, PartitionError, hold_out, make_partition, stratified_subset
+from fedmnist.restricted_pickle import printable
 from fedmnist.updates import SHA256_HEX, weights_sha256
 from model import build_model, weight_shapes
 
@@ -354,7 +355,7 @@ def load_verified_npz(data_dir, name, manifest):
             return {key: npz[key] for key in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:  # ValueError: an object array, a bad header
         raise PartitionError(
-            f"{path}: not an archive split_data.py writes ({bounded(err)}); run split_data.py again"
+            f"{path}: not an archive split_data.py writes ({printable(err, 120)}); run split_data.py again"
         ) from None
 
 
@@ -376,12 +377,6 @@ def check_archive_sizes(path, limit=ARRAY_LIMIT):
                 raise ValueError(f"{member.filename} holds Python objects")
             if int(np.prod(shape, dtype=object)) * dtype.itemsize > limit:
                 raise ValueError(f"{member.filename} declares {shape} of {dtype}, more than {limit:,} bytes")
-
-
-def bounded(err, limit=120):
-    """An exception's text, shortened: what a tampered file put in it is not echoed whole."""
-    text = ascii(str(err))[1:-1]
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def checked_images(arrays, path, expected):

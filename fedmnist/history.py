@@ -36,7 +36,6 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from fedmnist.data import (
-    bounded,
     check_archive_sizes,
     read_slots_archive,
     read_weights_archive,
@@ -47,6 +46,7 @@ from fedmnist.defaults import ACCURACY_TARGETS, MAX_ROUNDS, OPTIMIZER, SAMPLING
 from fedmnist.evaluation import legend_below, log_axis, save_figure
 from fedmnist.files import OutputSet, complete_interrupted_set, write_bytes_atomically, write_text_atomically
 from fedmnist.mnist import sha256_bytes, sha256_file
+from fedmnist.restricted_pickle import printable
 from fedmnist.partition import PartitionError
 from fedmnist.strategies import label_of, parse_spec
 from model import weight_shapes
@@ -283,7 +283,7 @@ def load_state(out_dir, config, rounds_wanted=None):
             states[name] = StrategyState.from_slots(weights, slots)
         except (OSError, ValueError) as err:
             raise HistoryError(
-                f"{checkpoint}: cannot resume from this checkpoint ({bounded(err)}); run again with --force"
+                f"{checkpoint}: cannot resume from this checkpoint ({printable(err, 120)}); run again with --force"
             ) from None
     return results, states
 

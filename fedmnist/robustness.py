@@ -239,7 +239,11 @@ def run_study(data_dir, settings=StudySettings()):
         "one_round": one_round,
         "local_accuracy": {cid: metrics["accuracy"] for cid, metrics in one_round["local"].items()},
         "local_loss": {cid: metrics["loss"] for cid, metrics in one_round["local"].items()},
-        **(attack_scenarios(model, trained, manifest, test_set, settings, initial_weights) if settings.attacks else {}),
+        **(
+            attack_scenarios(model, trained, manifest, test_set, settings, initial_weights, one_round["rules"])
+            if settings.attacks
+            else {}
+        ),
     }
     results["config"] = {
         "num_clients": num_clients,
@@ -268,21 +272,21 @@ def run_study(data_dir, settings=StudySettings()):
     return results
 
 
-def attack_scenarios(model, trained, manifest, test_set, settings, initial_weights):
-    """{"attacks", "loss", "points_lost"}: every rule's test accuracy and loss under every attack and M (M = 0 the
-    baseline), and the points each loses against its own baseline."""
+def attack_scenarios(model, trained, manifest, test_set, settings, initial_weights, rules):
+    """{"attacks", "loss", "points_lost"}: every rule's test accuracy and loss under every attack and M, and the
+    points each loses against its own baseline: M = 0, the round without attackers already scored (`rules`)."""
     num_clients = manifest["num_clients"]
     malicious_pool = list(range(1, max(settings.malicious_counts) + 1))
     counts = [0] + sorted(set(settings.malicious_counts))
-    baseline = baseline_loss = None
+    baseline = {k: rules[k]["accuracy"] if k in rules else None for k in strategy_labels()}
+    baseline_loss = {k: rules[k]["loss"] if k in rules else None for k in strategy_labels()}
     results = {"attacks": {}, "loss": {}}
     for attack, m in tqdm([(a, m) for a in ATTACKS for m in counts], desc="attacks × M × rules", unit="scenario"):
-        if m == 0 and baseline is not None:
+        if m == 0:
             row, row_loss = baseline, baseline_loss
         else:
             updates = scenario_updates(trained, manifest, initial_weights, attack, malicious_pool[:m], settings.seed)
             row, row_loss = evaluate_scenario(model, updates, test_set, settings, initial_weights, num_clients)
-            baseline, baseline_loss = baseline or row, baseline_loss or row_loss
         results["attacks"].setdefault(attack, {})[str(m)] = row
         results["loss"].setdefault(attack, {})[str(m)] = row_loss
     results["points_lost"] = {

@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 from fedmnist.data import SplitSpec
 from fedmnist.defaults import RESULTS_DIR, ROUND_STRATEGIES, SCENARIOS_DIR
 from fedmnist.partition import PartitionError
+from fedmnist.restricted_pickle import printable
 from fedmnist.simulation import RoundSettings
 
 SPLIT_KEYS = {f.name for f in fields(SplitSpec)} - {"seed"}
@@ -88,9 +89,9 @@ def settings_problem(split, run):
     for key in ("num_clients", "shards_per_client", "train_samples", "test_samples"):
         value = split.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 60_000):
-            return f"[split] {key} = {ascii(value)[:40]}: must be an integer in 1..60,000"
+            return f"[split] {key} = {printable(repr(value), 40)}: must be an integer in 1..60,000"
     for key in ("alpha", "validation_fraction"):
         value = split.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            return f"[split] {key} = {ascii(value)[:40]}: must be a number"
+            return f"[split] {key} = {printable(repr(value), 40)}: must be a number"
     return RoundSettings(**run).problems()

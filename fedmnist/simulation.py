@@ -62,6 +62,7 @@ from fedmnist.defaults import (
 from fedmnist.drift import control_norms, round_drift
 from fedmnist.evaluation import evaluate_weights
 from fedmnist.history import StrategyState, new_history, round_row, run_config
+from fedmnist.restricted_pickle import printable
 from fedmnist.seeds import client_training_seed
 from fedmnist.training import LocalTrainer, integer_problem
 from fedmnist.updates import ClientUpdate, UpdateError, validate_weights
@@ -106,15 +107,15 @@ class RoundSettings:
             ("--trainer", self.trainer, str),
         ):
             if isinstance(value, bool) or not isinstance(value, kind):
-                return f"{option} {ascii(value)[:40]}: not a {'number' if kind is not str else 'name'}"
+                return f"{option} {printable(repr(value), 40)}: not a {'number' if kind is not str else 'name'}"
         if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**32):
-            return f"--seed {ascii(self.seed)[:40]}: must be an integer in 0..2^32-1"
+            return f"--seed {printable(repr(self.seed), 40)}: must be an integer in 0..2^32-1"
         for option, value, high in (
             ("--malicious", self.malicious, MAX_CLIENTS),
             ("--workers", self.workers, MAX_WORKERS),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value > high:
-                return f"{option} {ascii(value)[:40]}: must be an integer in 0..{high:,}"
+                return f"{option} {printable(repr(value), 40)}: must be an integer in 0..{high:,}"
         if not 0 < self.fraction <= 1:
             return f"--fraction {self.fraction}: must be in (0, 1]"
         if self.sampling not in SAMPLINGS:

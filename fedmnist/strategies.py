@@ -27,6 +27,7 @@ from typing import Callable
 
 from fedmnist import aggregation, privacy, scaffold, server_optimizers
 from fedmnist.defaults import DP_CLIP, DP_DELTA, MU
+from fedmnist.restricted_pickle import printable
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,7 @@ class Parameter:
         except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of hundreds of digits
             valid = False
         if not valid:
-            shown = ascii(value) if len(ascii(value)) <= 40 else ascii(value)[:39] + "…"
-            raise ValueError(f"{self.option} {shown.strip(chr(39))}: must be {self.allowed()}")
+            raise ValueError(f"{self.option} {printable(value, 39)}: must be {self.allowed()}")
         return converted
 
     def allowed(self):

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from fedmnist.defaults import LEARNING_RATE, MAX_BATCH_SIZE, MAX_EPOCHS, OPTIMIZER
+from fedmnist.restricted_pickle import printable
 from model import OPTIMIZERS, STEPS_PER_EXECUTION, compile_model
 
 
@@ -285,8 +286,7 @@ def squared_distance(weights_a, weights_b):
 def integer_problem(name, value, high):
     """A message if `value` is not an integer in 1..high (`name` as the user wrote the setting), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= high:
-        shown = ascii(value) if len(ascii(value)) <= 40 else ascii(value)[:39] + "…"
-        return f"{name} {shown}: must be an integer in 1..{high:,}"
+        return f"{name} {printable(repr(value), 39)}: must be an integer in 1..{high:,}"
     return None
 
 
