@@ -11,6 +11,8 @@ BATCH_SIZE ?=
 MU ?=
 REPLACE ?=
 ROUNDS ?=
+PARTITION ?=
+ALPHA ?=
 STRATEGY ?=
 OUT ?=
 PYTEST_ARGS ?=
@@ -41,6 +43,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements.txt
 	$(PIP) --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name fedmnist --display-name "Python (fedmnist)" > /dev/null
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -62,17 +65,17 @@ lock:
 	} > requirements.txt
 	rm -rf .lock-venv
 
-# JupyterLab on the teammate's notebook, with the project's kernel registered in the venv (as root too,
-# as in containers, where JupyterLab refuses to start without --allow-root).
+# JupyterLab on the teammate's notebook, on the project's kernel (make venv registers it), as root too,
+# as in containers, where JupyterLab refuses to start without --allow-root.
 NOTEBOOK_ARGS ?=
 notebook: venv
-	$(PY) -m ipykernel install --sys-prefix --name fedmnist --display-name "Python (fedmnist)" > /dev/null
 	$(VENV)/bin/jupyter lab local_training.ipynb $(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOK_ARGS)
 
 demo: venv
 	$(PY) demo.py $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(SEED),--seed $(SEED)) $(if $(OUT),--out $(OUT)) \
 	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(MU),--mu $(MU)) \
-	  $(if $(REPLACE),--replace)
+	  $(if $(REPLACE),--replace) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(PARTITION),--partition $(PARTITION)) \
+	  $(if $(ALPHA),--alpha $(ALPHA))
 
 bench: venv
 	@echo "==> benchmarks: training throughput, aggregation at K = 10, 100, 1000, end-to-end stages, rounds per hour, DP-SGD -> results/benchmarks.json"

@@ -1,19 +1,24 @@
 """The whole course workflow in one command (what `make demo` runs):
 
     python demo.py --clients 5 --seed 42
+    python demo.py --rounds 3 --partition dirichlet --alpha 0.1 --out outputs/rondas
 
 1. the organizer's split (split_data.py's): verified MNIST among K clients;
 2. local_training.ipynb for CLIENT_ID 1..K through papermill (executed notebooks kept in --out);
-3. the instructor's comparison (global_aggregation.py's) of every strategy.
+3. the instructor's comparison (global_aggregation.py's) of every one-round rule;
+and with --rounds R, steps 2 and 3 again from each round's published FedAvg model (round r in --out/ronda_r).
 Everything lands in --out (outputs/, git-ignored); prints each stage's wall time. `make results` passes
 --results results to refresh the committed figure and table.
 """
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from fedmnist import defaults
+from fedmnist.data import MAX_CLIENTS, SplitSpec
+from fedmnist.partition import PARTITIONERS
 from fedmnist.comparison import format_table
 from fedmnist.training import check_training_parameters
 from fedmnist.workflow import WorkflowError, run_demo
@@ -53,9 +58,37 @@ def parse_args(argv=None):
     )
     parser.add_argument("--mu", type=float, default=None, help="mu of FedProx (default: the notebook's)")
     parser.add_argument(
-        "--replace", action="store_true", help="replace a different split already in --data (default: refuse)"
+        "--rounds", "-R", type=int, default=1, help="R, rounds of the hand-run federation (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--partition",
+        choices=PARTITIONERS,
+        default=defaults.PARTITION,
+        help="how MNIST is split (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--alpha", type=float, default=None, help="Dirichlet concentration (with --partition dirichlet)"
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace a different split, or rounds published by hand, already in --data (default: refuse)",
     )
     return parser.parse_args(argv)
+
+
+def split_spec(args):
+    """The demo's split; ValueError naming the first option that cannot work."""
+    if not 1 <= args.rounds <= defaults.MAX_ROUNDS:
+        raise ValueError(f"--rounds {args.rounds}: must be in 1..{defaults.MAX_ROUNDS:,}")
+    if args.alpha is not None and args.partition != "dirichlet":
+        raise ValueError("--alpha applies to --partition dirichlet only")
+    alpha = defaults.DIRICHLET_ALPHA if args.alpha is None else args.alpha
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"--alpha {args.alpha}: must be a positive number")
+    if not 1 <= args.clients <= MAX_CLIENTS:
+        raise ValueError(f"--clients {args.clients}: must be in 1..{MAX_CLIENTS:,}")
+    return SplitSpec(num_clients=args.clients, seed=args.seed, partition=args.partition, alpha=alpha)
 
 
 def main(argv=None):
@@ -71,16 +104,15 @@ def main(argv=None):
             defaults.BATCH_SIZE if args.batch_size is None else args.batch_size,
             defaults.MU if args.mu is None else args.mu,
         )
+        spec = split_spec(args)
     except ValueError as err:
         sys.exit(f"demo.py: error: {err}")
     print(
-        f"demo: K={args.clients} seed={args.seed} data={args.data} out={args.out} "
+        f"demo: {spec.describe()} rounds={args.rounds} data={args.data} out={args.out} "
         f"notebook overrides={overrides or 'none'}"
     )
     try:
-        timings, results = run_demo(
-            args.clients, args.seed, args.data, args.out, overrides, args.results, replace=args.replace
-        )
+        timings, results = run_demo(spec, args.data, args.out, overrides, args.results, args.replace, args.rounds)
     except WorkflowError as err:
         sys.exit(f"demo.py: error: {err}")
     print("\n" + format_table(results))

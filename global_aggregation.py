@@ -1,4 +1,4 @@
-"""The instructor's step: aggregate every client's update and compare the methods.
+"""The instructor's step: aggregate every client's update, compare the methods, publish the next round.
 
     python global_aggregation.py --weights-dir outputs --out outputs
 
@@ -7,7 +7,12 @@ restricted loader, checks each against model.py's shapes and the shared initial
 weights, then applies every strategy of the registry (FedAvg, FedProx, FedMed,
 the trimmed mean, Krum), evaluates each global model on the common test set
 beside every local model, and names the best method. Writes
-modelo_global_<method>.h5, comparacion_metodos.png and resultados.json.
+modelo_global_<method>.h5, comparacion_metodos.png and resultados.json (and
+evolucion_rondas.png from round 2 on), then publishes the next round's starting
+weights (FedAvg's model unless --publish says otherwise) into the data folder:
+pesos_ronda_<r+1>.npz and its entry in rondas.json, from which teammates train
+round r + 1 (the notebook's ROUND). Every update must come from the round being
+aggregated: the latest published one, unless --round names an earlier one.
 """
 
 import argparse
@@ -17,7 +22,15 @@ from pathlib import Path
 
 from fedmnist import defaults, strategies
 from fedmnist.attacks import DEFAULT_STRENGTH, MODEL_POISONING
-from fedmnist.comparison import Attack, ComparisonError, compare, format_table, write_outputs
+from fedmnist.comparison import (
+    Attack,
+    ComparisonError,
+    compare,
+    format_table,
+    plan_next_round,
+    publish,
+    write_outputs,
+)
 from fedmnist.files import check_writable, os_error_text
 from fedmnist.partition import PartitionError
 from fedmnist.restricted_pickle import printable
@@ -56,6 +69,19 @@ def parse_args(argv=None):
         help="also read bare lists of arrays (older format), weighted by the manifest's counts; "
         "nothing checks their starting point",
     )
+    parser.add_argument(
+        "--round",
+        type=int,
+        default=None,
+        help="the round whose updates are compared (default: the latest published in --data's rondas.json)",
+    )
+    parser.add_argument(
+        "--publish",
+        default="fedavg",
+        choices=[row.key for row in strategies.one_shot_rows() if not row.private] + ["none"],
+        help="whose global model starts the next round, or none (default: %(default)s); an earlier --round "
+        "publishes nothing",
+    )
     strategies.add_parameter_options(parser, client_side=False)
     attack = parser.add_argument_group("simulated attacks (model poisoning of M clients' updates Δ = w − w⁰)")
     attack.add_argument(
@@ -77,9 +103,7 @@ def parse_args(argv=None):
         default=None,
         help="lambda of the attack (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_STRENGTH.items()) + ")",
     )
-    attack.add_argument(
-        "--seed", type=int, default=0, help="seed of the noise attack, in 0..2^32-1 (default: 0)"
-    )
+    attack.add_argument("--seed", type=int, default=0, help="seed of the noise attack, in 0..2^32-1 (default: 0)")
     parser.add_argument(
         "--private",
         action="store_true",
@@ -126,8 +150,16 @@ def main(argv=None):
     try:
         check_writable(args.out)
         comparison = compare(
-            args.weights_dir, args.data, values, args.min_clients, args.allow_legacy, attack, private=args.private
+            args.weights_dir,
+            args.data,
+            values,
+            args.min_clients,
+            args.allow_legacy,
+            attack,
+            private=args.private,
+            round_number=args.round,
         )
+        publishing = plan_next_round(comparison, args.data, None if args.publish == "none" else args.publish)
         written = write_outputs(args.out, comparison)
     except (ComparisonError, PartitionError, UpdateError) as err:
         sys.exit(f"global_aggregation.py: error: {err}; earlier outputs in {args.out} are unchanged")
@@ -135,6 +167,18 @@ def main(argv=None):
         sys.exit(f"global_aggregation.py: error: {args.out}: {os_error_text(err)}; earlier outputs are unchanged")
     print("\n" + format_table(comparison.results))
     print(f"Wrote {', '.join(written)} to {args.out}")
+    if publishing:
+        try:
+            next_round = publish(comparison, args.data, publishing)
+        except (PartitionError, OSError) as err:  # the comparison is written; running again publishes
+            text = err if isinstance(err, PartitionError) else os_error_text(err)
+            sys.exit(f"global_aggregation.py: error: {args.data}: {text}; round not published, run again")
+        print(
+            f"Published round {next_round}'s starting weights ({strategies.REGISTRY[publishing].name}) to "
+            f"{args.data}: teammates train with ROUND = {next_round}"
+        )
+    elif args.publish != "none":
+        print(f"Round {comparison.results['round']} is not the latest: nothing published")
 
 
 if __name__ == "__main__":

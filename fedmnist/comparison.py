@@ -15,17 +15,26 @@ import numpy as np
 
 from fedmnist import strategies
 from fedmnist.attacks import attack_updates, malicious_ids
-from fedmnist.data import load_initial_weights, load_test_data, load_validation_data, read_manifest
+from fedmnist.data import load_test_data, load_validation_data, read_manifest
 from fedmnist.defaults import MIN_CLIENTS, PROJECT_DIR
-from fedmnist.evaluation import evaluate_weights, plot_method_comparison, save_figure
+from fedmnist.evaluation import evaluate_weights, plot_accuracy_by_round, plot_method_comparison, save_figure
 from fedmnist.files import OutputSet, complete_interrupted_set
 from fedmnist.mnist import sha256_file
+from fedmnist.rounds import (
+    accuracy_by_round,
+    checked_round,
+    latest_round,
+    load_round_weights,
+    publish_next_round,
+    round_starts,
+)
 from fedmnist.significance import ALPHA, mcnemar_exact
-from fedmnist.updates import Expected, display, load_updates, scan_update_folder
+from fedmnist.updates import Expected, display, load_updates, other_round, scan_update_folder, weights_sha256
 from model import build_model, save_model
 
 RESULTS_FILE = "resultados.json"
 FIGURE_FILE = "comparacion_metodos.png"
+ROUNDS_FIGURE_FILE = "evolucion_rondas.png"  # drawn once the comparison follows more than one round
 
 
 class ComparisonError(RuntimeError):
@@ -73,8 +82,12 @@ def load_kind(paths, expected, log):
 
 
 def load_client_updates(weights_dir, data_dir, expected, attack, min_clients, log):
-    """The valid plain and _fedprox updates (after any simulated attack), whether _fedprox files exist,
-    every rejection, and the attackers."""
+    """The round compared and its starting weights, then the valid plain and _fedprox updates of that round (after
+    any simulated attack, relative to those weights), whether _fedprox files exist, every rejection, the attackers.
+
+    The round is `expected.round`, or else the latest round any valid plain update declares: re-running the
+    comparison on a round's pickles after its successor was published compares that round again.
+    """
     folder = scan_update_folder(weights_dir, expected.num_clients)
     if not folder.plain:
         raise ComparisonError(
@@ -85,20 +98,23 @@ def load_client_updates(weights_dir, data_dir, expected, attack, min_clients, lo
         log(f"REJECTED {reason}")
     plain, rejected = load_kind(folder.plain, expected, log)
     prox, prox_rejected = load_kind(folder.fedprox, expected, log)
+    round_number = expected.round or max([u.metadata["round"] for u in plain], default=max(expected.round_starts))
+    plain, other_plain = of_round(plain, round_number, log)
+    prox, other_prox = of_round(prox, round_number, log)
     prox, without_mu = split_plain_in_disguise(prox, log)
-    rejected = folder.rejected + rejected + prox_rejected + without_mu
+    rejected = folder.rejected + rejected + prox_rejected + other_plain + other_prox + without_mu
+    start = load_round_weights(data_dir, round_number)
     attackers = []
     if attack:
         try:
             attackers = malicious_ids([u.client_id for u in plain], attack.malicious)
         except ValueError as err:
             raise ComparisonError(str(err)) from None
-        initial_weights, _ = load_initial_weights(data_dir)
         log(f"SIMULATED ATTACK: {attack.kind} on clients {attackers}")
         for kind in ("plain", "prox"):
             kept, attacked_out = attack_updates(
                 plain if kind == "plain" else prox,
-                initial_weights,
+                start[1],
                 attack.kind,
                 attackers,
                 attack.strength,
@@ -110,12 +126,26 @@ def load_client_updates(weights_dir, data_dir, expected, attack, min_clients, lo
             rejected += attacked_out
     if len(plain) < min_clients:
         raise ComparisonError(
-            f"only {len(plain)} valid client update(s) in {weights_dir}, need at least --min-clients {min_clients}"
+            f"only {len(plain)} valid client update(s) of round {round_number} in {weights_dir}, "
+            f"need at least --min-clients {min_clients}"
         )
-    return plain, prox, bool(folder.fedprox), rejected, attackers
+    return start, plain, prox, bool(folder.fedprox), rejected, attackers
 
 
-DECLARED = ("mu", "epochs", "batch_size", "seed")  # what each client says it trained with (the notebook writes them)
+def of_round(updates, round_number, log):
+    """(kept, rejected): the updates trained in `round_number`, and a one-line refusal of each other one."""
+    kept, rejected = [], []
+    for update in updates:
+        if update.metadata["round"] == round_number:
+            kept.append(update)
+        else:
+            reason = other_round(display(update.path.name), update.metadata["round"], round_number)
+            log(f"REJECTED {reason}")
+            rejected.append((update.path, reason))
+    return kept, rejected
+
+
+DECLARED = ("mu", "epochs", "batch_size", "seed", "round")  # what each client says it trained with (the notebook's)
 
 
 def split_plain_in_disguise(prox, log):
@@ -139,9 +169,9 @@ def declared(update):
     return {key: update.metadata.get(key) for key in DECLARED}
 
 
-def unchanged(update, initial_weights):
-    """True if the update is the initial weights themselves: the client trained nothing (a free rider)."""
-    return all(np.array_equal(w, w0) for w, w0 in zip(update.weights, initial_weights))
+def unchanged(update, start_weights):
+    """True if the update is the round's starting weights themselves: the client trained nothing (a free rider)."""
+    return all(np.array_equal(w, w0) for w, w0 in zip(update.weights, start_weights))
 
 
 def fedprox_notes(entry, updates):
@@ -183,8 +213,8 @@ def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, held_
 
     `held_out` is (test set, validation set or None).
 
-    `federation` is (initial global weights, seed, K): a private strategy clips each
-    update relative to the initial model and takes all K clients as its cohort.
+    `federation` is (the round's starting weights, seed, K): a private strategy clips each
+    update relative to them and takes all K clients as its cohort.
     """
     initial_weights, seed, num_clients = federation
     entries, global_weights, correct = {}, {}, {}
@@ -257,22 +287,28 @@ def compare(
     attack=None,
     log=print,
     private=False,
+    round_number=None,
 ):
     """Everything that can fail, before anything is written: returns a Comparison.
 
-    `values` ({strategy key: {parameter: value}}) overrides the registry's defaults.
+    `values` ({strategy key: {parameter: value}}) overrides the registry's defaults; `round_number` is the round
+    whose updates are compared (None: the latest published, fedmnist/rounds.py).
     """
     values = values or {}
     manifest = read_manifest(data_dir)
     model = build_model()
-    expected = Expected.from_manifest(manifest, [tuple(w.shape) for w in model.weights], allow_legacy)
-    plain, prox, any_prox_files, rejected, attackers = load_client_updates(
+    if round_number is not None:
+        checked_round(data_dir, round_number)
+    shapes = [tuple(w.shape) for w in model.weights]
+    expected = Expected.from_manifest(manifest, shapes, allow_legacy, round_starts(data_dir), round_number)
+    start, plain, prox, any_prox_files, rejected, attackers = load_client_updates(
         weights_dir, data_dir, expected, attack, min_clients, log
     )
+    round_number, start_weights, start_sha = start
     test_set = load_test_data(data_dir)
     validation_set = load_validation_data(data_dir) if "validation" in manifest else None
     chosen_on = "validation_accuracy" if validation_set is not None else "accuracy"
-    federation = (load_initial_weights(data_dir)[0], manifest["seed"], manifest["num_clients"])
+    federation = (start_weights, manifest["seed"], manifest["num_clients"])
     methods, global_weights, correct = aggregate_all(
         model, plain, prox, any_prox_files, values, min_clients, (test_set, validation_set), federation, private
     )
@@ -289,6 +325,7 @@ def compare(
             local_models[str(update.client_id)]["note"] = "equal to the initial weights: this client trained nothing"
             log(f"note: {display(update.path.name)} equals the initial weights: this client trained nothing")
     computed = {k: v for k, v in methods.items() if v["status"] == "ok"}
+    accuracy = {key: entry["accuracy"] for key, entry in computed.items()}
     parameters = {
         row.key: row.server_parameters({**row.defaults(), **values.get(row.key, {})})
         for row in strategies.one_shot_rows()
@@ -302,6 +339,9 @@ def compare(
         "best_method": (best := max(computed, key=lambda k: computed[k][chosen_on])),
         "tied_with_best_on_test": ties_with(best, correct),
         "best_chosen_on": "validation" if validation_set is not None else "test (this split has no validation set)",
+        "round": round_number,
+        "by_round": accuracy_by_round(data_dir, round_number, accuracy),
+        "published": None,  # the next round's starting weights, once publish_next_round has written them
         "config": {
             "weights_dir": project_relative(weights_dir),
             "data": project_relative(data_dir),
@@ -310,7 +350,8 @@ def compare(
             "seed": manifest.get("seed"),
             "num_clients_in_partition": manifest["num_clients"],
             "parameters": parameters,
-            "initial_weights_sha256": expected.initial_weights_sha256,
+            "initial_weights_sha256": manifest["initial_weights"]["sha256"],
+            "round_start_sha256": start_sha,
             "allow_legacy": allow_legacy,
             "attack": attack.kind if attack else None,
             "malicious_clients": attackers,
@@ -326,6 +367,8 @@ def write_outputs(out_dir, comparison):
     out_dir.mkdir(parents=True, exist_ok=True)
     results, model = comparison.results, comparison.model
     stale = [out_dir / model_file(key) for key in strategies.REGISTRY if key not in comparison.global_weights]
+    several_rounds = len(results["by_round"]) > 1
+    stale += [] if several_rounds else [out_dir / ROUNDS_FIGURE_FILE]
     with OutputSet(remove=stale) as outputs:
         for key, weights in comparison.global_weights.items():
             model.set_weights(weights)
@@ -339,9 +382,48 @@ def write_outputs(out_dir, comparison):
             plot_method_comparison(methods, local, title, results["config"]["test_samples"]),
             outputs.stage(out_dir / FIGURE_FILE),
         )
+        if several_rounds:
+            labels = {key: entry["label"] for key, entry in results["methods"].items()}
+            figure = plot_accuracy_by_round(results["by_round"], labels, results["config"]["test_samples"])
+            save_figure(figure, outputs.stage(out_dir / ROUNDS_FIGURE_FILE))
         record = {**results, "files": {target.name: sha256_file(tmp) for target, tmp in outputs.staged.items()}}
         outputs.write_text(out_dir / RESULTS_FILE, json.dumps(record, indent=2, allow_nan=False) + "\n")
-    return [model_file(key) for key in comparison.global_weights] + [FIGURE_FILE, RESULTS_FILE]
+    return (
+        [model_file(key) for key in comparison.global_weights]
+        + [FIGURE_FILE]
+        + [ROUNDS_FIGURE_FILE] * several_rounds
+        + [RESULTS_FILE]
+    )
+
+
+def plan_next_round(comparison, data_dir, method):
+    """Record in the results which method's model starts the next round (`method` None: publish nothing).
+
+    ComparisonError if `method` was not computed. A comparison of an earlier round publishes nothing: its successor
+    is already published and teammates may be training from it.
+    """
+    results = comparison.results
+    if method is None:
+        return None
+    if method not in comparison.global_weights:
+        status = results["methods"].get(method, {}).get("status", "not a one-round method")
+        raise ComparisonError(f"--publish {method}: cannot start the next round ({status})")
+    if results["round"] != latest_round(data_dir):
+        return None
+    results["published"] = {
+        "round": results["round"] + 1,
+        "method": method,
+        "weights_sha256": weights_sha256(comparison.global_weights[method]),
+    }
+    return method
+
+
+def publish(comparison, data_dir, method, by="global_aggregation.py"):
+    """Write the next round's starting weights and its record entry into the data folder (one set); its number."""
+    results = comparison.results
+    accuracy = {key: entry["accuracy"] for key, entry in results["methods"].items() if entry["status"] == "ok"}
+    clients = results["methods"][method]["clients"]
+    return publish_next_round(data_dir, results["round"], comparison.global_weights[method], method, clients, accuracy)
 
 
 def read_comparison(out_dir):
@@ -411,4 +493,12 @@ def format_table(results):
             f"Not distinguishable from it on the {results['config']['test_samples']:,} test images (McNemar's exact "
             f"test, p ≥ 0.05): " + ", ".join(names[key] for key in tied)
         )
-    return "\n".join(lines)
+    if len(results.get("by_round", [])) > 1:
+        lines.append("\nTest accuracy by round (each rule on the updates that started from the published model):")
+        for key in results["methods"]:
+            path = [
+                f"{100 * entry['accuracy'][key]:.2f}%" if key in entry["accuracy"] else "-"
+                for entry in results["by_round"]
+            ]
+            lines.append(f"  {names[key]:<{width}} " + " → ".join(path))
+    return f"Round {results.get('round', 1)}\n" + "\n".join(lines)

@@ -35,6 +35,8 @@ MANIFEST = "manifest.json"
 TEST_FILE = "test.npz"
 VALIDATION_FILE = "validacion.npz"
 INITIAL_WEIGHTS_FILE = "pesos_iniciales.npz"
+ROUNDS_FILE = "rondas.json"  # the record of the rounds published by hand (fedmnist/rounds.py)
+ROUND_WEIGHTS_GLOB = "pesos_ronda_*.npz"  # the starting weights of rounds 2, 3, ...
 PARTITION_FIGURE = "particion.png"
 FULL_TRAIN_SAMPLES = 60_000
 # Bounds on what the organizer's folder may declare, checked before anything is built or allocated: the folder
@@ -223,6 +225,11 @@ def describe_manifest(manifest):
     return ", ".join(words)
 
 
+def round_files(data_dir):
+    """The round record and every published round's weights in `data_dir`: a new split starts again at round 1."""
+    return [Path(data_dir) / ROUNDS_FILE, *sorted(Path(data_dir).glob(ROUND_WEIGHTS_GLOB))]
+
+
 def write_partitions(out_dir, x_train, y_train, x_test, y_test, parts, initial_weights, config, validation=None):
     """Replace the whole split in `out_dir` at once: client files, validation and test sets, initial weights,
     manifest, figure.
@@ -267,7 +274,8 @@ def write_partitions(out_dir, x_train, y_train, x_test, y_test, parts, initial_w
         "initial_weights": {"file": INITIAL_WEIGHTS_FILE, "sha256": weights_sha256(initial_weights)},
         "sha256": {name: sha256_bytes(data) for name, data in contents.items()},
     }
-    stale = [path for path in [*out_dir.glob("cliente_*.npz"), out_dir / VALIDATION_FILE] if path.name not in contents]
+    earlier = [*out_dir.glob("cliente_*.npz"), out_dir / VALIDATION_FILE, *round_files(out_dir)]
+    stale = [path for path in earlier if path.name not in contents]
     stale = [path for path in stale if path.exists()]
     with OutputSet(remove=stale) as outputs:
         for name, data in contents.items():

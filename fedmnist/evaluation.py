@@ -160,6 +160,30 @@ def plot_method_comparison(method_accuracy, local_accuracy, title, num_samples):
     return fig
 
 
+def plot_accuracy_by_round(by_round, labels, num_samples):
+    """Each method's test accuracy round by round, with its 95 % sampling interval, on the full 0-100 scale.
+
+    `by_round` is resultados.json's list of {round, accuracy: {key: accuracy}}; `labels` names each key. In
+    round r every rule is applied to the same updates, which started from the model published after round r - 1.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    keys = list(dict.fromkeys(key for entry in by_round for key in entry["accuracy"]))
+    offsets = np.linspace(-0.15, 0.15, len(keys)) if len(keys) > 1 else [0.0]
+    for key, offset in zip(keys, offsets):
+        points = [(entry["round"], 100 * entry["accuracy"][key]) for entry in by_round if key in entry["accuracy"]]
+        rounds, values = (np.array(column, dtype=np.float64) for column in zip(*points))
+        errors = 100 * binomial_half_width(values / 100, num_samples)
+        ax.errorbar(rounds + offset, values, yerr=errors, fmt="o-", capsize=3, label=labels.get(key, key))
+    ax.set_ylim(0, 100)
+    ax.set_xticks(sorted({entry["round"] for entry in by_round}))
+    ax.set_xlabel("ronda")
+    ax.set_ylabel(f"exactitud en test (%); barras: IC 95 % de {num_samples} imágenes")
+    ax.set_title("Exactitud por ronda (cada regla sobre las actualizaciones de la ronda)")
+    ax.grid(alpha=0.3)
+    legend_below(fig, ax)
+    return fig
+
+
 def plot_partition(manifest):
     """Stacked bar per client: how many examples of each class it holds."""
     clients = list(manifest["clients"])

@@ -9,8 +9,10 @@ checked against a schema and against the organizer's manifest, which is the trut
 - the file name is canonical: pesos_cliente_<id>.pkl or pesos_cliente_<id>_fedprox.pkl,
   id in 1..K in ASCII digits without leading zeros;
 - client_id equals the file name's id; num_samples equals the manifest's count for it;
-- initial_weights_sha256 equals the manifest's (a self-reported hash: it catches
-  a client that started from other weights by mistake, not one that lies);
+- round (1 if absent) is a published round, and initial_weights_sha256 equals
+  the hash of that round's starting weights (round 1: the manifest's; a
+  self-reported hash: it catches a client that started from other weights by
+  mistake, not one that lies);
 - weights match model.py's shapes and are finite after the cast to float32;
 - the optional fields (mu, epochs, batch_size, seed, versions) have their types
   and bounds; unknown keys are dropped without being looked at.
@@ -70,13 +72,22 @@ class Expected:
 
     shapes: tuple
     num_samples: dict  # client id -> its partition's size; its keys are the valid ids
-    initial_weights_sha256: str
+    initial_weights_sha256: str  # round 1's starting weights (the manifest's)
     allow_legacy: bool = False
+    round_starts: dict = None  # {round: its starting weights' SHA-256} of every published round (None: round 1's)
+    round: int | None = 1  # the round being aggregated; None: any published round (the caller picks one after)
+
+    def __post_init__(self):
+        if self.round_starts is None:
+            object.__setattr__(self, "round_starts", {1: self.initial_weights_sha256})
 
     @classmethod
-    def from_manifest(cls, manifest, shapes, allow_legacy=False):
+    def from_manifest(cls, manifest, shapes, allow_legacy=False, round_starts=None, round_number=1):
+        """`round_starts` and `round_number`: what fedmnist/rounds.py says was published, and the round compared."""
         counts = {int(cid): info["num_samples"] for cid, info in manifest["clients"].items()}
-        return cls(tuple(tuple(s) for s in shapes), counts, manifest["initial_weights"]["sha256"], allow_legacy)
+        sha = manifest["initial_weights"]["sha256"]
+        starts = dict(round_starts or {1: sha})
+        return cls(tuple(tuple(s) for s in shapes), counts, sha, allow_legacy, starts, round_number)
 
     @property
     def num_clients(self):
@@ -128,9 +139,13 @@ def library_versions():
     return versions
 
 
-def write_update(path, *, client_id, num_samples, weights, mu, epochs, batch_size, seed, initial_weights_sha256):
-    """Pickle one client's update atomically, in the format `read_update` expects."""
+def write_update(
+    path, *, client_id, num_samples, weights, mu, epochs, batch_size, seed, initial_weights_sha256, round_number=1
+):
+    """Pickle one client's update atomically, in the format `read_update` expects; `initial_weights_sha256` is the
+    hash of the weights round `round_number` started from."""
     update = {
+        "round": int(round_number),
         "client_id": int(client_id),
         "num_samples": int(num_samples),
         "weights": [np.asarray(w, dtype=np.float32) for w in weights],
@@ -283,7 +298,7 @@ def check_payload(payload, source, expected, name_id):
             check_arrays(payload, expected.shapes, name),
             expected.num_samples[client_id],
             None,
-            {"legacy": True},
+            {"legacy": True, "round": 1},
         )
     if type(payload) is not dict:
         raise UpdateError(f"{name}: expected a dict of the update's fields, got {describe(payload)}")
@@ -306,20 +321,44 @@ def check_payload(payload, source, expected, name_id):
     sha = payload["initial_weights_sha256"]
     if not (isinstance(sha, str) and SHA256_HEX.fullmatch(sha)):
         raise UpdateError(f"{name}: initial_weights_sha256 must be 64 hexadecimal digits, got {describe(sha)}")
-    if sha != expected.initial_weights_sha256:
+    round_number = check_round(payload.get("round", 1), name, expected)
+    if sha != expected.round_starts[round_number]:
+        start = "split_data.py's pesos_iniciales.npz" if round_number == 1 else f"pesos_ronda_{round_number}.npz"
         raise UpdateError(
-            f"{name}: started from other initial weights (SHA-256 {sha[:12]}…, expected "
-            f"{expected.initial_weights_sha256[:12]}…); "
-            "every client must start from split_data.py's pesos_iniciales.npz"
+            f"{name}: started from other weights (SHA-256 {sha[:12]}…, expected "
+            f"{expected.round_starts[round_number][:12]}…); every client of round {round_number} starts from {start}"
         )
     metadata = {
         "client_id": client_id,
         "num_samples": num_samples,
         "initial_weights_sha256": sha,
+        "round": round_number,
         **check_optional_fields(payload, name),
     }
     return ClientUpdate(
         Path(source), client_id, check_arrays(payload["weights"], expected.shapes, name), truth, sha, metadata
+    )
+
+
+def check_round(declared, name, expected):
+    """The update's round (older updates: 1); UpdateError unless it is published, and the one aggregated if set."""
+    if not (is_int(declared) and 1 <= declared <= 10**6):
+        raise UpdateError(f"{name}: round must be an integer in 1..10^6, got {describe(declared)}")
+    if declared not in expected.round_starts:
+        raise UpdateError(
+            f"{name}: trained in round {declared}, which this data folder has not published "
+            f"(rounds 1..{max(expected.round_starts)}); use the instructor's data folder"
+        )
+    if expected.round is not None and declared != expected.round:
+        raise UpdateError(other_round(name, declared, expected.round))
+    return declared
+
+
+def other_round(name, declared, aggregated):
+    """The one line that refuses an update of another round than the one aggregated."""
+    return (
+        f"{name}: trained in round {declared}, but this aggregation is round {aggregated}; train it again "
+        f"with ROUND = {aggregated}, or compare round {declared} with --round {declared}"
     )
 
 

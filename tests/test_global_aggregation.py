@@ -354,6 +354,6 @@ def test_the_comparison_records_what_each_client_declared_and_flags_fedprox_with
     assert "declares μ = 0, FedAvg's local objective" in rejected["pesos_cliente_4_fedprox.pkl"]
     assert results["methods"]["fedprox"]["label"] == "FedProx (μ = 0.01)"
     assert results["methods"]["fedprox"]["clients"] == [1, 2, 3]
-    assert results["local_models"]["1"]["declared"] == {"mu": 0.0, "epochs": 1, "batch_size": 32, "seed": 1}
+    assert results["local_models"]["1"]["declared"] == {"mu": 0.0, "epochs": 1, "batch_size": 32, "seed": 1, "round": 1}
     assert results["local_models"]["4"]["note"] == "equal to the initial weights: this client trained nothing"
     assert "pesos_cliente_4.pkl equals the initial weights" in done.stdout

@@ -11,7 +11,9 @@ SOURCES = [REPO / p for p in subprocess.run(["git", "ls-files", "*.py"], cwd=REP
                                             check=True).stdout.split() if not p.startswith("tests/")]
 # Imports kept inside a function on purpose: an optional dependency, or a slow one only one path needs.
 DEFERRED = {("fedmnist/mnist.py", "keras"),  # only the Keras download source needs TensorFlow
-            ("benchmarks/aggregation.py", "flwr.server.strategy")}  # optional: the Flower columns
+            ("benchmarks/aggregation.py", "flwr.server.strategy"),  # optional: the Flower columns
+            ("fedmnist/tensorflow_logs.py", "keras"),  # imported while descriptor 2 is discarded
+            ("fedmnist/tensorflow_logs.py", "tensorflow")}
 
 
 def module_name(path):
