@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 from fedmnist import defaults
+from fedmnist.comparison import format_table
 from fedmnist.data import MAX_CLIENTS, SplitSpec
 from fedmnist.partition import PARTITIONERS
-from fedmnist.comparison import format_table
 from fedmnist.training import check_training_parameters
 from fedmnist.workflow import WorkflowError, run_demo
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from benchmarks.common import update_results
 from fedmnist import defaults
+from fedmnist.data import SplitSpec
 from fedmnist.workflow import run_demo
 
 
@@ -21,7 +22,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as folder:
-        timings, _ = run_demo(args.clients, args.seed, Path(folder) / "data", Path(folder) / "outputs", {})
+        timings, _ = run_demo(
+            SplitSpec(num_clients=args.clients, seed=args.seed), Path(folder) / "data", Path(folder) / "outputs", {}
+        )
     print("\nstage                 seconds")
     for stage, seconds in timings.items():
         print(f"{stage:<20} {seconds:>8.1f}")

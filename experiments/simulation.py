@@ -24,7 +24,7 @@ from pathlib import Path
 from fedmnist import defaults, scenarios, strategies
 from fedmnist.attacks import ATTACKS
 from fedmnist.centralized import read_baseline, train_centralized, write_baseline
-from fedmnist.comparison import project_relative
+from fedmnist.files import project_relative
 from fedmnist.data import PARTITION_FIGURE, ensure_split, read_manifest
 from fedmnist.history import (
     FIGURE_FILE,

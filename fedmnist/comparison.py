@@ -7,7 +7,6 @@ every local model, and write the models, the figure and resultados.json as one s
 """
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +15,9 @@ import numpy as np
 from fedmnist import strategies
 from fedmnist.attacks import attack_updates, malicious_ids
 from fedmnist.data import load_test_data, load_validation_data, read_manifest
-from fedmnist.defaults import MIN_CLIENTS, PROJECT_DIR
+from fedmnist.defaults import MIN_CLIENTS
 from fedmnist.evaluation import evaluate_weights, plot_accuracy_by_round, plot_method_comparison, save_figure
-from fedmnist.files import OutputSet, complete_interrupted_set
+from fedmnist.files import OutputSet, complete_interrupted_set, project_relative
 from fedmnist.mnist import sha256_file
 from fedmnist.rounds import (
     accuracy_by_round,
@@ -60,12 +59,6 @@ class Comparison:
 
 def model_file(key):
     return f"modelo_global_{key}.h5"
-
-
-def project_relative(path):
-    """`path` relative to the project when it is inside it, so results name no machine's folders."""
-    path = Path(path).resolve()
-    return str(path.relative_to(PROJECT_DIR)) if path.is_relative_to(PROJECT_DIR) else os.fspath(path)
 
 
 def load_kind(paths, expected, log):

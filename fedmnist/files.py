@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from fedmnist.defaults import PROJECT_DIR
+
 TERMINATION_SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 JOURNAL = ".conjunto_en_curso.json"  # the moves of a set being replaced; present only while they are made
 TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>[0-9]{1,10})-[0-9a-f]{8}\.tmp[^/]*")
@@ -280,6 +282,12 @@ def process_alive(pid):
     except (PermissionError, OverflowError, OSError):
         return True  # another user's process, or a number we cannot ask about: leave its files alone
     return True
+
+
+def project_relative(path):
+    """`path` relative to the project when it is inside it, so results name no machine's folders."""
+    path = Path(path).resolve()
+    return str(path.relative_to(PROJECT_DIR)) if path.is_relative_to(PROJECT_DIR) else os.fspath(path)
 
 
 def os_error_text(err, limit=160):

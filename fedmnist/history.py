@@ -139,6 +139,17 @@ def upgraded(config):
     return {**ADDED_CONFIG_KEYS, **config} if isinstance(config, dict) else config
 
 
+PLACE_KEYS = ("data",)  # where the split lies: a moved checkout or another clone runs the same federation
+
+
+def same_run(recorded, config):
+    """True if a recorded config describes the run `config` describes, wherever its data folder lies."""
+    recorded = upgraded(recorded)
+    return isinstance(recorded, dict) and {k: v for k, v in recorded.items() if k not in PLACE_KEYS} == {
+        k: v for k, v in config.items() if k not in PLACE_KEYS
+    }
+
+
 def new_history(config):
     return {"config": config, "rounds_completed": 0, "history": {name: [] for name in config["strategies"]}}
 
@@ -250,7 +261,7 @@ def load_state(out_dir, config, rounds_wanted=None):
             raise ValueError("larger than any state this project writes")
         results = json.loads(path.read_text())
         recorded = results["config"]
-        same_config = upgraded(recorded) == config
+        same_config = same_run(recorded, config)
         rounds, history = results["rounds_completed"], results["history"]
         hashes = results.pop(CHECKPOINT_HASHES, None)
         if same_config and (problem := history_problem(rounds, history, config["strategies"])):

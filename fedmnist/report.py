@@ -238,6 +238,10 @@ def demo_table():
         if entry["status"] != "ok":
             rows.append([name, "—", "—", "—", "—", entry["status"]])
             continue
+        said = [entry["note"]] if entry.get("note") else []
+        said += [f"el modelo del cliente {entry['returned_client']}"] if entry.get("returned_client") else []
+        if key in results.get("tied_with_best_on_test", {}):
+            said.append(f"empata con el mejor en test (McNemar p = {results['tied_with_best_on_test'][key]:.2f})")
         rows.append(
             [
                 name,
@@ -245,7 +249,7 @@ def demo_table():
                 f"{100 * entry['accuracy']:.2f}",
                 f"{entry['loss']:.4f}",
                 f"{entry['macro_f1']:.4f}",
-                entry.get("note") or "",
+                "; ".join(said),
             ]
         )
     for cid, entry in results["local_models"].items():
@@ -266,13 +270,19 @@ def demo_table():
 STAGES = {"split_data": "reparto de los datos", "global_aggregation": "agregación y comparación", "total": "total"}
 
 
+def stage_name(stage):
+    """A stage of the workflow's timings in Spanish: split_data, round_<r>_client_<n>, round_<r>_aggregation, total
+    (and the one-round names of earlier measurements: client_<n>, global_aggregation)."""
+    if match := re.fullmatch(r"round_(\d+)_(client_(\d+)|aggregation)", stage):
+        what = f"cuaderno del cliente {match[3]}" if match[3] else STAGES["global_aggregation"]
+        return f"ronda {match[1]}: {what}"
+    return STAGES.get(stage, stage.replace("client_", "cuaderno del cliente "))
+
+
 def stages_table():
     """Wall time of each stage of the course workflow (python -m benchmarks.end_to_end)."""
     bench = load("benchmarks.json")["end_to_end"]
-    rows = [
-        [STAGES.get(stage, stage.replace("client_", "cuaderno del cliente ")), f"{seconds:.0f}"]
-        for stage, seconds in bench["seconds"].items()
-    ]
+    rows = [[stage_name(stage), f"{seconds:.0f}"] for stage, seconds in bench["seconds"].items()]
     return markdown(["etapa", "segundos"], rows, "lr")
 
 

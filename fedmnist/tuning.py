@@ -27,13 +27,14 @@ import numpy as np
 from fedmnist import strategies
 from fedmnist.centralized import read_baseline, train_centralized, write_baseline
 from fedmnist.data import ensure_split
-from fedmnist.files import write_text_atomically
+from fedmnist.files import project_relative, write_text_atomically
 from fedmnist.history import (
     LAST_ROUNDS,
     PARTIAL_FILE,
     RESULTS_FILE,
     load_state,
     new_history,
+    same_run,
     save_state,
     write_results,
 )
@@ -117,10 +118,12 @@ def run_point(scenario, spec, point, seed, data, out, log, rounds=None, runtime=
     values = {**scenario_values.values, **{name: value for name, value in point.items() if name != "learning_rate"}}
     configured = [strategies.parse_spec(key, {key: values})]
     manifest = ensure_split(data, scenario.split_spec(seed), log=log, replace=True)  # the tuning's own folder
-    config = history_config(settings, manifest, configured, runtime=runtime, scenario=scenario.name, data=str(data))
+    config = history_config(
+        settings, manifest, configured, runtime=runtime, scenario=scenario.name, data=project_relative(data)
+    )
     if (out / RESULTS_FILE).is_file():
         results = json.loads((out / RESULTS_FILE).read_text())
-        if results.get("config") == config and results.get("rounds_completed") == settings.rounds:
+        if same_run(results.get("config"), config) and results.get("rounds_completed") == settings.rounds:
             return results
     results, states = load_state(out, config) if (out / PARTIAL_FILE).is_file() else (new_history(config), None)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,8 @@ import subprocess
 
 import papermill
 import pytest
-
 from conftest import REPO, run_script
+
 from fedmnist.data import ROUNDS_FILE
 from fedmnist.mnist import sha256_file
 from fedmnist.rounds import load_round_weights, round_weights_file

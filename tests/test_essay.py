@@ -104,12 +104,14 @@ def test_every_figure_and_local_link_exists(document):
         assert (document.parent / target).exists(), target
 
 
-def test_readme_is_a_map_with_the_commands_first_and_the_code_map_near_the_top():
+def test_readme_is_for_the_course_the_commands_then_each_role_and_the_research_in_docs():
     readme = (REPO / "README.md").read_text()
     headings = re.findall(r"^## (.*)$", readme, flags=re.MULTILINE)
     assert len(readme.splitlines()) <= 250
-    assert headings[:2] == ["Dos comandos", "Mapa del código"]
-    assert {"demo", "estrategias", "deriva", "flower"} <= {m.group("name") for m in report.MARKED.finditer(readme)}
+    assert headings[:2] == ["Dos comandos", "El flujo de trabajo, por papel"]
+    assert {m.group("name") for m in report.MARKED.finditer(readme)} == {"demo"}
+    code = (REPO / "docs" / "codigo.md").read_text()
+    assert {m.group("name") for m in report.MARKED.finditer(code)} == {"estrategias"}
 
 
 def test_a_table_edited_by_hand_is_caught(essay):

@@ -17,7 +17,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp import strategy as flower
 
 from fedmnist import defaults, privacy
-from fedmnist.comparison import project_relative
+from fedmnist.files import project_relative
 from fedmnist.data import load_initial_weights, load_test_data, read_manifest
 from fedmnist.drift import round_drift
 from fedmnist.evaluation import evaluate_weights
