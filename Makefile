@@ -152,6 +152,8 @@ study: venv
 # Everything the essay and the README report (the demo's comparison included), then their tables re-rendered.
 results: seeds scenarios heterogeneity privacy factors trainers
 	$(PY) demo.py --results results
+	$(PY) demo.py --rounds 3 --partition dirichlet --alpha 0.1 --data data/rondas --out outputs/rondas \
+	  --results results/rondas
 	$(PY) experiments/tables.py --write ensayo_aprendizaje_federado.md README.md docs/*.md
 
 FLOWER_OPTIONS = $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ROUNDS),--rounds $(ROUNDS)) \
