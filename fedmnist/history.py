@@ -204,8 +204,10 @@ def summarize(history):
 
 
 def run_digest(config):
-    """A short name for one configuration: checkpoints of different runs never share a file."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    """A short name for one configuration, wherever its data folder lies (same_run): checkpoints of different runs
+    never share a file."""
+    identity = {key: value for key, value in config.items() if key not in PLACE_KEYS}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def checkpoint_path(out_dir, config, strategy_name, round_number, what="pesos"):
