@@ -6,7 +6,8 @@ a file under results/ and an RFC 6901 JSON pointer into it:
     FedAvg reaches 98.03 ± 0.06<!-- semillas.json#/one_shot/fedavg --> in one round.
 
 The pointer names a number, or a {"mean", "std"} cell written as "mean ± std"; " ×100" after the pointer
-writes a fraction as a percent (`0.9589` as 95.89<!-- FILE#/POINTER ×100 -->). The number of decimals is
+writes a fraction as a percent (`0.9589` as 95.89<!-- FILE#/POINTER ×100 -->), and " ×-1" (or " ×-100")
+writes a difference the other way round (B − A where the source holds A − B). The number of decimals is
 the writer's choice and is kept; the value is the source's. `render` rewrites every cited number from
 results/, `stale` names those whose copy differs. Being present somewhere in results/ is not enough: a cited
 number must be the quantity its pointer names.
@@ -19,7 +20,7 @@ from fedmnist.defaults import RESULTS_DIR
 
 NUMBER = r"-?\d+(?:\.\d+)?"
 CITED = re.compile(
-    rf"(?P<written>{NUMBER}(?: ± {NUMBER})?)<!-- (?P<file>[\w./-]+\.json)#(?P<pointer>/.*?)(?P<percent> ×100)? -->"
+    rf"(?P<written>{NUMBER}(?: ± {NUMBER})?)<!-- (?P<file>[\w./-]+\.json)#(?P<pointer>/.*?)(?: ×(?P<scale>-?100|-1))? -->"
 )
 
 
@@ -54,7 +55,7 @@ def formatted(value, written, where, scale=1):
 
 def current(match, source):
     where = f"{source}: {match['file']}#{match['pointer']}"
-    scale = 100 if match["percent"] else 1
+    scale = int(match["scale"]) if match["scale"] else 1
     return formatted(resolve(match["file"], match["pointer"], source), match["written"], where, scale)
 
 

@@ -241,7 +241,7 @@ def demo_table():
         said = [entry["note"]] if entry.get("note") else []
         said += [f"el modelo del cliente {entry['returned_client']}"] if entry.get("returned_client") else []
         if key in results.get("tied_with_best_on_test", {}):
-            said.append(f"empata con el mejor en test (McNemar p = {results['tied_with_best_on_test'][key]:.2f})")
+            said.append(f"no se distingue del mejor en test (McNemar p = {results['tied_with_best_on_test'][key]:.2f})")
         rows.append(
             [
                 name,
