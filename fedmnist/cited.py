@@ -20,7 +20,8 @@ from fedmnist.defaults import RESULTS_DIR
 
 NUMBER = r"-?\d+(?:\.\d+)?"
 CITED = re.compile(
-    rf"(?P<written>{NUMBER}(?: ± {NUMBER})?)<!-- (?P<file>[\w./-]+\.json)#(?P<pointer>/.*?)(?: ×(?P<scale>-?100|-1))? -->"
+    rf"(?P<written>{NUMBER}(?: ± {NUMBER})?)"
+    r"<!-- (?P<file>[\w./-]+\.json)#(?P<pointer>/.*?)(?: ×(?P<scale>-?100|-1))? -->"
 )
 
 

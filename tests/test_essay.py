@@ -104,6 +104,14 @@ def test_a_fraction_is_cited_as_a_percent():
     assert cited.render(text, ESSAY).startswith(f"{100 * value:.1f}<!--")
 
 
+def test_a_difference_is_cited_the_other_way_round():
+    value = json.loads((REPO / "results" / "resultados.json").read_text())["methods"]["fedavg"]["accuracy"]
+    assert cited.render("0.0<!-- resultados.json#/methods/fedavg/accuracy ×-100 -->", ESSAY).startswith(
+        f"{-100 * value:.1f}<!--"
+    )
+    assert cited.stale(f"{100 * value:.2f}<!-- resultados.json#/methods/fedavg/accuracy ×-100 -->", ESSAY) != []
+
+
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
 def test_every_figure_and_local_link_exists(document):
     targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", document.read_text())

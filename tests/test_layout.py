@@ -1,6 +1,8 @@
 """The layout's rules, checked on the source: scripts are entry points, the library stands alone, imports on top."""
 
 import ast
+import json
+import re
 import subprocess
 
 import pytest
@@ -85,3 +87,24 @@ def test_lines_are_at_most_120_characters():
     long = [(str(path.relative_to(REPO)), number) for path in SOURCES + sorted((REPO / "tests").glob("*.py"))
             for number, line in enumerate(path.read_text().splitlines(), start=1) if len(line) > 120]
     assert long == []
+
+
+def test_no_committed_result_names_a_machine_path():
+    """Results are read on other machines: a recorded path is relative to the project, never /home/… or C:\\…"""
+    tracked = subprocess.run(["git", "ls-files", "results"], capture_output=True, text=True, cwd=REPO, check=True)
+    absolute = []
+
+    def walk(value, where):
+        if isinstance(value, str) and (value.startswith(("/", "~")) or re.match(r"[A-Za-z]:\\", value)):
+            absolute.append(where)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{where}/{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{where}/{index}")
+
+    for name in tracked.stdout.split():
+        if name.endswith(".json"):
+            walk(json.loads((REPO / name).read_text()), name + "#")
+    assert absolute == []
