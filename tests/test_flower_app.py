@@ -14,7 +14,15 @@ pytest.importorskip("flwr")
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict  # noqa: E402
 from flwr.serverapp import strategy as flower  # noqa: E402
 
-from fedmnist.flower.server_app import checked_replies, make_strategy  # noqa: E402
+from fedmnist.flower.server_app import (  # noqa: E402
+    CentralEvaluation,
+    NodeIdentities,
+    checked_replies,
+    make_strategy,
+    read_node_clients,
+    resumed,
+    server_folder,
+)
 from fedmnist.flower.settings import client_id, training_config  # noqa: E402
 
 WITH_FLOWER = [key for key, row in strategies.REGISTRY.items() if row.flower]
@@ -73,12 +81,17 @@ def test_partition_id_maps_to_client_id_and_k_must_match():
 
 
 class Reply:
-    def __init__(self, node, weights, num_examples, cid):
+    """A reply as the ClientApp builds it; `metrics` and `extra` records change it into a hostile one."""
+
+    def __init__(self, node, weights, num_examples, cid, metrics=None, extra=None):
         self.content = RecordDict(
             {
                 "arrays": ArrayRecord([np.asarray(w) for w in weights]),
-                "metrics": MetricRecord({"num-examples": num_examples, "equal-weight": 1}),
+                "metrics": MetricRecord(
+                    {"num-examples": num_examples, "equal-weight": 1, "train-loss": 0.5, **(metrics or {})}
+                ),
                 "client": ConfigRecord({"client-id": cid}),
+                **(extra or {}),
             }
         )
         self.metadata = type("Metadata", (), {"src_node_id": node})()
@@ -116,6 +129,67 @@ def test_replies_that_fail_the_update_checks_are_dropped_before_flower_aggregate
         "drift": None,
         "clip": None,
     }
+
+
+def prime(strategy, weights):
+    """What configure_train keeps before a round, for the strategies whose server step needs it."""
+    if isinstance(strategy, (flower.FedAdam, flower.FedYogi)):  # FedOpt keeps a dict of arrays
+        strategy.current_arrays = {k: a.numpy() for k, a in ArrayRecord(weights).items()}
+    elif hasattr(strategy, "current_arrays"):  # FedAvgM and the DP wrappers keep an ArrayRecord
+        strategy.current_arrays = ArrayRecord(weights)
+
+
+HOSTILE = {
+    "a metric sent as a list": lambda w: Reply(13, w, 5, 4, metrics={"train-loss": [0.5, 0.4]}),
+    "an extra metric": lambda w: Reply(13, w, 5, 4, metrics={"accuracy": 0.9}),
+    "an extra ArrayRecord": lambda w: Reply(13, w, 5, 4, extra={"more": ArrayRecord([np.zeros(2, np.float32)])}),
+    "an extra MetricRecord": lambda w: Reply(13, w, 5, 4, extra={"more": MetricRecord({"x": 1.0})}),
+    "a negative equal weight": lambda w: Reply(13, w, 5, 4, metrics={"equal-weight": -3}),
+    "a huge equal weight": lambda w: Reply(13, w, 5, 4, metrics={"equal-weight": 10**9}),
+    "a NaN equal weight": lambda w: Reply(13, w, 5, 4, metrics={"equal-weight": float("nan")}),
+    "a node claiming a bound client": lambda w: Reply(13, w, 5, 1),
+}
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=list(HOSTILE))
+@pytest.mark.parametrize("key", WITH_FLOWER)
+def test_a_hostile_reply_is_rejected_and_the_round_goes_on_for_every_strategy(key, hostile):
+    shapes = [(2, 2), (3,)]
+    strategy = checked_strategy(key, {cid: 5 for cid in range(1, 13)}, shapes)  # 12: adaptive clipping's cohort
+    honest = [[np.full(s, v, np.float32) for s in shapes] for v in (1.0, 2.0, 3.0)]
+    replies = [Reply(10 + i, w, 5, i + 1) for i, w in enumerate(honest)]
+    start = [np.zeros(s, np.float32) for s in shapes]
+    prime(strategy, start)
+    strategy.aggregate_train(1, replies)  # round 1 binds nodes 10, 11, 12 to clients 1, 2, 3
+    prime(strategy, start)
+    attacked = (
+        honest[0] if hostile != "a node claiming a bound client" else [np.full(s, 1e3, np.float32) for s in shapes]
+    )
+    fresh = [Reply(10 + i, w, 5, i + 1) for i, w in enumerate(honest)]
+    arrays, _ = strategy.aggregate_train(2, [*fresh, HOSTILE[hostile](attacked)])
+    assert strategy.last_round["clients"][:3] == [1, 2, 3]
+    assert strategy.last_round["rejected"] + [strategy.last_round["rejected_unknown"]] in ([4, 0], [1])
+    assert arrays is not None and all(np.all(np.isfinite(w)) for w in arrays.to_numpy_ndarrays())
+    if key in ("fedavg", "fedprox", "fedmed"):  # the honest three alone: a mean and a median of 1, 2, 3
+        assert all(np.allclose(w, 2.0) for w in arrays.to_numpy_ndarrays())
+
+
+def test_a_node_map_the_server_holds_decides_who_a_node_is(tmp_path):
+    shapes = [(2,)]
+    strategy = checked_strategy("fedavg", {1: 1, 2: 1}, shapes)
+    path = tmp_path / "nodos.json"
+    path.write_text(json.dumps({"10": 1, "11": 2}))
+    strategy.identities = NodeIdentities(read_node_clients(path, 2))
+    impostor = Reply(99, [np.full(2, 1e3, np.float32)], 1, 2)  # not in the map: claims client 2, replies first
+    liar = Reply(10, [np.full(2, 1e3, np.float32)], 1, 2)  # node 10 is client 1, whatever it says
+    arrays, _ = strategy.aggregate_train(
+        1, [impostor, liar, Reply(10, [np.ones(2, np.float32)], 1, 1), Reply(11, [np.full(2, 3.0, np.float32)], 1, 2)]
+    )
+    assert np.allclose(arrays.to_numpy_ndarrays()[0], 2.0)
+    for bad, message in (({"10": 1, "11": 1}, "same client"), ({"10": 7}, "client id in 1..2"), ([1], "JSON object")):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match=message):
+            read_node_clients(path, 2)
 
 
 def test_the_drift_of_the_accepted_replies_is_measured_from_the_rounds_global_model():
@@ -398,3 +472,45 @@ def test_unknown_strategy_on_the_command_line_is_refused_before_anything_starts(
     done = flower_local("deployment", "--strategy", "fedsgd", "--out", str(tmp_path / "x"))
     assert done.returncode == 2 and "invalid choice: 'fedsgd'" in last_line(done.stderr)
     assert not (tmp_path / "x").exists()
+
+
+def test_an_empty_folder_setting_under_a_superlink_says_what_to_pass(monkeypatch, tmp_path):
+    assert server_folder({"data-dir": str(tmp_path)}, "data-dir", defaults.DATA_DIR) == tmp_path.resolve()
+    assert server_folder({"data-dir": ""}, "data-dir", defaults.DATA_DIR) == defaults.DATA_DIR.resolve()
+    monkeypatch.setenv("FLWR_HOME", str(defaults.PROJECT_DIR.parent))  # as if Flower had unpacked the app there
+    with pytest.raises(ValueError, match="run config out-dir is empty and this ServerApp runs from Flower's copy"):
+        server_folder({"out-dir": ""}, "out-dir", defaults.RESULTS_DIR)
+
+
+def test_every_round_is_written_and_a_stopped_run_resumes_from_its_last_round(tiny_partition, tmp_path):
+    from fedmnist.data import load_initial_weights, load_test_data, read_manifest
+    from fedmnist.history import PARTIAL_FILE, new_history, run_config
+    from model import build_model
+
+    manifest = read_manifest(tiny_partition)
+    strategy, configured = make_strategy({"strategy": "fedavg"}, num_clients=3)
+    strategy.last_round = {"clients": [1, 2, 3], "rejected": [], "rejected_unknown": 0, "drift": None, "clip": None}
+    config = run_config(
+        runtime="flower",
+        data="d",
+        manifest=manifest,
+        fraction=1.0,
+        epochs=1,
+        batch_size=8,
+        optimizer="sgd",
+        learning_rate=0.05,
+        strategies=[configured.name],
+        seed=1,
+    )
+    weights, _ = load_initial_weights(tiny_partition)
+    evaluation = CentralEvaluation(
+        build_model(), load_test_data(tiny_partition), strategy, 1, configured, (tmp_path, new_history(config), 0)
+    )
+    for server_round in (0, 1, 2):
+        evaluation(server_round, ArrayRecord([w + server_round for w in weights]))
+    state = json.loads((tmp_path / PARTIAL_FILE).read_text())
+    assert state["rounds_completed"] == 2 and [r["round"] for r in state["history"]["fedavg"]] == [1, 2]
+    results, start, done = resumed(tmp_path, config, strategies.get("fedavg"), 5)
+    assert done == 2 and all(np.array_equal(a, b + 2) for a, b in zip(start, weights))
+    with pytest.raises(ValueError, match="fedadam keeps a server state"):
+        resumed(tmp_path, config, strategies.get("fedadam"), 5)
