@@ -15,8 +15,6 @@ names the apps in fedmnist/flower/); the ServerApp writes simulacion.json/.png t
 """
 
 import argparse
-import datetime
-import ipaddress
 import json
 import os
 import shutil
@@ -31,13 +29,9 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from fedmnist import defaults, strategies
 from fedmnist.data import SplitSpec, ensure_split, read_manifest
+from fedmnist.flower.credentials import Credentials
 from fedmnist.history import RESULTS_FILE
 from fedmnist.partition import PartitionError
 
@@ -158,64 +152,6 @@ def child_environment(flwr_home):
         "PYTHONUNBUFFERED": "1",
         RUN_MARKER: uuid.uuid4().hex,
     }
-
-
-class Credentials:
-    """TLS and SuperNode-authentication material for a --secure deployment, generated into `folder`.
-
-    A certificate authority, a SuperLink certificate it signs for 127.0.0.1 and localhost, and one
-    P-384 key pair per SuperNode in OpenSSH format (what flower-supernode and `flwr supernode register` read).
-    """
-
-    def __init__(self, folder, clients):
-        folder.mkdir(parents=True, exist_ok=True)
-        self.ca, self.cert, self.key = folder / "ca.crt", folder / "server.pem", folder / "server.key"
-        ca_key = ec.generate_private_key(ec.SECP384R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fedmnist test CA")])
-        ca_cert = certificate(ca_name, ca_name, ca_key.public_key(), ca_key, is_ca=True)
-        server_key = ec.generate_private_key(ec.SECP384R1())
-        server_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-        server_cert = certificate(server_name, ca_name, server_key.public_key(), ca_key, is_ca=False)
-        self.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-        self.cert.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-        self.key.write_bytes(pem_private(server_key))
-        self.node_keys = []
-        for partition in range(clients):
-            private, public = folder / f"supernode_{partition}", folder / f"supernode_{partition}.pub"
-            node_key = ec.generate_private_key(ec.SECP384R1())
-            private.write_bytes(
-                node_key.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-                )
-            )
-            public.write_bytes(
-                node_key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-            )
-            self.node_keys.append((private, public))
-
-
-def certificate(subject, issuer, public_key, signing_key, is_ca):
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
-    )
-    if not is_ca:
-        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(signing_key, hashes.SHA384())
-
-
-def pem_private(key):
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 def superlink_command(args, link_port, credentials):
@@ -419,7 +355,7 @@ def main(argv=None):
 
     flwr_home = Path(tempfile.mkdtemp(prefix="flwr_home_"))
     link_port = free_port()
-    credentials = Credentials(flwr_home / "credentials", args.clients) if args.secure else None
+    credentials = Credentials(flwr_home / "certificados", flwr_home / "claves", args.clients) if args.secure else None
     security = f'root-certificates = "{credentials.ca}"' if credentials else "insecure = true"
     (flwr_home / "config.toml").write_text(
         f'[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\naddress = "127.0.0.1:{link_port}"\n{security}\n'
