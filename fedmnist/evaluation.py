@@ -177,8 +177,12 @@ def plot_accuracy_by_round(by_round, labels, num_samples):
     ax.set_ylim(0, 100)
     ax.set_xticks(sorted({entry["round"] for entry in by_round}))
     ax.set_xlabel("ronda")
-    ax.set_ylabel(f"exactitud en test (%); barras: IC 95 % de {num_samples} imágenes")
-    ax.set_title("Exactitud por ronda (cada regla sobre las actualizaciones de la ronda)")
+    ax.set_ylabel("exactitud en test (%)")
+    ax.set_title(
+        "Exactitud por ronda: cada regla sobre las actualizaciones de la ronda\n"
+        f"(barras: intervalo del 95 % por muestreo de {num_samples} imágenes de test)",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3)
     legend_below(fig, ax)
     return fig
