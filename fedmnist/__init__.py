@@ -3,18 +3,24 @@
 defaults      every default (K, seed, E, B, mu, learning rate, R, C, paths)
 mnist         verified MNIST: the four original IDX files, checked by SHA-256
 partition     iid / dirichlet / shards: labels, K, seed -> one index array per client
+seeds         every random stream, by name, from one seed
 data          the data folder (manifest, partitions, test set, initial weights) and the weights archive
-training      LocalTrainer: local training with FedProx's proximal term
+rounds        rounds by hand: the data folder's round record and each round's starting weights
+training      LocalTrainer: local training with FedProx's proximal term; batched_training: a round's clients at once
 updates       the client-update file: write, restricted read (restricted_pickle), validation
 strategies    the registry: one row per aggregation strategy, its labels, parameters and Flower class
-aggregation   the rules themselves, pure NumPy
+aggregation   the rules themselves, pure NumPy; server_optimizers and scaffold: the multi-round server steps
 attacks       simulated faulty and malicious clients
-evaluation    test-set metrics and the shared figures
+evaluation    test-set metrics and the shared figures; drift: how far apart a round's updates are
 comparison    the one-shot comparison of every strategy (global_aggregation.py, demo.py)
 simulation    the multi-round loop; history: its results format, one writer for it and for Flower
 scenarios     experiments/scenarios/*.toml; robustness: the robustness study and its summary over seeds
-report        the README's and the essay's tables, rendered from results/
+seed_summary  a scenario over seeds; significance: paired intervals, Holm, TOST, McNemar; tuning: grids on validation
+centralized   the centralized baseline; factors: one setting moved at a time
+privacy       DP-FedAvg's accounting; leakage and privacy_study: what updates and models reveal
+report        the README's and the essay's tables, rendered from results/; cited: numbers in prose from results/
 workflow      the course workflow end to end (demo.py)
-files         atomic writes of one file or a set of files
-flower/       the Flower ClientApp and ServerApp
+files         atomic writes of one file or a set of files; restricted_pickle: the bounded pickle interpreter
+tensorflow_logs  TensorFlow's start without its C++ log lines (the notebook)
+flower/       the Flower ClientApp and ServerApp, their settings, and the certificates for several machines
 """

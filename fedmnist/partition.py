@@ -1,7 +1,8 @@
 """Partitioners: labels, K and a seed in, one sorted index array per client out.
 
 iid (stratified), dirichlet (per-class Dirichlet(alpha), Hsu et al., 2019) and
-shards (McMahan et al., 2017) share one signature, as in the FedProx reference code.
+shards (McMahan et al., 2017) each take labels, K and a seed, plus their own parameter (alpha, shards per
+client); make_partition dispatches by name and returns one index array per client from each.
 """
 
 import math
@@ -81,7 +82,7 @@ PARTITIONERS = ("iid", "dirichlet", "shards")
 def make_partition(
     labels, num_clients, seed, partition=PARTITION, alpha=DIRICHLET_ALPHA, shards_per_client=SHARDS_PER_CLIENT
 ):
-    """Dispatch to one partitioner: they share one signature and return one index array per client."""
+    """Dispatch to one partitioner by name, passing it its own parameter; one index array per client."""
     if partition == "iid":
         return iid_partition(labels, num_clients, seed)
     if partition == "dirichlet":

@@ -9,7 +9,9 @@ A rule takes the updates as (weights, num_examples) pairs, as Flower's aggregate
 functions do, plus the strategy's server-side parameters as keywords. A parameter
 marked `client_side` is not the rule's: it changes local training (FedProx's mu),
 so the simulation and the Flower app send it to the clients, and the one-shot
-comparison reads the value each client used from its update.
+comparison reads the μ each client declared in its update: FedProx's row is
+labelled with it, a _fedprox update declaring μ = 0 is refused, and differing
+values are noted (fedmnist/comparison.py).
 
 A row with a `server_step` instead takes the round's global model, the updates
 and a state it keeps across rounds: a server optimizer's step from FedAvg's
