@@ -1,21 +1,18 @@
 """Certificates and keys for a Flower federation across machines: TLS for the SuperLink, a key pair per SuperNode.
 
-    python -m fedmnist.flower.credentials --address 192.168.1.10 --address servidor.ejemplo --clients 5
-
-writes into --certificates (certificados/): ca.crt, the authority every machine trusts; server.pem and
+`python -m fedmnist.flower.make_credentials --address IP --clients K` (its command line) writes into
+certificados/: ca.crt, the authority every machine trusts; server.pem and
 server.key, the SuperLink's certificate for every address given plus 127.0.0.1 and localhost (the SuperLink
 starts its own helpers against 127.0.0.1 with the same certificate, so without them the run hangs); and into
---keys (claves/): cliente_<N> and cliente_<N>.pub, each SuperNode's P-384 key pair in OpenSSH format, what
+claves/: cliente_<N> and cliente_<N>.pub, each SuperNode's P-384 key pair in OpenSSH format, what
 flower-supernode and `flwr supernode register` read. Private keys are written readable by their owner only;
 the authority's own key is not kept (generate a new set to add machines). Both folders are git-ignored.
 """
 
-import argparse
 import datetime
 import ipaddress
 import os
 import re
-import sys
 from pathlib import Path
 
 from cryptography import x509
@@ -118,35 +115,3 @@ class Credentials:
             node_key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
         )
         return private, public
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--address",
-        action="append",
-        default=[],
-        help="an IP address or host name the SuperNodes and the instructor use to reach the SuperLink (repeat it)",
-    )
-    parser.add_argument("--clients", "-K", type=int, required=True, help="K: one key pair per SuperNode")
-    parser.add_argument("--certificates", type=Path, default=Path("certificados"), help="default: %(default)s")
-    parser.add_argument("--keys", type=Path, default=Path("claves"), help="default: %(default)s")
-    parser.add_argument("--days", type=int, default=DAYS, help="validity of the certificates (default: %(default)s)")
-    args = parser.parse_args(argv)
-    if not args.address:
-        parser.error("give the SuperLink's address with --address (127.0.0.1 and localhost are always included)")
-    if not 1 <= args.days <= 3650:
-        parser.error(f"--days {args.days}: must be in 1..3650")
-    try:
-        made = Credentials(args.certificates, args.keys, args.clients, args.address, args.days)
-    except CredentialsError as err:
-        sys.exit(f"credentials: error: {err}")
-    except OSError as err:
-        sys.exit(f"credentials: error: {err.filename or ''}: {err.strerror}")
-    names = ", ".join([*dict.fromkeys([*args.address, *ALWAYS])])
-    print(f"Wrote {made.ca}, {made.cert} and {made.key} (for {names}),")
-    print(f"and {args.clients} SuperNode key pairs in {args.keys} (private keys readable by their owner only)")
-
-
-if __name__ == "__main__":
-    main()
