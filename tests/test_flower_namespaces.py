@@ -175,6 +175,7 @@ def test_the_multi_machine_recipe_runs_between_two_namespaces_with_tls_auth_and_
             "--clients K": f"--clients {CLIENTS}",
             "num-partitions=K": f"num-partitions={CLIENTS}",
             ".venv/bin/": venv,
+            "tools/credentials.py": str(REPO / "tools" / "credentials.py"),
             "/ruta/al/proyecto/": f"{tmp_path}/",
             "/ruta/a/datos": str(data),
             "/ruta/a/data": str(data),

@@ -1,6 +1,6 @@
 """Certificates and keys for a Flower federation across machines: TLS for the SuperLink, a key pair per SuperNode.
 
-`python -m fedmnist.flower.make_credentials --address IP --clients K` (its command line) writes into
+`python tools/credentials.py --address IP --clients K` (its command line) writes into
 certificados/: ca.crt, the authority every machine trusts; server.pem and
 server.key, the SuperLink's certificate for every address given plus 127.0.0.1 and localhost (the SuperLink
 starts its own helpers against 127.0.0.1 with the same certificate, so without them the run hangs); and into

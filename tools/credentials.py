@@ -1,6 +1,6 @@
-"""The command line of fedmnist/flower/credentials.py: certificates and keys for Flower across machines.
+"""Certificates and keys for Flower across machines (fedmnist/flower/credentials.py's command line).
 
-    python -m fedmnist.flower.make_credentials --address 192.168.1.10 --address servidor.ejemplo --clients 5
+    python tools/credentials.py --address 192.168.1.10 --address servidor.ejemplo --clients 5
 
 writes certificados/ (ca.crt, server.pem, server.key) and claves/ (cliente_<N>, cliente_<N>.pub); see
 docs/flower.md for where each file goes.
