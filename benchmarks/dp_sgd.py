@@ -16,8 +16,7 @@ from benchmarks.common import update_results
 from fedmnist import privacy
 from fedmnist.mnist import load_mnist
 from fedmnist.partition import stratified_subset
-from fedmnist.training import LocalTrainer
-from model import build_model
+from fedmnist.training import LocalTrainer, seeded_model
 
 CLIP, NOISE = 1.0, 1.1  # C and σ of the DP-SGD arm
 DELTA = 1e-5  # δ per example
@@ -39,7 +38,7 @@ def main(argv=None):
     x_train, y_train, _, _ = load_mnist()
     chosen = stratified_subset(y_train, args.images, seed=0)
     x, y = x_train[chosen], y_train[chosen]
-    trainer = LocalTrainer(build_model(seed=0), learning_rate=0.05, optimizer="sgd")
+    trainer = LocalTrainer(seeded_model(0), learning_rate=0.05, optimizer="sgd")
     weights = trainer.model.get_weights()
     rows = []
     print(f"{'batch':>6} {'SGD images/s':>13} {'DP-SGD images/s':>16} {'DP-SGD / SGD':>13}   (best of {args.repeat})")

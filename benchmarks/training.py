@@ -20,7 +20,7 @@ from fedmnist.defaults import LEARNING_RATE
 from fedmnist.evaluation import evaluate_weights
 from fedmnist.mnist import load_mnist
 from fedmnist.partition import stratified_subset
-from fedmnist.training import LocalTrainer, epoch_dataset, epoch_orders, reset_random_state
+from fedmnist.training import LocalTrainer, epoch_dataset, epoch_orders, reset_random_state, seeded_model
 from model import build_model
 
 # Forward multiply-accumulates per image of model.py's CNN (3x3 'same' convolutions, then two Dense layers).
@@ -112,7 +112,7 @@ def main(argv=None):
     x_train, y_train, x_test, y_test = load_mnist()
     chosen = stratified_subset(y_train, args.train_images, seed=0)
     x, y = x_train[chosen], y_train[chosen]
-    initial_weights = build_model(seed=0).get_weights()
+    initial_weights = seeded_model(0).get_weights()
 
     gemm = gemm_gflops()
     ceiling_gflops = max(gemm.values())

@@ -6,7 +6,7 @@ partition     iid / dirichlet / shards: labels, K, seed -> one index array per c
 seeds         every random stream, by name, from one seed
 data          the data folder (manifest, partitions, test set, initial weights) and the weights archive
 rounds        rounds by hand: the data folder's round record and each round's starting weights
-training      LocalTrainer: local training with FedProx's proximal term; batched_training: a round's clients at once
+training      the model compiled, seeded and saved; LocalTrainer; batched_training: a round at once
 updates       the client-update file: write, restricted read (restricted_pickle), validation
 strategies    the registry: one row per aggregation strategy, its labels, parameters and Flower class
 aggregation   the rules themselves, pure NumPy; server_optimizers and scaffold: the multi-round server steps

@@ -28,8 +28,9 @@ from fedmnist.rounds import (
     round_starts,
 )
 from fedmnist.significance import ALPHA, mcnemar_exact
+from fedmnist.training import save_model
 from fedmnist.updates import Expected, display, load_updates, other_round, scan_update_folder, weights_sha256
-from model import build_model, save_model
+from model import build_model
 
 RESULTS_FILE = "resultados.json"
 FIGURE_FILE = "comparacion_metodos.png"

@@ -28,8 +28,9 @@ from fedmnist.files import InterruptedSetError, OutputSet, complete_interrupted_
 from fedmnist.mnist import as_images, load_mnist_uint8, sha256_bytes, sha256_file
 from fedmnist.partition import NUM_CLASSES, PartitionError, hold_out, make_partition, stratified_subset
 from fedmnist.restricted_pickle import printable
+from fedmnist.training import seeded_model
 from fedmnist.updates import SHA256_HEX, weights_sha256
-from model import build_model, weight_shapes
+from model import weight_shapes
 
 MANIFEST = "manifest.json"
 TEST_FILE = "test.npz"
@@ -168,7 +169,7 @@ def split(out_dir, spec, mnist_path=None, log=print, replace=False):
     parts = make_partition(
         y_train[pool_idx], spec.num_clients, spec.seed, spec.partition, spec.alpha, spec.shards_per_client
     )
-    initial_weights = build_model(seed=spec.seed).get_weights()
+    initial_weights = seeded_model(spec.seed).get_weights()
     return write_partitions(
         out_dir,
         x_train[pool_idx],

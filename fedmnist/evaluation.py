@@ -13,7 +13,7 @@ from matplotlib.ticker import LogFormatter
 from sklearn.metrics import confusion_matrix, f1_score
 
 from fedmnist.files import OutputSet, atomic_path
-from model import compile_model
+from fedmnist.training import compile_model
 
 EVAL_BATCH_SIZE = 512
 

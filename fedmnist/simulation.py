@@ -31,8 +31,8 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from fedmnist import privacy, scaffold, seeds
-from fedmnist.batched_training import BatchedClient, BatchedTrainer
 from fedmnist.attacks import MODEL_POISONING, attack_updates, flip_labels
+from fedmnist.batched_training import BatchedClient, BatchedTrainer
 from fedmnist.data import (
     MAX_CLIENTS,
     load_client_data,
@@ -64,9 +64,9 @@ from fedmnist.evaluation import evaluate_weights
 from fedmnist.history import StrategyState, new_history, round_row, run_config
 from fedmnist.restricted_pickle import printable
 from fedmnist.seeds import client_training_seed
-from fedmnist.training import LocalTrainer, integer_problem
+from fedmnist.training import OPTIMIZERS, LocalTrainer, integer_problem
 from fedmnist.updates import ClientUpdate, UpdateError, validate_weights
-from model import OPTIMIZERS, build_model
+from model import build_model
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,56 @@ per-example losses, vectorised by TensorFlow (the model has no layer that mixes
 the examples of a batch). Its ε is fedmnist/privacy.py's dp_sgd_epsilon.
 """
 
+import logging
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from fedmnist.defaults import LEARNING_RATE, MAX_BATCH_SIZE, MAX_EPOCHS, OPTIMIZER
+from fedmnist.files import atomic_path
 from fedmnist.restricted_pickle import printable
-from model import OPTIMIZERS, STEPS_PER_EXECUTION, compile_model
+from fedmnist.seeds import int_seeds
+from model import NUM_INITIALIZED_LAYERS, build_model
+
+# Run 16 optimizer steps per call into TensorFlow: the same steps in the same order, without Keras's
+# per-step Python overhead (about 9 ms a step on a 2-core CPU; see benchmarks/training.py).
+STEPS_PER_EXECUTION = 16
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
+
+
+def seeded_model(seed=None):
+    """model.py's CNN with its initial weights and dropout masks fixed by `seed`: each layer's initializer seed
+    drawn from the "initial_weights" stream, so no two seeds share a layer's draw. None: unseeded."""
+    if seed is None:
+        return build_model()
+    return build_model(int_seeds(seed, "initial_weights", NUM_INITIALIZED_LAYERS), seed)
+
+
+def compile_model(model, learning_rate=LEARNING_RATE, optimizer=OPTIMIZER):
+    """Compile with sparse categorical cross-entropy and `optimizer`: Adam (the course's choice) or plain SGD."""
+    model.compile(
+        optimizer=OPTIMIZERS[optimizer](learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
+    return model
+
+
+def save_model(model, path):
+    """Save `model` to `path` (.h5 or .keras) atomically, so a crash never leaves half a file.
+
+    The course fixed `.h5` names on purpose, so Keras's "HDF5 is legacy" warning is muted here.
+    """
+    absl_logger = logging.getLogger("absl")
+    previous_level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        with atomic_path(path) as tmp:
+            keras.saving.save_model(model, tmp)
+    finally:
+        absl_logger.setLevel(previous_level)
 
 
 class ProximalModel(keras.Model):

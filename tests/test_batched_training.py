@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fedmnist.batched_training import BatchedClient, BatchedTrainer, step_schedule, training_groups
-from fedmnist.training import LocalTrainer, squared_distance
+from fedmnist.training import LocalTrainer, seeded_model, squared_distance
 from model import build_model
 
 B = 10
@@ -17,7 +17,7 @@ def images(mnist):
 
 @pytest.fixture(scope="module")
 def start():
-    return build_model(seed=1).get_weights()
+    return seeded_model(1).get_weights()
 
 
 def group(images, start, sizes):

@@ -6,13 +6,15 @@ import pytest
 from fedmnist.training import (
     LocalTrainer,
     ProximalModel,
+    compile_model,
     epoch_dataset,
     epoch_orders,
     reset_random_state,
+    seeded_model,
     squared_distance,
     train_local,
 )
-from model import build_model, compile_model
+from model import build_model
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,7 @@ def small_client(mnist):
 
 @pytest.fixture(scope="module")
 def initial_weights():
-    return build_model(seed=5).get_weights()
+    return seeded_model(5).get_weights()
 
 
 def trained(x, y, w0, mu):
@@ -33,7 +35,7 @@ def trained(x, y, w0, mu):
 
 
 def test_proximal_term_is_half_mu_times_squared_norm(initial_weights):
-    model = build_model(seed=6)
+    model = seeded_model(6)
     wrapped = ProximalModel(model)
     wrapped.set_anchor(initial_weights, mu=0.3)
     expected = 0.5 * 0.3 * squared_distance(model.get_weights(), initial_weights)
@@ -94,7 +96,7 @@ def test_a_reused_trainer_gives_the_same_result_as_a_fresh_one(small_client, ini
     trainer.train(
         x[:256],
         y[:256],
-        initial_weights=build_model(seed=9).get_weights(),
+        initial_weights=seeded_model(9).get_weights(),
         epochs=1,
         batch_size=32,
         seed=3,

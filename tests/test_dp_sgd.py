@@ -6,8 +6,7 @@ import pytest
 import tensorflow as tf
 
 from fedmnist import privacy
-from fedmnist.training import LocalTrainer, PrivateModel
-from model import build_model, compile_model
+from fedmnist.training import LocalTrainer, PrivateModel, compile_model, seeded_model
 
 
 def tiny_private_model(clip, noise_multiplier, batch_size):
@@ -70,7 +69,7 @@ def test_the_noise_on_the_mean_gradient_has_standard_deviation_sigma_c_over_b():
 
 def test_local_training_with_dp_sgd_is_reproducible_and_refuses_fedprox(mnist):
     x, y = (mnist[0][:64].astype(np.float32) / 255.0)[..., None], mnist[1][:64]
-    trainer = LocalTrainer(build_model(seed=3), learning_rate=0.05, optimizer="sgd")
+    trainer = LocalTrainer(seeded_model(3), learning_rate=0.05, optimizer="sgd")
     start = trainer.model.get_weights()
     runs = []
     for _ in range(2):

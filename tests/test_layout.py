@@ -108,3 +108,14 @@ def test_no_committed_result_names_a_machine_path():
         if name.endswith(".json"):
             walk(json.loads((REPO / name).read_text()), name + "#")
     assert absolute == []
+
+
+def test_model_py_is_the_cnn_alone():
+    """model.py imports Keras and nothing of the project, which imports it (never the other way round)."""
+    imported = set()
+    for node in ast.walk(tree(REPO / "model.py")):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+    assert imported == {"keras"}

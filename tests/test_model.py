@@ -1,5 +1,6 @@
 import numpy as np
 
+from fedmnist.training import seeded_model
 from model import build_model
 
 
@@ -36,6 +37,6 @@ def test_parameter_count_and_layer_shapes():
 
 
 def test_seed_fixes_initial_weights():
-    a, b, c = build_model(seed=1).get_weights(), build_model(seed=1).get_weights(), build_model(seed=2).get_weights()
+    a, b, c = seeded_model(1).get_weights(), seeded_model(1).get_weights(), seeded_model(2).get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not np.array_equal(a[0], c[0])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fedmnist import scaffold
-from fedmnist.training import LocalTrainer
+from fedmnist.training import LocalTrainer, seeded_model
 from model import build_model
 
 
@@ -20,7 +20,7 @@ def trainer():
 
 def test_with_sgd_one_step_moves_by_minus_lr_times_the_correction(trainer, batch):
     x, y = batch
-    start = build_model(seed=3).get_weights()
+    start = seeded_model(3).get_weights()
     correction = [np.full(w.shape, 0.5, np.float32) for w in start]
     runs = []
     for given in (None, correction):
@@ -33,7 +33,7 @@ def test_with_sgd_one_step_moves_by_minus_lr_times_the_correction(trainer, batch
 def test_option_two_recovers_the_gradient_of_plain_sgd(trainer, batch):
     # one full-batch SGD step: y = x − η(g + d), so cᵢ⁺ = −d + (x − y)/(1·η) = g, whatever the correction d
     x, y = batch
-    start = build_model(seed=3).get_weights()
+    start = seeded_model(3).get_weights()
     controls = []
     for value in (0.0, 0.5):
         correction = [np.full(w.shape, value, np.float32) for w in start]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fedmnist import seeds
-from model import build_model
+from fedmnist.training import seeded_model
 
 
 def test_every_named_stream_has_its_own_number():
@@ -43,10 +43,10 @@ def test_integer_seeds_fit_keras():
 
 def test_initial_weights_of_different_seeds_are_uncorrelated():
     # seed + i per layer made run 43's first kernel a rescaled prefix of run 42's second (correlation 0.99999999)
-    a, b = build_model(seed=42).get_weights(), build_model(seed=43).get_weights()
+    a, b = seeded_model(42).get_weights(), seeded_model(43).get_weights()
     kernels = [i for i, w in enumerate(a) if w.ndim > 1]
     for i, j in itertools.product(kernels, kernels):
         n = min(a[i].size, b[j].size)
         correlation = np.corrcoef(a[i].ravel()[:n], b[j].ravel()[:n])[0, 1]
         assert abs(correlation) < 0.2, (i, j, correlation)
-    assert all(np.array_equal(x, y) for x, y in zip(a, build_model(seed=42).get_weights()))
+    assert all(np.array_equal(x, y) for x, y in zip(a, seeded_model(42).get_weights()))

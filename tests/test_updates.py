@@ -54,9 +54,9 @@ def dump(folder, obj, client_id=1, protocol=4, fedprox=False):
 
 
 def test_write_then_read_round_trip(tmp_path, model_shapes):
-    from model import build_model
+    from fedmnist.training import seeded_model
 
-    weights = build_model(seed=3).get_weights()
+    weights = seeded_model(3).get_weights()
     path = tmp_path / update_filename(4)
     write_update(
         path,

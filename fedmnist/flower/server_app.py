@@ -38,8 +38,9 @@ from fedmnist.history import (
 )
 from fedmnist.partition import PartitionError
 from fedmnist.restricted_pickle import printable
+from fedmnist.training import save_model
 from fedmnist.updates import UpdateError, validate_weights
-from model import build_model, save_model
+from model import build_model
 
 app = ServerApp()
 
