@@ -28,7 +28,9 @@ def parameters_cell():
 def test_parameters_cell_holds_the_documented_constants():
     source = parameters_cell().source
     names = [node.targets[0].id for node in ast.parse(source).body]
-    assert names == ["CLIENT_ID", "EPOCHS", "BATCH_SIZE", "MU", "SEED", "LABEL_FLIP", "DATA_DIR", "OUT_DIR", "REPO_URL"]
+    assert names == [
+        "CLIENT_ID", "ROUND", "EPOCHS", "BATCH_SIZE", "MU", "SEED", "LABEL_FLIP", "DATA_DIR", "OUT_DIR", "REPO_URL"
+    ]
     assert all("#" in line for line in source.splitlines())
 
 
