@@ -25,11 +25,12 @@ import time
 import tensorflow as tf
 
 from benchmarks.common import read_results, update_results
-from fedmnist import scenarios, strategies
+from fedmnist import strategies
 from fedmnist.data import ensure_split
 from fedmnist.defaults import SCENARIO_DATA_DIR, SEED
 from fedmnist.evaluation import evaluate_weights
 from fedmnist.simulation import Federation, RoundSettings, run_rounds
+from fedmnist.studies import scenarios
 from model import build_model
 
 SCENARIOS = ("fedavg-iid", "deriva-dirichlet-k100", "curso-iid")

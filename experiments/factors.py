@@ -7,14 +7,14 @@ Run the scenarios first (make factors does both):
 
 It reads deriva-dirichlet-k5's and the factores-* scenarios' resumen.json and writes
 results/factores.json and results/factores.png with every factor whose runs have all finished; the others
-are listed as pending. See fedmnist/factors.py for the design.
+are listed as pending. See fedmnist/studies/factors.py for the design.
 """
 
 import argparse
 import sys
 
-from fedmnist.factors import all_scenarios, read_summaries, summarize, write_summary
 from fedmnist.partition import PartitionError
+from fedmnist.studies.factors import all_scenarios, read_summaries, summarize, write_summary
 
 
 def main(argv=None):

@@ -7,17 +7,17 @@ Run the scenarios first (make privacy does both):
 
 For every finished seed it writes fuga.json beside simulacion.json (kept on later
 runs unless --force), then results/privacidad/privacidad.json and .png. See
-fedmnist/privacy_study.py for what is measured and how.
+fedmnist/studies/privacy_study.py for what is measured and how.
 """
 
 import argparse
 import json
 import sys
 
-from fedmnist import scenarios
 from fedmnist.history import RESULTS_FILE
 from fedmnist.partition import PartitionError
-from fedmnist.privacy_study import LEAKAGE_FILE, leakage_of_run, summarize, write_summary
+from fedmnist.studies import scenarios
+from fedmnist.studies.privacy_study import LEAKAGE_FILE, leakage_of_run, summarize, write_summary
 
 PRIVACY_SCENARIOS = [name for name in scenarios.names() if name.startswith("privacidad-")]
 

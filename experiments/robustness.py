@@ -16,7 +16,7 @@ from pathlib import Path
 from fedmnist import defaults, strategies
 from fedmnist.files import check_writable
 from fedmnist.partition import PartitionError
-from fedmnist.robustness import StudySettings, run_study, write_study
+from fedmnist.studies.robustness import StudySettings, run_study, write_study
 
 
 def print_table(results):

@@ -24,7 +24,7 @@ from fedmnist import defaults, strategies
 from fedmnist.data import SplitSpec, ensure_split
 from fedmnist.files import check_writable, write_text_atomically
 from fedmnist.partition import PartitionError
-from fedmnist.robustness import (
+from fedmnist.studies.robustness import (
     STUDY_FILE,
     StudySettings,
     run_study,

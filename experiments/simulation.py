@@ -12,8 +12,8 @@ an interrupted run to the same result.
 
 With --seeds (or a scenario's own seeds), each seed s is a run of its own (a
 scenario's partition split with s, and s for client sampling and training) in
---out/semilla_s/, with its centralized baseline (fedmnist/centralized.py), and
-the seeds are summarised together in --out (fedmnist/seed_summary.py).
+--out/semilla_s/, with its centralized baseline (fedmnist/studies/centralized.py), and
+the seeds are summarised together in --out (fedmnist/studies/seed_summary.py).
 """
 
 import argparse
@@ -21,11 +21,10 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from fedmnist import defaults, scenarios, strategies
+from fedmnist import defaults, strategies
 from fedmnist.attacks import ATTACKS
-from fedmnist.centralized import read_baseline, train_centralized, write_baseline
-from fedmnist.files import project_relative
 from fedmnist.data import PARTITION_FIGURE, ensure_split, read_manifest
+from fedmnist.files import project_relative
 from fedmnist.history import (
     FIGURE_FILE,
     PARTIAL_FILE,
@@ -37,8 +36,10 @@ from fedmnist.history import (
     write_results,
 )
 from fedmnist.partition import PartitionError
-from fedmnist.seed_summary import print_seed_summary, write_seed_summary
 from fedmnist.simulation import Federation, RoundSettings, history_config, run_rounds, strategy_problems
+from fedmnist.studies import scenarios
+from fedmnist.studies.centralized import read_baseline, train_centralized, write_baseline
+from fedmnist.studies.seed_summary import print_seed_summary, write_seed_summary
 
 SETTING_OPTIONS = (
     "rounds",

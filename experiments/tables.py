@@ -4,7 +4,7 @@
     python experiments/tables.py --check ensayo_aprendizaje_federado.md README.md
 
 --write replaces each marked table (<!-- tabla:NAME --> ... <!-- /tabla -->) with the one rendered
-from results/, and each cited number (NUMBER<!-- FILE.json#/POINTER -->, see fedmnist/cited.py) with the
+from results/, and each cited number (NUMBER<!-- FILE.json#/POINTER -->, see fedmnist/studies/cited.py) with the
 value it names; --check exits non-zero, naming the table or the number, when a document's copy differs.
 """
 
@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from fedmnist import cited
 from fedmnist.files import write_text_atomically
-from fedmnist.report import MARKED, render_document, stale_tables
+from fedmnist.studies import cited
+from fedmnist.studies.report import MARKED, render_document, stale_tables
 
 
 def main(argv=None):

@@ -5,7 +5,7 @@
 Reads results/motor/<trainer>/semilla_<s>/simulacion.json and writes
 results/motor/comparacion.json: each trainer's final accuracy, mean of the last
 rounds and rounds to 97 % and 99 % per seed, and the paired verdict (batched −
-per-client) of fedmnist/significance.py against its declared margin.
+per-client) of fedmnist/studies/significance.py against its declared margin.
 """
 
 import argparse
@@ -15,7 +15,7 @@ import sys
 from fedmnist.defaults import RESULTS_DIR
 from fedmnist.files import write_text_atomically
 from fedmnist.history import RESULTS_FILE
-from fedmnist.significance import MARGIN_POINTS, compare_family
+from fedmnist.studies.significance import MARGIN_POINTS, compare_family
 
 TRAINERS = ("per-client", "batched")
 SEEDS = (42, 43, 44)

@@ -11,18 +11,18 @@ each strategy's chosen setting) beside the runs. With --report, each strategy th
 runs at its chosen setting on the scenario's own seeds (never a tuning seed), with
 the centralized baseline at equal epochs, and the seeds are summarised in
 results/ajuste/<scenario>/resumen.json and .png: mean ± std, rounds to 97 % and
-99 %, and every pair of strategies as a Holm-corrected family. See fedmnist/tuning.py.
+99 %, and every pair of strategies as a Holm-corrected family. See fedmnist/studies/tuning.py.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from fedmnist import scenarios
 from fedmnist.defaults import RESULTS_DIR, SCENARIO_DATA_DIR
 from fedmnist.partition import PartitionError
-from fedmnist.seed_summary import print_seed_summary
-from fedmnist.tuning import TUNING_FILE, report, tune
+from fedmnist.studies import scenarios
+from fedmnist.studies.seed_summary import print_seed_summary
+from fedmnist.studies.tuning import TUNING_FILE, report, tune
 
 
 def parse_args(argv=None):

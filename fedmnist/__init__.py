@@ -1,4 +1,4 @@
-"""fedmnist: the library under the course's scripts. One home per concept:
+"""fedmnist: the course core under the course's scripts. One home per concept:
 
 defaults      every default (K, seed, E, B, mu, learning rate, R, C, paths)
 mnist         verified MNIST: the four original IDX files, checked by SHA-256
@@ -11,16 +11,13 @@ updates       the client-update file: write, restricted read (restricted_pickle)
 strategies    the registry: one row per aggregation strategy, its labels, parameters and Flower class
 aggregation   the rules themselves, pure NumPy; server_optimizers and scaffold: the multi-round server steps
 attacks       simulated faulty and malicious clients
-evaluation    test-set metrics and the shared figures; drift: how far apart a round's updates are
+evaluation    test-set metrics, McNemar's test and the shared figures; drift: how far apart a round's updates are
 comparison    the one-shot comparison of every strategy (global_aggregation.py, demo.py)
 simulation    the multi-round loop; history: its results format, one writer for it and for Flower
-scenarios     experiments/scenarios/*.toml; robustness: the robustness study and its summary over seeds
-seed_summary  a scenario over seeds; significance: paired intervals, Holm, TOST, McNemar; tuning: grids on validation
-centralized   the centralized baseline; factors: one setting moved at a time
-privacy       DP-FedAvg's accounting; leakage and privacy_study: what updates and models reveal
-report        the README's and the essay's tables, rendered from results/; cited: numbers in prose from results/
+privacy       DP-FedAvg's accounting
 workflow      the course workflow end to end (demo.py)
 files         atomic writes of one file or a set of files; restricted_pickle: the bounded pickle interpreter
 tensorflow_logs  TensorFlow's start without its C++ log lines (the notebook)
 flower/       the Flower ClientApp and ServerApp, their settings, and the certificates for several machines
+studies/      the studies layer over the core (never imported by it): see fedmnist/studies/__init__.py
 """

@@ -15,8 +15,14 @@ import numpy as np
 from fedmnist import strategies
 from fedmnist.attacks import attack_updates, malicious_ids
 from fedmnist.data import load_test_data, load_validation_data, read_manifest
-from fedmnist.defaults import MIN_CLIENTS
-from fedmnist.evaluation import evaluate_weights, plot_accuracy_by_round, plot_method_comparison, save_figure
+from fedmnist.defaults import ALPHA, MIN_CLIENTS
+from fedmnist.evaluation import (
+    evaluate_weights,
+    mcnemar_exact,
+    plot_accuracy_by_round,
+    plot_method_comparison,
+    save_figure,
+)
 from fedmnist.files import OutputSet, complete_interrupted_set, project_relative
 from fedmnist.mnist import sha256_file
 from fedmnist.rounds import (
@@ -27,7 +33,6 @@ from fedmnist.rounds import (
     publish_next_round,
     round_starts,
 )
-from fedmnist.significance import ALPHA, mcnemar_exact
 from fedmnist.training import save_model
 from fedmnist.updates import Expected, display, load_updates, other_round, scan_update_folder, weights_sha256
 from model import build_model

@@ -67,3 +67,6 @@ STUDY_SEEDS = tuple(range(101, 111))
 ATTACK_SEED_COUNT = 5
 TUNING_SEED = 1001
 MU_GRID = (0.001, 0.01, 0.1, 1.0)
+
+# Statistics
+ALPHA = 0.05  # the significance level: McNemar's ties with the best method, Holm's family-wise level

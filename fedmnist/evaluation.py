@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.ticker import LogFormatter
+from scipy import stats
 from sklearn.metrics import confusion_matrix, f1_score
 
 from fedmnist.files import OutputSet, atomic_path
@@ -31,6 +32,20 @@ def evaluate_weights(model, weights, x, y):
         "macro_f1": float(f1_score(y, predictions, average="macro")),
     }
     return metrics, predictions
+
+
+def mcnemar_exact(first_right, second_right):
+    """McNemar's exact two-sided p-value for two models' per-image correctness on the same test images.
+
+    Only the discordant images count: b where only the first is right, c where only
+    the second is; under no difference b ~ Binomial(b + c, 1/2).
+    """
+    first, second = np.asarray(first_right, bool), np.asarray(second_right, bool)
+    if first.shape != second.shape:
+        raise ValueError(f"McNemar needs the same images: {first.shape} against {second.shape}")
+    b, c = int(np.sum(first & ~second)), int(np.sum(~first & second))
+    p = 1.0 if b + c == 0 else min(1.0, float(2 * stats.binom.cdf(min(b, c), b + c, 0.5)))
+    return {"only_first_right": b, "only_second_right": c, "p_value": p}
 
 
 def cross_entropy(probabilities, y):

@@ -6,7 +6,7 @@ import re
 import pytest
 from conftest import REPO
 
-from fedmnist import cited, report
+from fedmnist.studies import cited, report
 
 ESSAY = REPO / "ensayo_aprendizaje_federado.md"
 DECIMAL = r"(?<![\w.])\d+[.,]\d+(?![\w.])"
@@ -77,7 +77,7 @@ def test_every_cited_number_is_the_quantity_it_names(document):
 def test_every_decimal_number_in_the_prose_is_cited_or_a_setting_of_a_run(document):
     """A measured decimal cites its JSON key; what is left are settings (μ = 0.01) that a run recorded."""
     left = VERSION.sub("", SETTING.sub("", prose(cited.CITED.sub("", document.read_text()))))
-    assert re.findall(DECIMAL, left) == [], "cite each with NUMBER<!-- FILE.json#/POINTER --> (fedmnist/cited.py)"
+    assert re.findall(DECIMAL, left) == [], "cite each with NUMBER<!-- FILE.json#/POINTER --> (studies/cited.py)"
     known = json_numbers()
     settings = [m.group(1) for m in SETTING.finditer(prose(document.read_text()))]
     assert sorted({s for s in settings if "." in s and s not in known}) == [], "settings no run in results/ used"

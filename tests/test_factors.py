@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from fedmnist import factors, report
 from fedmnist.partition import PartitionError
-from fedmnist.seed_summary import SUMMARY_FILE
+from fedmnist.studies import factors, report
+from fedmnist.studies.seed_summary import SUMMARY_FILE
 
 SEEDS = [42, 43, 44]
 

@@ -119,3 +119,10 @@ def test_model_py_is_the_cnn_alone():
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
     assert imported == {"keras"}
+
+
+@pytest.mark.parametrize("path", [p for p in SOURCES if p.is_relative_to(REPO / "fedmnist")
+                                  and not p.is_relative_to(REPO / "fedmnist" / "studies")], ids=lambda p: p.name)
+def test_the_course_core_never_imports_the_studies(path):
+    """Two layers: fedmnist/studies/ imports the core; the core (and its Flower app) never imports a study."""
+    assert [name for name, _ in imported_modules(tree(path)) if name.startswith("fedmnist.studies")] == []

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from conftest import run_script
 
-from fedmnist import leakage, privacy
-from fedmnist.privacy_study import LEAKAGE_FILE, leakage_of_run, summarize, write_summary
+from fedmnist import privacy
+from fedmnist.studies import leakage
+from fedmnist.studies.privacy_study import LEAKAGE_FILE, leakage_of_run, summarize, write_summary
 
 
 def test_a_client_holds_the_classes_that_make_up_five_percent_of_its_examples():

@@ -7,7 +7,7 @@ from conftest import run_script
 
 from fedmnist import strategies
 from fedmnist.attacks import ATTACKS
-from fedmnist.robustness import summarize_seeds, write_summary
+from fedmnist.studies.robustness import summarize_seeds, write_summary
 
 
 def a_run(seed, accuracy, attacks=True):

@@ -4,9 +4,10 @@ import re
 
 import pytest
 
-from fedmnist import scenarios, strategies
+from fedmnist import strategies
 from fedmnist.partition import PartitionError
 from fedmnist.simulation import RoundSettings, strategy_problems
+from fedmnist.studies import scenarios
 
 GOOD = """
 label = "x"

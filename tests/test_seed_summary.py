@@ -5,7 +5,7 @@ import pytest
 
 from fedmnist.evaluation import log_axis
 from fedmnist.history import plot_history
-from fedmnist.seed_summary import mean_std, paired, plot_seed_summary, summarize_runs
+from fedmnist.studies.seed_summary import mean_std, paired, plot_seed_summary, summarize_runs
 
 
 def test_paired_differences_by_hand():

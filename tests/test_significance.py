@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from fedmnist.significance import compare_family, equivalence_p, holm, holm_levels, mcnemar_exact, paired_t
+from fedmnist.evaluation import mcnemar_exact
+from fedmnist.studies.significance import compare_family, equivalence_p, holm, holm_levels, paired_t
 
 
 def test_holm_adjusts_four_p_values_step_down():

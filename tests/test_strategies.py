@@ -4,11 +4,12 @@ import argparse
 
 import numpy as np
 import pytest
-
 from conftest import perturbed
-from fedmnist import report, strategies
+
+from fedmnist import strategies
 from fedmnist.comparison import compare, format_table, write_outputs
 from fedmnist.data import load_initial_weights, read_manifest
+from fedmnist.studies import report
 from fedmnist.updates import update_filename, write_update
 
 

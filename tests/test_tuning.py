@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from fedmnist import scenarios
 from fedmnist.partition import PartitionError
-from fedmnist.tuning import REPORT_DIR, TUNING_FILE, checked_tuning, grid_points, point_folder, report, tune
+from fedmnist.studies import scenarios
+from fedmnist.studies.tuning import REPORT_DIR, TUNING_FILE, checked_tuning, grid_points, point_folder, report, tune
 
 TINY = """
 label = "diminuto"

@@ -16,7 +16,8 @@ McNemar's exact test compares two models on the same test images (one seed).
 import numpy as np
 from scipy import stats
 
-ALPHA = 0.05
+from fedmnist.defaults import ALPHA
+
 MARGIN_POINTS = 0.3  # the equivalence margin, in accuracy points, declared before the study runs
 
 
@@ -110,15 +111,3 @@ def verdict(mean, p_holm, p_equivalent, alpha=ALPHA):
     return "inconclusive"
 
 
-def mcnemar_exact(first_right, second_right):
-    """McNemar's exact two-sided p-value for two models' per-image correctness on the same test images.
-
-    Only the discordant images count: b where only the first is right, c where only
-    the second is; under no difference b ~ Binomial(b + c, 1/2).
-    """
-    first, second = np.asarray(first_right, bool), np.asarray(second_right, bool)
-    if first.shape != second.shape:
-        raise ValueError(f"McNemar needs the same images: {first.shape} against {second.shape}")
-    b, c = int(np.sum(first & ~second)), int(np.sum(~first & second))
-    p = 1.0 if b + c == 0 else min(1.0, float(2 * stats.binom.cdf(min(b, c), b + c, 0.5)))
-    return {"only_first_right": b, "only_second_right": c, "p_value": p}

@@ -14,7 +14,7 @@ partition. Each point is compared with its factor's reference, paired:
 - μ: FedProx at each μ against FedAvg (μ = 0);
 - E: each rule at E local epochs and R = 20/E rounds against itself at E = 1, R = 20 (the same local epochs).
 
-Reads each scenario's resumen.json (fedmnist/seed_summary.py); writes results/factores.json and factores.png.
+Reads each scenario's resumen.json (fedmnist/studies/seed_summary.py); writes results/factores.json and factores.png.
 """
 
 from dataclasses import dataclass
@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 
-from fedmnist import scenarios
 from fedmnist.defaults import RESULTS_DIR
 from fedmnist.evaluation import write_json_and_figure
 from fedmnist.partition import PartitionError
-from fedmnist.seed_summary import SUMMARY_FILE, mean_std, paired, read_seed_summary
 from fedmnist.strategies import label_of
+from fedmnist.studies import scenarios
+from fedmnist.studies.seed_summary import SUMMARY_FILE, mean_std, paired, read_seed_summary
 
 REFERENCE = "deriva-dirichlet-k5"
 SUMMARY_JSON, SUMMARY_FIGURE = RESULTS_DIR / "factores.json", RESULTS_DIR / "factores.png"

@@ -15,10 +15,11 @@ import json
 import re
 import statistics
 
-from fedmnist import attacks, cited, factors, scenarios, seed_summary, strategies
+from fedmnist import attacks, strategies
 from fedmnist.comparison import read_comparison
 from fedmnist.defaults import RESULTS_DIR
 from fedmnist.strategies import label_of
+from fedmnist.studies import cited, factors, scenarios, seed_summary
 
 FLOWER_RUNS = {
     "propia": "simulación propia (`experiments/simulation.py`)",
@@ -714,7 +715,7 @@ def rendered(name, source):
 
 
 def render_document(text, source):
-    """The document with every marked table and every cited number (fedmnist.cited) re-rendered."""
+    """The document with every marked table and every cited number (fedmnist.studies.cited) re-rendered."""
     text = MARKED.sub(lambda m: m.group(1) + rendered(m.group("name"), source) + m.group(4), text)
     return cited.render(text, source)
 

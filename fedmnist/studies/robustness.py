@@ -25,11 +25,11 @@ from fedmnist.attacks import ATTACKS, attack_updates, flip_labels
 from fedmnist.batched_training import BatchedClient, BatchedTrainer
 from fedmnist.data import load_client_data, load_initial_weights, load_test_data, load_validation_data, read_manifest
 from fedmnist.defaults import BATCH_SIZE, EPOCHS, LEARNING_RATES, MALICIOUS_COUNTS, MU, OPTIMIZER, SEED
-from fedmnist.evaluation import evaluate_weights, write_json_and_figure
+from fedmnist.evaluation import evaluate_weights, mcnemar_exact, write_json_and_figure
 from fedmnist.files import write_text_atomically
 from fedmnist.partition import PartitionError
 from fedmnist.seeds import client_training_seed
-from fedmnist.significance import ALPHA, compare_family, holm, mcnemar_exact
+from fedmnist.studies.significance import ALPHA, compare_family, holm
 from fedmnist.updates import ClientUpdate
 from model import build_model
 
@@ -426,7 +426,7 @@ def one_round_spread(runs, measure, scale):
 
 
 def one_round_comparisons(one_shot):
-    """The round's families (test accuracy, points; fedmnist/significance.py): every pair of rules and the best
+    """The round's families (test accuracy, points; fedmnist/studies/significance.py): every pair of rules and the best
     local model; and FedProx at the course's μ − FedAvg with the course's optimizer, with SGD, and the difference of
     the two gaps."""
     rows = [key for key in (*strategy_labels(), "local_best") if key in one_shot]

@@ -25,7 +25,6 @@ import json
 import numpy as np
 
 from fedmnist import strategies
-from fedmnist.centralized import read_baseline, train_centralized, write_baseline
 from fedmnist.data import ensure_split
 from fedmnist.files import project_relative, write_text_atomically
 from fedmnist.history import (
@@ -39,8 +38,9 @@ from fedmnist.history import (
     write_results,
 )
 from fedmnist.partition import PartitionError
-from fedmnist.seed_summary import write_seed_summary
 from fedmnist.simulation import Federation, RoundSettings, history_config, run_rounds
+from fedmnist.studies.centralized import read_baseline, train_centralized, write_baseline
+from fedmnist.studies.seed_summary import write_seed_summary
 
 TUNING_FILE = "ajuste.json"
 TUNING_KEYS = ("seeds", "rounds", "learning_rate", "grid")

@@ -5,13 +5,14 @@
     centralized = false               # optional: skip the centralized baseline of each seed (default true)
     [split]                           # SplitSpec fields: num_clients, partition, alpha, shards_per_client
     [run]                             # RoundSettings fields, and strategies = ["fedavg", "fedprox:0.01", ...]
-    [tuning]                          # optional: the grid experiments/tune.py runs (fedmnist/tuning.py)
+    [tuning]                          # optional: the grid experiments/tune.py runs (fedmnist/studies/tuning.py)
 
 The seed is not part of a scenario's settings: it is an axis (--seed, --seeds).
 """
 
-import tomllib
 from dataclasses import dataclass, fields
+
+import tomllib
 
 from fedmnist.data import SplitSpec
 from fedmnist.defaults import RESULTS_DIR, ROUND_STRATEGIES, SCENARIOS_DIR
@@ -33,7 +34,7 @@ class Scenario:
     strategies: tuple
     seeds: tuple = ()  # the seeds it runs over by default; empty: one run with --seed
     centralized: bool = True  # train the centralized baseline beside each seed's run
-    tuning: dict | None = None  # the [tuning] table, checked by fedmnist/tuning.py when a tuning runs
+    tuning: dict | None = None  # the [tuning] table, checked by fedmnist/studies/tuning.py when a tuning runs
 
     def split_spec(self, seed):
         return SplitSpec(seed=seed, **self.split)

@@ -19,8 +19,8 @@ from scipy import stats
 from fedmnist.defaults import ACCURACY_TARGETS
 from fedmnist.evaluation import legend_below, log_axis, write_json_and_figure
 from fedmnist.partition import PartitionError
-from fedmnist.significance import compare_family
 from fedmnist.strategies import label_of
+from fedmnist.studies.significance import compare_family
 
 SUMMARY_FILE, SUMMARY_FIGURE = "resumen.json", "resumen.png"
 
@@ -120,7 +120,7 @@ ENDPOINTS = ("final_accuracy", "last_5_rounds_accuracy")  # the last round, and 
 
 
 def compared_pairs(summary, names, endpoint):
-    """Every pair of strategies as one family (fedmnist/significance.py): Holm-corrected, equivalence against the
+    """Every pair of strategies as one family (studies/significance.py): Holm-corrected, equivalence against the
     declared margin, and the word (better, worse, equivalent or inconclusive) for the first of each pair."""
     values = {name: summary["strategies"][name][endpoint]["values"] for name in names}
     return compare_family({f"{a} - {b}": (values[a], values[b]) for a, b in itertools.combinations(names, 2)})

@@ -4,7 +4,7 @@ It reads the runs of the privacidad-* scenarios (experiments/simulation.py, one
 folder per seed) and, for each seed, measures with the final global models of
 that run (the last round's checkpoint):
 
-- label inference (fedmnist/leakage.py) on every client's update, trained for one
+- label inference (fedmnist/studies/leakage.py) on every client's update, trained for one
   round from the initial model and from FedAvg's final model, as the server sees
   it and as it would arrive if the client clipped it to S and added its own noise
   N(0, (z·S)²) for each z of LOCAL_NOISE (local DP; central DP-FedAvg does not
@@ -36,16 +36,17 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from fedmnist import leakage, privacy, seeds
+from fedmnist import privacy, seeds
 from fedmnist.data import load_initial_weights, read_manifest, read_weights_archive
 from fedmnist.defaults import DP_DELTA, PROJECT_DIR, RESULTS_DIR
 from fedmnist.evaluation import per_example_loss, write_json_and_figure
 from fedmnist.files import write_text_atomically
 from fedmnist.history import RESULTS_FILE, checkpoint_path, upgraded
 from fedmnist.partition import PartitionError
-from fedmnist.seed_summary import mean_std, paired
 from fedmnist.simulation import ClientTask, Executor, Federation, RoundSettings
 from fedmnist.strategies import label_of, parse_spec
+from fedmnist.studies import leakage
+from fedmnist.studies.seed_summary import mean_std, paired
 from model import build_model
 
 LEAKAGE_FILE = "fuga.json"
