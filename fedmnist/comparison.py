@@ -297,7 +297,7 @@ def compare(
     manifest = read_manifest(data_dir)
     model = build_model()
     if round_number is not None:
-        checked_round(data_dir, round_number)
+        checked_round(data_dir, round_number, "--round ")
     shapes = [tuple(w.shape) for w in model.weights]
     expected = Expected.from_manifest(manifest, shapes, allow_legacy, round_starts(data_dir), round_number)
     start, plain, prox, any_prox_files, rejected, attackers = load_client_updates(

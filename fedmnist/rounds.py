@@ -116,17 +116,18 @@ def round_starts(data_dir):
     }
 
 
-def checked_round(data_dir, round_number):
-    """`round_number` (None: the latest) as a published round's number; RoundError saying which exist otherwise."""
+def checked_round(data_dir, round_number, name="ROUND="):
+    """`round_number` (None: the latest) as a published round's number; RoundError saying which exist otherwise,
+    naming the setting as the user wrote it (the notebook's ROUND=, the command line's --round )."""
     latest = latest_round(data_dir)
     if round_number is None:
         return latest
     if not (is_int(round_number) or (isinstance(round_number, str) and round_number.strip().isdigit())):
-        raise RoundError(f"ROUND={printable(round_number, 40)} is not an integer; rounds 1..{latest} are published")
+        raise RoundError(f"{name}{printable(round_number, 40)} is not an integer; rounds 1..{latest} are published")
     round_number = int(round_number)
     if not 1 <= round_number <= latest:
         raise RoundError(
-            f"ROUND={round_number}: rounds 1..{latest} are published in {data_dir}; "
+            f"{name}{round_number}: rounds 1..{latest} are published in {data_dir}; "
             "a later round starts once the instructor publishes it (global_aggregation.py)"
         )
     return round_number
