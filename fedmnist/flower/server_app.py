@@ -99,8 +99,10 @@ def read_node_clients(path, num_clients):
 
 
 def checked_record(content, name, kind, keys, source):
+    """content[name], if it is a `kind` with exactly `keys` (for arrays, also in the model's order)."""
     record = content[name]
-    if not isinstance(record, kind) or set(record.keys()) != set(keys):
+    same = list(record.keys()) == list(keys) if kind is ArrayRecord else set(record.keys()) == set(keys)
+    if not isinstance(record, kind) or not same:
         raise UpdateError(
             f"{source}: the {name} record is not the ClientApp's ({printable(sorted(record.keys()), 80)})"
         )
