@@ -13,6 +13,7 @@ REPLACE ?=
 ROUNDS ?=
 PARTITION ?=
 ALPHA ?=
+DATA ?=
 STRATEGY ?=
 OUT ?=
 PYTEST_ARGS ?=
@@ -75,7 +76,7 @@ demo: venv
 	$(PY) demo.py $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(SEED),--seed $(SEED)) $(if $(OUT),--out $(OUT)) \
 	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(MU),--mu $(MU)) \
 	  $(if $(REPLACE),--replace) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(PARTITION),--partition $(PARTITION)) \
-	  $(if $(ALPHA),--alpha $(ALPHA))
+	  $(if $(ALPHA),--alpha $(ALPHA)) $(if $(DATA),--data $(DATA))
 
 bench: venv
 	@echo "==> benchmarks: training throughput, aggregation at K = 10, 100, 1000, end-to-end stages, rounds per hour, DP-SGD -> results/benchmarks.json"
