@@ -174,15 +174,16 @@ def test_the_notebook_finds_the_data_as_colab_runs_it(workflow, tmp_path):
     with pytest.MonkeyPatch.context() as patch:
         for name, value in environment.items():
             patch.setenv(name, value)
-        papermill.execute_notebook(
-            content / "local_training.ipynb",
-            content / "executed.ipynb",
-            parameters={"CLIENT_ID": 2, "EPOCHS": 1, "MU": 0, "REPO_URL": str(source)},
-            cwd=str(content),
-            progress_bar=False,
-            kernel_name=notebook_kernel(),
-        )
-    text = json.dumps(json.loads((content / "executed.ipynb").read_text())["cells"])
-    assert f"Project code from {content / 'proyecto'}" in text
-    assert f"Data folder: {content / 'data'}" in text
+        for run in ("first", "after_a_restart"):  # a fresh kernel finds proyecto/ already cloned, as after a restart
+            papermill.execute_notebook(
+                content / "local_training.ipynb",
+                content / f"executed_{run}.ipynb",
+                parameters={"CLIENT_ID": 2, "EPOCHS": 1, "MU": 0, "REPO_URL": str(source)},
+                cwd=str(content),
+                progress_bar=False,
+                kernel_name=notebook_kernel(),
+            )
+            text = json.dumps(json.loads((content / f"executed_{run}.ipynb").read_text())["cells"])
+            assert f"Project code from {content / 'proyecto'}" in text
+            assert f"Data folder: {content / 'data'}" in text
     assert (content / "outputs" / "pesos_cliente_2.pkl").is_file()
