@@ -420,7 +420,7 @@ def plan_next_round(comparison, data_dir, method):
 def publish(comparison, data_dir, method, by="global_aggregation.py"):
     """Write the next round's starting weights and its record entry into the data folder (one set); its number."""
     results = comparison.results
-    accuracy = {key: entry["accuracy"] for key, entry in results["methods"].items() if entry["status"] == "ok"}
+    accuracy = results["by_round"][-1]["accuracy"]  # this round's, as compare recorded it
     clients = results["methods"][method]["clients"]
     return publish_next_round(data_dir, results["round"], comparison.global_weights[method], method, clients, accuracy)
 
