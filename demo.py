@@ -12,14 +12,13 @@ Everything lands in --out (outputs/, git-ignored); prints each stage's wall time
 """
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 from fedmnist import defaults
 from fedmnist.comparison import format_table
 from fedmnist.data import MAX_CLIENTS, SplitSpec
-from fedmnist.partition import PARTITIONERS
+from fedmnist.partition import add_partition_options, given_options
 from fedmnist.training import check_training_parameters
 from fedmnist.workflow import WorkflowError, run_demo
 
@@ -60,15 +59,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--rounds", "-R", type=int, default=1, help="R, rounds of the hand-run federation (default: %(default)s)"
     )
-    parser.add_argument(
-        "--partition",
-        choices=PARTITIONERS,
-        default=defaults.PARTITION,
-        help="how MNIST is split (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--alpha", type=float, default=None, help="Dirichlet concentration (with --partition dirichlet)"
-    )
+    add_partition_options(parser)
     parser.add_argument(
         "--replace",
         action="store_true",
@@ -81,14 +72,11 @@ def split_spec(args):
     """The demo's split; ValueError naming the first option that cannot work."""
     if not 1 <= args.rounds <= defaults.MAX_ROUNDS:
         raise ValueError(f"--rounds {args.rounds}: must be in 1..{defaults.MAX_ROUNDS:,}")
-    if args.alpha is not None and args.partition != "dirichlet":
-        raise ValueError("--alpha applies to --partition dirichlet only")
-    alpha = defaults.DIRICHLET_ALPHA if args.alpha is None else args.alpha
-    if not (math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"--alpha {args.alpha}: must be a positive number")
     if not 1 <= args.clients <= MAX_CLIENTS:
         raise ValueError(f"--clients {args.clients}: must be in 1..{MAX_CLIENTS:,}")
-    return SplitSpec(num_clients=args.clients, seed=args.seed, partition=args.partition, alpha=alpha)
+    spec = SplitSpec.of(num_clients=args.clients, seed=args.seed, partition=args.partition, **given_options(args))
+    spec.partition_options()  # PartitionError for an option the partition does not take, or out of its bounds
+    return spec
 
 
 def main(argv=None):

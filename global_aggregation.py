@@ -31,10 +31,10 @@ from fedmnist.comparison import (
     publish,
     write_outputs,
 )
+from fedmnist.errors import FedMnistError
 from fedmnist.files import check_writable, os_error_text
 from fedmnist.partition import PartitionError
 from fedmnist.restricted_pickle import printable
-from fedmnist.updates import UpdateError
 
 
 def parse_args(argv=None):
@@ -161,7 +161,7 @@ def main(argv=None):
         )
         publishing = plan_next_round(comparison, args.data, None if args.publish == "none" else args.publish)
         written = write_outputs(args.out, comparison)
-    except (ComparisonError, PartitionError, UpdateError) as err:
+    except FedMnistError as err:
         sys.exit(f"global_aggregation.py: error: {err}; earlier outputs in {args.out} are unchanged")
     except OSError as err:
         sys.exit(f"global_aggregation.py: error: {args.out}: {os_error_text(err)}; earlier outputs are unchanged")
@@ -170,7 +170,7 @@ def main(argv=None):
     if publishing:
         try:
             next_round = publish(comparison, args.data, publishing)
-        except (PartitionError, OSError) as err:  # the comparison is written; running again publishes
+        except (FedMnistError, OSError) as err:  # the comparison is written; running again publishes
             text = err if isinstance(err, PartitionError) else os_error_text(err)
             sys.exit(f"global_aggregation.py: error: {args.data}: {text}; round not published, run again")
         print(

@@ -25,9 +25,9 @@ from fedmnist.data import (
     SplitSpec,
     split,
 )
+from fedmnist.errors import FedMnistError
 from fedmnist.files import check_writable
-from fedmnist.mnist import MnistError
-from fedmnist.partition import NUM_CLASSES, PARTITIONERS, PartitionError
+from fedmnist.partition import NUM_CLASSES, add_partition_options, given_options
 
 
 def print_partition_table(manifest):
@@ -55,25 +55,7 @@ def parse_args(argv=None):
         default=defaults.SEED,
         help="seed of the split and of the initial weights (default: %(default)s)",
     )
-    parser.add_argument(
-        "--partition",
-        choices=PARTITIONERS,
-        default=defaults.PARTITION,
-        help="iid (stratified, default), dirichlet (per-class Dirichlet(alpha), Hsu et al. 2019) "
-        "or shards (McMahan et al. 2017)",
-    )
-    parser.add_argument(
-        "--alpha",
-        type=float,
-        default=defaults.DIRICHLET_ALPHA,
-        help="alpha, the Dirichlet concentration (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--shards-per-client",
-        type=int,
-        default=defaults.SHARDS_PER_CLIENT,
-        help="s, shards per client for --partition shards (default: %(default)s)",
-    )
+    add_partition_options(parser)
     parser.add_argument(
         "--out", type=Path, default=defaults.DATA_DIR, help="output folder (default: data/ in the project)"
     )
@@ -108,16 +90,19 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    spec = SplitSpec(
-        args.clients,
-        args.seed,
-        args.partition,
-        args.alpha,
-        args.shards_per_client,
-        args.train_samples,
-        args.test_samples,
-        args.validation_fraction,
-    )
+    try:
+        spec = SplitSpec.of(
+            num_clients=args.clients,
+            seed=args.seed,
+            partition=args.partition,
+            train_samples=args.train_samples,
+            test_samples=args.test_samples,
+            validation_fraction=args.validation_fraction,
+            **given_options(args),
+        )
+        spec.partition_options()
+    except FedMnistError as err:
+        sys.exit(f"split_data.py: error: {err}")
     print(f"split_data: {spec.describe()}, out={args.out}")
     try:
         check_writable(args.out)
@@ -125,7 +110,7 @@ def main(argv=None):
         sys.exit(f"split_data.py: error: {err}; choose another folder with --out")
     try:
         manifest = split(args.out, spec, mnist_path=args.mnist, replace=args.replace)
-    except (PartitionError, MnistError) as err:
+    except FedMnistError as err:
         sys.exit(f"split_data.py: error: {err}")
     except OSError as err:
         sys.exit(

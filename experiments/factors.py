@@ -13,7 +13,7 @@ are listed as pending. See fedmnist/studies/factors.py for the design.
 import argparse
 import sys
 
-from fedmnist.partition import PartitionError
+from fedmnist.errors import FedMnistError
 from fedmnist.studies.factors import all_scenarios, read_summaries, summarize, write_summary
 
 
@@ -22,7 +22,7 @@ def main(argv=None):
     try:
         summary = summarize(read_summaries(all_scenarios()))
         written = write_summary(summary)
-    except (PartitionError, OSError) as err:
+    except (FedMnistError, OSError) as err:
         sys.exit(f"factors.py: error: {err}")
     for factor in summary["factors"].values():
         print(f"\n{factor['label']}: final accuracy (%) over seeds {summary['seeds']}")

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from fedmnist import defaults, strategies
 from fedmnist.data import SplitSpec, ensure_split, read_manifest
+from fedmnist.errors import FedMnistError
 from fedmnist.flower.credentials import Credentials
 from fedmnist.history import RESULTS_FILE
 from fedmnist.partition import PartitionError
@@ -350,7 +351,7 @@ def main(argv=None):
     try:
         strategies.parameters_from_options(args, flower_only=True)
         args.data = prepared_data(args)
-    except (ValueError, PartitionError) as err:
+    except (ValueError, FedMnistError) as err:
         sys.exit(f"flower_local.py: error: {err}")
 
     flwr_home = Path(tempfile.mkdtemp(prefix="flwr_home_"))

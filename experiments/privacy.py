@@ -14,9 +14,9 @@ import argparse
 import json
 import sys
 
+from fedmnist.errors import FedMnistError
 from fedmnist.history import RESULTS_FILE
-from fedmnist.partition import PartitionError
-from fedmnist.studies import scenarios
+from fedmnist.studies import StudyError, scenarios
 from fedmnist.studies.privacy_study import LEAKAGE_FILE, leakage_of_run, summarize, write_summary
 
 PRIVACY_SCENARIOS = [name for name in scenarios.names() if name.startswith("privacidad-")]
@@ -39,7 +39,7 @@ def scenario_results(name, workers, force):
     for seed in scenario.seeds:
         run_dir = scenarios.results_dir(name) / f"semilla_{seed}"
         if not (run_dir / RESULTS_FILE).is_file():
-            raise PartitionError(f"{run_dir / RESULTS_FILE}: missing; run experiments/simulation.py --scenario {name}")
+            raise StudyError(f"{run_dir / RESULTS_FILE}: missing; run experiments/simulation.py --scenario {name}")
         runs.append(json.loads((run_dir / RESULTS_FILE).read_text()))
         leak = run_dir / LEAKAGE_FILE
         found.append(json.loads(leak.read_text()) if leak.is_file() and not force else leakage_of_run(run_dir, workers))
@@ -53,7 +53,7 @@ def main(argv=None):
             raise ValueError(f"--workers {args.workers}: must be at least 1")
         summary = summarize({name: scenario_results(name, args.workers, args.force) for name in args.scenarios})
         written = write_summary(summary)
-    except (ValueError, PartitionError, OSError) as err:
+    except (ValueError, FedMnistError, OSError) as err:
         sys.exit(f"privacy.py: error: {err}")
     for name, scenario in summary["scenarios"].items():
         print(f"\n{scenario['label']} ({name}): final accuracy over {len(scenario['seeds'])} seeds")

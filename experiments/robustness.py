@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from fedmnist import defaults, strategies
+from fedmnist.errors import FedMnistError
 from fedmnist.files import check_writable
-from fedmnist.partition import PartitionError
 from fedmnist.studies.robustness import StudySettings, run_study, write_study
 
 
@@ -69,7 +69,7 @@ def main(argv=None):
         print(f"robustness: data={args.data} out={args.out} {settings}")
         check_writable(args.out)
         results = run_study(args.data, settings)
-    except (ValueError, PartitionError, OSError) as err:
+    except (ValueError, FedMnistError, OSError) as err:
         sys.exit(f"robustness.py: error: {err}")
     written = write_study(args.out, results)
     print_table(results)

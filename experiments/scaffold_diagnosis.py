@@ -17,8 +17,8 @@ import sys
 
 from fedmnist.data import read_manifest
 from fedmnist.defaults import RESULTS_DIR, SCENARIO_DATA_DIR
+from fedmnist.errors import FedMnistError
 from fedmnist.files import write_text_atomically
-from fedmnist.partition import PartitionError
 
 SCENARIO = "diagnostico-scaffold-normas"
 # {key in diagnostico.json: the runs' folder}: ordinary splits (c uniform); a client of under 300 images, c uniform
@@ -70,7 +70,7 @@ def main():
             seed = results["config"]["seed"]
             try:
                 manifest = read_manifest(SCENARIO_DATA_DIR / SCENARIO / f"semilla_{seed}")
-            except PartitionError as err:
+            except FedMnistError as err:
                 sys.exit(f"scaffold_diagnosis.py: error: {err}")
             scaffold = next(name for name in results["history"] if name.startswith("scaffold"))
             found.setdefault(label, {})[str(seed)] = {

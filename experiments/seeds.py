@@ -22,8 +22,8 @@ from pathlib import Path
 
 from fedmnist import defaults, strategies
 from fedmnist.data import SplitSpec, ensure_split
+from fedmnist.errors import FedMnistError
 from fedmnist.files import check_writable, write_text_atomically
-from fedmnist.partition import PartitionError
 from fedmnist.studies.robustness import (
     STUDY_FILE,
     StudySettings,
@@ -180,7 +180,7 @@ def main(argv=None):
             write_study(out, run)
             runs.append(run)
             done.append(seed)
-    except (PartitionError, OSError) as err:
+    except (FedMnistError, OSError) as err:
         sys.exit(f"seeds.py: error: {err}")
     if len(done) < 2:
         sys.exit(f"seeds.py: error: {len(done)} seed(s) written so far; a summary needs at least two")

@@ -24,6 +24,7 @@ from pathlib import Path
 from fedmnist import defaults, strategies
 from fedmnist.attacks import ATTACKS
 from fedmnist.data import PARTITION_FIGURE, ensure_split, read_manifest
+from fedmnist.errors import FedMnistError
 from fedmnist.files import project_relative
 from fedmnist.history import (
     FIGURE_FILE,
@@ -35,7 +36,6 @@ from fedmnist.history import (
     save_state,
     write_results,
 )
-from fedmnist.partition import PartitionError
 from fedmnist.simulation import Federation, RoundSettings, history_config, run_rounds, strategy_problems
 from fedmnist.studies import scenarios
 from fedmnist.studies.centralized import read_baseline, train_centralized, write_baseline
@@ -248,7 +248,7 @@ def main(argv=None):
             summary, written = write_seed_summary(out, results, scenario.label if scenario else out.name, baselines)
             print_seed_summary(summary)
             print(f"Wrote {' and '.join(map(str, written))}")
-    except (ValueError, PartitionError, OSError) as err:
+    except (ValueError, FedMnistError, OSError) as err:
         sys.exit(f"simulation.py: error: {err}")
 
 

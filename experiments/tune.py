@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from fedmnist.defaults import RESULTS_DIR, SCENARIO_DATA_DIR
-from fedmnist.partition import PartitionError
+from fedmnist.errors import FedMnistError
 from fedmnist.studies import scenarios
 from fedmnist.studies.seed_summary import print_seed_summary
 from fedmnist.studies.tuning import TUNING_FILE, report, tune
@@ -42,14 +42,14 @@ def main(argv=None):
     try:
         scenario = scenarios.load(args.scenario)
         found = tune(scenario, data, out)
-    except (ValueError, PartitionError, OSError) as err:
+    except (ValueError, FedMnistError, OSError) as err:
         sys.exit(f"tune.py: error: {err}")
     print_choices(found)
     print(f"\nWrote {out / TUNING_FILE}")
     if args.report:
         try:
             summary = report(scenario, found, data, out)
-        except (ValueError, PartitionError, OSError) as err:
+        except (ValueError, FedMnistError, OSError) as err:
             sys.exit(f"tune.py: error: {err}")
         print_seed_summary(summary)
         print(f"Wrote the study's summary into {out}")

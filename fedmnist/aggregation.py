@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 
-
 CHUNK_BYTES = 16 * 1024 * 1024  # working block of the coordinate-wise rules
 
 

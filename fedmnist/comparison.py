@@ -16,6 +16,7 @@ from fedmnist import strategies
 from fedmnist.attacks import attack_updates, malicious_ids
 from fedmnist.data import load_test_data, load_validation_data, read_manifest
 from fedmnist.defaults import ALPHA, MIN_CLIENTS
+from fedmnist.errors import FedMnistError
 from fedmnist.evaluation import (
     evaluate_weights,
     mcnemar_exact,
@@ -42,7 +43,7 @@ FIGURE_FILE = "comparacion_metodos.png"
 ROUNDS_FIGURE_FILE = "evolucion_rondas.png"  # drawn once the comparison follows more than one round
 
 
-class ComparisonError(RuntimeError):
+class ComparisonError(FedMnistError, RuntimeError):
     """The comparison cannot go on; nothing has been written."""
 
 

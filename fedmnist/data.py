@@ -16,13 +16,13 @@ import io
 import json
 import re
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fedmnist import seeds
-from fedmnist.defaults import DIRICHLET_ALPHA, NUM_CLIENTS, PARTITION, SEED, SHARDS_PER_CLIENT, VALIDATION_FRACTION
+from fedmnist import partition, seeds
+from fedmnist.defaults import NUM_CLIENTS, PARTITION, SEED, VALIDATION_FRACTION
 from fedmnist.evaluation import plot_partition, save_figure
 from fedmnist.files import InterruptedSetError, OutputSet, complete_interrupted_set
 from fedmnist.mnist import as_images, load_mnist_uint8, sha256_bytes, sha256_file
@@ -59,27 +59,33 @@ class SplitSpec:
     num_clients: int = NUM_CLIENTS
     seed: int = SEED
     partition: str = PARTITION
-    alpha: float = DIRICHLET_ALPHA  # used by the dirichlet partition only
-    shards_per_client: int = SHARDS_PER_CLIENT  # used by the shards partition only
+    options: tuple = ()  # the partitioner's options given, as sorted (name, value) pairs; the rest take defaults
     train_samples: int | None = None  # a stratified subset, for quick runs; None: all 60,000
     test_samples: int | None = None
     validation_fraction: float = VALIDATION_FRACTION  # of the training pool, held out before the partition
 
+    @classmethod
+    def of(cls, **settings):
+        """A spec from keywords, a partitioner's options (alpha=0.1) among them; None leaves an option out."""
+        names = set(partition.option_names())
+        options = tuple(sorted((k, v) for k, v in settings.items() if k in names and v is not None))
+        return cls(**{k: v for k, v in settings.items() if k not in names}, options=options)
+
+    def partition_options(self):
+        """Every option of the spec's partitioner, given or default; PartitionError for one it does not take."""
+        return partition.get(self.partition).values(dict(self.options))
+
     def manifest_fields(self, train_samples, test_samples):
         """The fields of the manifest that record this spec."""
-        fields = {
+        return {
             "seed": self.seed,
             "seeding": seeds.SCHEME,
             "partition": self.partition,
             "train_samples": train_samples,
             "test_samples": test_samples,
             "validation_fraction": self.validation_fraction,
+            **self.partition_options(),
         }
-        if self.partition == "dirichlet":
-            fields["alpha"] = self.alpha
-        if self.partition == "shards":
-            fields["shards_per_client"] = self.shards_per_client
-        return fields
 
     def matches(self, manifest):
         """True if `manifest` was written for this spec (on full MNIST unless a subset was asked for)."""
@@ -90,14 +96,8 @@ class SplitSpec:
         )
 
     def describe(self):
-        detail = {"dirichlet": f" alpha={self.alpha}", "shards": f" shards-per-client={self.shards_per_client}"}
-        return (
-            f"K={self.num_clients} clients, seed={self.seed}, partition={self.partition}"
-            f"{detail.get(self.partition, '')}"
-        )
-
-    def as_dict(self):
-        return asdict(self)
+        options = "".join(f" {name.replace('_', '-')}={value}" for name, value in self.partition_options().items())
+        return f"K={self.num_clients} clients, seed={self.seed}, partition={self.partition}{options}"
 
 
 def npz_bytes(**arrays):
@@ -166,9 +166,7 @@ def split(out_dir, spec, mnist_path=None, log=print, replace=False):
     test_idx = stratified_subset(y_test, spec.test_samples, spec.seed, part=1)
     pool, held_out = hold_out(y_train[train_idx], spec.validation_fraction, spec.seed)
     pool_idx, validation_idx = train_idx[pool], train_idx[held_out]
-    parts = make_partition(
-        y_train[pool_idx], spec.num_clients, spec.seed, spec.partition, spec.alpha, spec.shards_per_client
-    )
+    parts = make_partition(y_train[pool_idx], spec.num_clients, spec.seed, spec.partition, **spec.partition_options())
     initial_weights = seeded_model(spec.seed).get_weights()
     return write_partitions(
         out_dir,
@@ -219,9 +217,10 @@ def check_not_another_split(out_dir, spec, hint=REPLACE_HINT):
 
 def describe_manifest(manifest):
     """A manifest's split in SplitSpec.describe()'s words (values shortened: the manifest is the organizer's)."""
-    detail = {"dirichlet": "alpha", "shards": "shards_per_client"}.get(manifest.get("partition"))
+    row = partition.REGISTRY.get(manifest.get("partition"))
+    options = [option.name for option in row.options] if row else []
     words = [f"K={manifest['num_clients']} clients"] + [
-        f"{key}={str(manifest.get(key))[:20]}" for key in ("seed", "partition", "train_samples", detail) if key
+        f"{key}={str(manifest.get(key))[:20]}" for key in ("seed", "partition", "train_samples", *options)
     ]
     return ", ".join(words)
 

@@ -13,6 +13,7 @@ from matplotlib.ticker import LogFormatter
 from scipy import stats
 from sklearn.metrics import confusion_matrix, f1_score
 
+from fedmnist import partition
 from fedmnist.files import OutputSet, atomic_path
 from fedmnist.training import compile_model
 
@@ -215,11 +216,9 @@ def plot_partition(manifest):
         bottom += histograms[:, digit]
     ax.set_xlabel("cliente")
     ax.set_ylabel("ejemplos")
-    detail = {
-        "dirichlet": f", α = {manifest.get('alpha')}",
-        "shards": f", {manifest.get('shards_per_client')} fragmentos por cliente",
-    }
-    ax.set_title(f"Partición {manifest['partition']}{detail.get(manifest['partition'], '')}: clases por cliente")
+    row = partition.REGISTRY.get(manifest["partition"])
+    detail = row.caption(manifest) if row else ""
+    ax.set_title(f"Partición {manifest['partition']}{detail}: clases por cliente")
     ax.legend(title="dígito", ncol=10, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18))
     if len(clients) > 20:
         ax.set_xticks(clients[:: max(1, len(clients) // 20)])

@@ -43,11 +43,11 @@ from fedmnist.data import (
     weights_archive_bytes,
 )
 from fedmnist.defaults import ACCURACY_TARGETS, MAX_ROUNDS, OPTIMIZER, SAMPLING
+from fedmnist.errors import FedMnistError
 from fedmnist.evaluation import legend_below, log_axis, save_figure
 from fedmnist.files import OutputSet, complete_interrupted_set, write_bytes_atomically, write_text_atomically
 from fedmnist.mnist import sha256_bytes, sha256_file
 from fedmnist.restricted_pickle import printable
-from fedmnist.partition import PartitionError
 from fedmnist.strategies import label_of, parse_spec
 from model import weight_shapes
 
@@ -59,7 +59,7 @@ PARTIAL_FILE = "simulacion.en_curso.json"  # the state of a run that has not fin
 CHECKPOINT_DIR = "pesos_globales"
 
 
-class HistoryError(PartitionError):
+class HistoryError(FedMnistError, ValueError):
     """Results or a state in an output folder that cannot be used as asked; the message says what to do."""
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from fedmnist.defaults import MNIST_CACHE_DIR as DEFAULT_CACHE_DIR
+from fedmnist.errors import FedMnistError
 from fedmnist.files import write_bytes_atomically
-
 
 IDX_SHA256 = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -40,7 +40,7 @@ HOW_TO_SUPPLY = (
 )
 
 
-class MnistError(RuntimeError):
+class MnistError(FedMnistError, RuntimeError):
     """MNIST could not be found or failed verification."""
 
 

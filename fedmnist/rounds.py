@@ -33,9 +33,9 @@ from fedmnist.data import (
     weights_from_archive,
 )
 from fedmnist.defaults import MAX_ROUNDS
+from fedmnist.errors import FedMnistError
 from fedmnist.files import OutputSet
 from fedmnist.mnist import sha256_bytes, sha256_file
-from fedmnist.partition import PartitionError
 from fedmnist.restricted_pickle import is_int, printable
 from fedmnist.updates import SHA256_HEX, weights_sha256
 from model import weight_shapes
@@ -43,7 +43,7 @@ from model import weight_shapes
 RECORD_LIMIT = MANIFEST_LIMIT  # bytes: a round's entry takes a few hundred
 
 
-class RoundError(PartitionError):
+class RoundError(FedMnistError, ValueError):
     """A round that cannot be trained or aggregated; the message names the file and what to do."""
 
 

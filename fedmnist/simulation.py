@@ -31,7 +31,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from fedmnist import privacy, scaffold, seeds
-from fedmnist.attacks import MODEL_POISONING, attack_updates, flip_labels
+from fedmnist.attacks import MODEL_POISONING, attack_updates, trains_on
 from fedmnist.batched_training import BatchedClient, BatchedTrainer
 from fedmnist.data import (
     MAX_CLIENTS,
@@ -184,7 +184,7 @@ class ClientTask:
     seed: int
     mu: float = 0.0
     correction: list | None = None  # SCAFFOLD's c − cᵢ
-    flip_labels: bool = False  # the label-flipping attacker trains on 9 − y
+    attack: str | None = None  # a data-poisoning attack this client trains under (fedmnist/attacks.py)
     control: bool = False  # also return SCAFFOLD's cᵢ⁺
 
 
@@ -198,7 +198,7 @@ class LocalWork:
 
     def labels(self, task):
         y = self.federation.clients[task.client_id][1]
-        return flip_labels(y) if task.flip_labels else y
+        return trains_on(task.attack, y)
 
     def train(self, task):
         """(trained weights, cᵢ⁺ or None) for `task`."""
@@ -365,7 +365,7 @@ def client_tasks(configured, state, sampled, settings, round_number):
             correction=scaffold.correction(state.server, state.clients.get(client_id), state.weights)
             if uses_controls
             else None,
-            flip_labels=client_id <= settings.malicious and settings.attack == "label_flip",
+            attack=settings.attack if client_id <= settings.malicious else None,
             control=uses_controls,
         )
         for client_id in sampled

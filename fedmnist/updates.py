@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from fedmnist import restricted_pickle
+from fedmnist.errors import FedMnistError
 from fedmnist.files import write_bytes_atomically
 from fedmnist.restricted_pickle import PendingArray, describe, is_int, printable
 
@@ -52,7 +53,7 @@ MAX_VERSION_ENTRIES, MAX_VERSION_CHARS = 8, 64
 SHA256_HEX = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
-class UpdateError(ValueError):
+class UpdateError(FedMnistError, ValueError):
     """A client update that cannot be used; the message names the file and the reason, in one bounded line."""
 
 

@@ -18,7 +18,6 @@ from fedmnist.comparison import (
     FIGURE_FILE,
     RESULTS_FILE,
     ROUNDS_FIGURE_FILE,
-    ComparisonError,
     compare,
     plan_next_round,
     publish,
@@ -26,17 +25,16 @@ from fedmnist.comparison import (
     write_outputs,
 )
 from fedmnist.data import split
+from fedmnist.errors import FedMnistError
 from fedmnist.files import OutputSet
-from fedmnist.mnist import MnistError, sha256_bytes
-from fedmnist.partition import PartitionError
+from fedmnist.mnist import sha256_bytes
 from fedmnist.rounds import start_over
-from fedmnist.updates import UpdateError
 
 # The kernel's own log at ERROR: it would warn, for every client, that its local TCP sockets are unencrypted.
 QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
 
 
-class WorkflowError(RuntimeError):
+class WorkflowError(FedMnistError, RuntimeError):
     """A stage of the workflow failed; the message says which and why."""
 
 
@@ -90,7 +88,7 @@ def run_demo(spec, data_dir, out_dir, notebook_overrides, results_dir=None, repl
     try:
         split(data_dir, spec, replace=replace)
         cleared = start_over(data_dir, keep_others_of=None if replace else DEMO)
-    except (PartitionError, MnistError, OSError) as err:
+    except (FedMnistError, OSError) as err:
         raise WorkflowError(str(err)) from None
     if cleared:
         print(f"    {data_dir}: removed the {cleared} round(s) an earlier demo published; starting at round 1")
@@ -127,7 +125,7 @@ def run_round(spec, data_dir, folder, overrides, progress, timings):
         write_outputs(folder, comparison)
         if publishing:
             publish(comparison, data_dir, publishing, by=DEMO)
-    except (ComparisonError, PartitionError, UpdateError, OSError) as err:
+    except (FedMnistError, OSError) as err:
         raise WorkflowError(str(err)) from None
     timings[f"round_{round_number}_aggregation"] = time.perf_counter() - stage
     return comparison.results

@@ -1,7 +1,20 @@
 import numpy as np
 import pytest
 
-from fedmnist.attacks import attack_updates, flip_labels, malicious_ids, omniscient_update, poison
+from fedmnist.attacks import (
+    ATTACKS,
+    MODEL_POISONING,
+    REGISTRY,
+    Attack,
+    attack_updates,
+    flip_labels,
+    label,
+    malicious_ids,
+    omniscient_update,
+    poison,
+    register,
+    trains_on,
+)
 from fedmnist.updates import ClientUpdate
 
 W0 = [np.array([1.0, 2.0], np.float32)]
@@ -62,3 +75,20 @@ def test_every_attacker_sends_the_omniscient_update_computed_from_the_others():
     kept, rejected = attack_updates(updates, start, "ipm", {1, 2})
     # the honest Δs are 3 and 4: IPM sends −0.1 · 3.5 from both attackers
     assert rejected == [] and [float(u.weights[0][0]) for u in kept] == pytest.approx([-0.35, -0.35, 3.0, 4.0])
+
+
+@pytest.mark.parametrize("attack", [key for key, row in REGISTRY.items() if row.kind == "update"])
+def test_every_update_attack_returns_float32_weights_of_the_same_shapes(attack):
+    start = [np.zeros((2, 3), np.float32), np.ones(4, np.float32)]
+    trained = [w + 0.5 for w in start]
+    attacked = poison(trained, start, attack, rng=np.random.default_rng(0))
+    assert [w.shape for w in attacked] == [(2, 3), (4,)] and all(w.dtype == np.float32 for w in attacked)
+
+
+def test_the_registry_is_what_the_command_lines_offer():
+    assert ATTACKS == tuple(REGISTRY) and set(MODEL_POISONING) | {"label_flip"} == set(ATTACKS)
+    assert trains_on("label_flip", np.array([0, 9])).tolist() == [9, 0]
+    assert trains_on("sign_flip", np.array([0, 9])).tolist() == [0, 9] and trains_on(None, [1]) == [1]
+    assert label("ipm") == "IPM (−0.1·media de los honestos)"
+    with pytest.raises(ValueError, match="kind"):
+        register(Attack("odd", "network", None, "", ""))

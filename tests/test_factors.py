@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from fedmnist.partition import PartitionError
-from fedmnist.studies import factors, report
+from fedmnist.studies import StudyError, factors, report
 from fedmnist.studies.seed_summary import SUMMARY_FILE
 
 SEEDS = [42, 43, 44]
@@ -129,7 +128,7 @@ def test_the_table_has_a_row_per_point_and_one_per_pending_factor(tmp_path, monk
 
 def test_with_no_factor_complete_the_error_names_the_command_that_runs_a_missing_scenario(tmp_path):
     write_summaries(tmp_path, {"deriva-dirichlet-k5": SUMMARIES["deriva-dirichlet-k5"]})
-    with pytest.raises(PartitionError, match="no factor has all its runs yet; .*--scenario factores-alfa-1 --resume"):
+    with pytest.raises(StudyError, match="no factor has all its runs yet; .*--scenario factores-alfa-1 --resume"):
         factors.summarize(factors.read_summaries(factors.all_scenarios(), tmp_path))
 
 
@@ -138,14 +137,14 @@ def test_a_damaged_summary_is_named_with_the_command_that_rewrites_it(tmp_path, 
     write_summaries(tmp_path, SUMMARIES)
     (tmp_path / "simulacion" / "factores-k20" / SUMMARY_FILE).write_bytes(content.encode("utf-8", "surrogateescape"))
     with pytest.raises(
-        PartitionError, match="factores-k20/resumen.json: not a summary .*--scenario factores-k20 --resume"
+        StudyError, match="factores-k20/resumen.json: not a summary .*--scenario factores-k20 --resume"
     ):
         factors.read_summaries(factors.all_scenarios(), tmp_path)
 
 
 def test_scenarios_run_over_other_seeds_cannot_be_paired(tmp_path):
     write_summaries(tmp_path, {**SUMMARIES, "factores-mu": summary({"fedprox:1": [1.0, 2.0]}, seeds=[1, 2])})
-    with pytest.raises(PartitionError, match="different seeds"):
+    with pytest.raises(StudyError, match="different seeds"):
         factors.read_summaries(factors.all_scenarios(), tmp_path)
 
 

@@ -1,13 +1,19 @@
 """The layout's rules, checked on the source: scripts are entry points, the library stands alone, imports on top."""
 
 import ast
+import importlib
+import inspect
 import json
+import pkgutil
 import re
 import subprocess
 
 import pytest
 
 from conftest import REPO
+
+import fedmnist
+from fedmnist.errors import FedMnistError
 
 SOURCES = [REPO / p for p in subprocess.run(["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True,
                                             check=True).stdout.split() if not p.startswith("tests/")]
@@ -126,3 +132,15 @@ def test_model_py_is_the_cnn_alone():
 def test_the_course_core_never_imports_the_studies(path):
     """Two layers: fedmnist/studies/ imports the core; the core (and its Flower app) never imports a study."""
     assert [name for name, _ in imported_modules(tree(path)) if name.startswith("fedmnist.studies")] == []
+
+
+def test_every_error_of_the_project_is_one_kind():
+    """Entry points catch FedMnistError; each concept raises its own subclass of it (OSError's stay OSErrors)."""
+    errors = []
+    for module in pkgutil.walk_packages(fedmnist.__path__, "fedmnist."):
+        if module.name.startswith("fedmnist.flower.") and module.name != "fedmnist.flower.credentials":
+            continue  # the Flower apps import flwr at load; their errors are the ones below
+        for name, value in inspect.getmembers(importlib.import_module(module.name), inspect.isclass):
+            if name.endswith("Error") and value.__module__ == module.name and not issubclass(value, OSError):
+                errors.append(value)
+    assert len(errors) >= 12 and [e for e in errors if not issubclass(e, FedMnistError)] == []

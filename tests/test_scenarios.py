@@ -5,9 +5,9 @@ import re
 import pytest
 
 from fedmnist import strategies
-from fedmnist.partition import PartitionError
 from fedmnist.simulation import RoundSettings, strategy_problems
 from fedmnist.studies import scenarios
+from fedmnist.studies.scenarios import ScenarioError
 
 GOOD = """
 label = "x"
@@ -54,14 +54,14 @@ def test_the_centralized_baseline_is_on_unless_a_scenario_turns_it_off(tmp_path)
     ],
 )
 def test_a_wrong_scenario_file_is_named_with_what_is_wrong(tmp_path, text, named):
-    with pytest.raises(PartitionError, match="prueba.toml") as err:
+    with pytest.raises(ScenarioError, match="prueba.toml") as err:
         scenarios.load(write(tmp_path, text), tmp_path)
     assert named in str(err.value)
 
 
 def test_a_missing_scenario_lists_the_ones_there_are(tmp_path):
     write(tmp_path, GOOD, "otro")
-    with pytest.raises(PartitionError, match="choose one of otro"):
+    with pytest.raises(ScenarioError, match="choose one of otro"):
         scenarios.load("nada", tmp_path)
 
 
@@ -78,6 +78,6 @@ def test_a_missing_scenario_lists_the_ones_there_are(tmp_path):
 )
 def test_a_scenario_value_of_the_wrong_type_or_out_of_bounds_is_named_with_its_file(tmp_path, run, message):
     (tmp_path / "malo.toml").write_text(f"[split]\nnum_clients = 3\n[run]\n{run}\n")
-    with pytest.raises(PartitionError, match=re.escape(message)) as caught:
+    with pytest.raises(ScenarioError, match=re.escape(message)) as caught:
         scenarios.load("malo", tmp_path)
     assert str(caught.value).startswith(str(tmp_path / "malo.toml")) and len(str(caught.value)) < 200

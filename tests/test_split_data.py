@@ -12,10 +12,12 @@ from fedmnist.data import (
     load_test_data,
     load_validation_data,
     read_manifest,
+    SplitSpec,
     write_partitions,
 )
 from fedmnist.files import OutputSet
-from fedmnist.partition import PartitionError, hold_out, iid_partition, make_partition, stratified_subset
+from fedmnist import partition
+from fedmnist.partition import PartitionError, hold_out, make_partition, stratified_subset
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def labels(mnist):
 
 @pytest.mark.parametrize("num_clients", [1, 3, 5, 7])
 def test_iid_partition_is_disjoint_covering_and_stratified(labels, num_clients):
-    parts = iid_partition(labels, num_clients, seed=42)
+    parts = make_partition(labels, num_clients, 42, "iid")
     everything = np.concatenate(parts)
     assert len(everything) == len(labels) and len(np.unique(everything)) == len(labels)
     totals = np.bincount(labels, minlength=10)
@@ -36,16 +38,16 @@ def test_iid_partition_is_disjoint_covering_and_stratified(labels, num_clients):
 
 
 def test_same_seed_same_split_other_seed_other_split(labels):
-    a, b, c = (iid_partition(labels, 5, seed) for seed in (42, 42, 43))
+    a, b, c = (make_partition(labels, 5, seed, "iid") for seed in (42, 42, 43))
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
 
 
 def test_iid_partition_refuses_impossible_client_counts():
     with pytest.raises(PartitionError, match="K=0"):
-        iid_partition(np.arange(10) % 10, 0, seed=1)
+        make_partition(np.arange(10) % 10, 0, 1, "iid")
     with pytest.raises(PartitionError, match="K=11"):
-        iid_partition(np.arange(10) % 10, 11, seed=1)
+        make_partition(np.arange(10) % 10, 11, 1, "iid")
 
 
 def test_stratified_subset_has_exact_size_and_class_balance(labels):
@@ -239,3 +241,21 @@ def test_a_folder_holding_another_split_is_refused_in_one_line_and_kept_unless_r
     assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
     run_script("split_data.py", *other, "--out", str(copy), "--replace", check=True)
     assert read_manifest(copy)["num_clients"] == 4
+
+
+def test_a_registered_partition_is_offered_recorded_and_checked(monkeypatch):
+    """A new partition is one registry row: its options reach the spec, the manifest's fields and the checks."""
+
+    def halves(labels, num_clients, rng, cut):
+        order = rng.permutation(len(labels))
+        return [np.sort(part) for part in np.array_split(order, num_clients)]
+
+    row = partition.Partitioner("halves", halves, "test", (partition.Option("cut", int, 2, 1, False, "c", "{value}"),))
+    monkeypatch.setitem(partition.REGISTRY, "halves", row)
+    spec = SplitSpec.of(num_clients=3, seed=1, partition="halves", cut=4)
+    assert spec.manifest_fields(100, 10)["cut"] == 4 and "cut=4" in spec.describe()
+    assert sum(map(len, make_partition(np.arange(30) % 10, 3, 1, "halves", cut=4))) == 30
+    with pytest.raises(PartitionError, match="--cut 0: must be an integer at least 1"):
+        SplitSpec.of(partition="halves", cut=0).partition_options()
+    with pytest.raises(PartitionError, match="--alpha: not an option of the halves partition; halves takes --cut"):
+        SplitSpec.of(partition="halves", alpha=0.1).partition_options()

@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from fedmnist.partition import PartitionError
-from fedmnist.studies import scenarios
+from fedmnist.studies import StudyError, scenarios
 from fedmnist.studies.tuning import REPORT_DIR, TUNING_FILE, checked_tuning, grid_points, point_folder, report, tune
 
 TINY = """
@@ -52,7 +51,7 @@ def test_a_strategy_may_declare_its_own_client_rates(tmp_path):
     assert grid_points("fedadam", tuning, 0.05) == [{"learning_rate": 0.03}]
     assert grid_points("fedavg", tuning, 0.05) == [{"learning_rate": 0.1}, {"learning_rate": 0.2}]
     scenario = scenario_from(tmp_path, TINY.replace("fedprox = { mu", "fedprox = { learning_rate = [0], mu"))
-    with pytest.raises(PartitionError, match="grid.fedprox.learning_rate must be a non-empty list of positive"):
+    with pytest.raises(StudyError, match="grid.fedprox.learning_rate must be a non-empty list of positive"):
         checked_tuning(scenario.tuning, scenario)
 
 
@@ -68,13 +67,13 @@ def test_a_tuning_table_that_cannot_work_is_named(tmp_path, change, message):
     key = change.split(" = ")[0]  # the [tuning] table's line of that key, changed
     text = TINY.replace(next(line for line in TINY.split("[tuning]")[1].splitlines() if line.startswith(key)), change)
     scenario = scenario_from(tmp_path, text)
-    with pytest.raises(PartitionError, match=message):
+    with pytest.raises(StudyError, match=message):
         checked_tuning(scenario.tuning, scenario)
 
 
 def test_a_grid_for_an_unknown_parameter_is_named(tmp_path):
     scenario = scenario_from(tmp_path, TINY.replace("fedprox = { mu", "fedprox = { beta"))
-    with pytest.raises(PartitionError, match="grid.fedprox.beta must be a non-empty list for a parameter of fedprox"):
+    with pytest.raises(StudyError, match="grid.fedprox.beta must be a non-empty list for a parameter of fedprox"):
         checked_tuning(scenario.tuning, scenario)
 
 

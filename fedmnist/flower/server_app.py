@@ -23,6 +23,7 @@ from flwr.serverapp import strategy as flower
 from fedmnist import defaults, privacy
 from fedmnist.data import load_initial_weights, load_test_data, read_manifest
 from fedmnist.drift import round_drift
+from fedmnist.errors import FedMnistError
 from fedmnist.evaluation import evaluate_weights
 from fedmnist.files import os_error_text, project_relative
 from fedmnist.flower.settings import EQUAL_WEIGHT, configured_strategy, training_config, value
@@ -354,7 +355,7 @@ def resumed(out_dir, config, row, rounds):
 def main(grid: Grid, context: Context) -> None:
     try:
         run(grid, context.run_config)
-    except (ValueError, PartitionError, OSError) as err:  # a setting or a folder: one line, in the run's log
+    except (ValueError, FedMnistError, OSError) as err:  # a setting or a folder: one line, in the run's log
         message = os_error_text(err) if isinstance(err, OSError) and not isinstance(err, PartitionError) else err
         print(f"ServerApp: error: {message}", flush=True)
         raise SystemExit(f"ServerApp: error: {message}") from None

@@ -8,3 +8,10 @@ significance    paired intervals, Holm's correction, equivalence (TOST) and thei
 scenarios       experiments/scenarios/*.toml: a scenario's settings as data
 report, cited   the README's, the docs' and the essay's tables and cited numbers, rendered from results/
 """
+
+from fedmnist.errors import FedMnistError
+
+
+class StudyError(FedMnistError, ValueError):
+    """A study's settings or runs that cannot be used (a scenario, a grid, missing or mismatched runs); the message
+    says what to do."""

@@ -24,9 +24,8 @@ import numpy as np
 
 from fedmnist.defaults import RESULTS_DIR
 from fedmnist.evaluation import write_json_and_figure
-from fedmnist.partition import PartitionError
 from fedmnist.strategies import label_of
-from fedmnist.studies import scenarios
+from fedmnist.studies import StudyError, scenarios
 from fedmnist.studies.seed_summary import SUMMARY_FILE, mean_std, paired, read_seed_summary
 
 REFERENCE = "deriva-dirichlet-k5"
@@ -65,7 +64,7 @@ FACTORS = {
 
 
 def read_summaries(names, results_dir=RESULTS_DIR):
-    """{scenario: resumen.json} for those of `names` that have one; PartitionError if they ran over other seeds."""
+    """{scenario: resumen.json} for those of `names` that have one; StudyError if they ran over other seeds."""
     found = {}
     for name in names:
         path = scenarios.results_dir(name, results_dir) / SUMMARY_FILE
@@ -73,7 +72,7 @@ def read_summaries(names, results_dir=RESULTS_DIR):
             found[name] = read_seed_summary(path, name)
     seeds = {name: summary["config"]["seeds"] for name, summary in found.items()}
     if len({tuple(s) for s in seeds.values()}) > 1:
-        raise PartitionError(f"the factor scenarios ran over different seeds ({seeds}): they cannot be paired")
+        raise StudyError(f"the factor scenarios ran over different seeds ({seeds}): they cannot be paired")
     return found
 
 
@@ -136,13 +135,13 @@ def series_of(factor, name):
 def summarize(summaries):
     """Every factor whose scenarios have all run; the others are listed as pending, with what they still lack.
 
-    PartitionError when no factor can be summarized yet, naming the command that runs the first missing scenario.
+    StudyError when no factor can be summarized yet, naming the command that runs the first missing scenario.
     """
     ready = {key: f for key, f in FACTORS.items() if all(name in summaries for name in f.scenarios)}
     pending = {key: missing_scenarios(f, summaries) for key, f in FACTORS.items() if key not in ready}
     if not ready:
         first = next(iter(pending.values()))[0]
-        raise PartitionError(
+        raise StudyError(
             f"no factor has all its runs yet; start with: python experiments/simulation.py --scenario {first} --resume"
         )
     return {

@@ -42,10 +42,9 @@ from fedmnist.defaults import DP_DELTA, PROJECT_DIR, RESULTS_DIR
 from fedmnist.evaluation import per_example_loss, write_json_and_figure
 from fedmnist.files import write_text_atomically
 from fedmnist.history import RESULTS_FILE, checkpoint_path, upgraded
-from fedmnist.partition import PartitionError
 from fedmnist.simulation import ClientTask, Executor, Federation, RoundSettings
 from fedmnist.strategies import label_of, parse_spec
-from fedmnist.studies import leakage
+from fedmnist.studies import StudyError, leakage
 from fedmnist.studies.seed_summary import mean_std, paired
 from model import build_model
 
@@ -64,10 +63,6 @@ LOCAL_NOISE = (0.0, 0.01, 0.1, 1.0, 10.0)  # z of a client that noises its own u
 TARGET_EPSILON = 1.0
 TARGET_LOSS = 1.0  # points of accuracy
 COHORT_RATES = (0.1, 0.01)  # the sampling rates q at which the cohort is extrapolated
-
-
-class StudyError(PartitionError):
-    """A run the study cannot use; the message says what to do."""
 
 
 # ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Each client trains once from the shared initial weights (plain and FedProx,
 with the course's local optimizer, and both again with plain SGD local steps,
 which tests whether FedProx's proximal term behaves differently under Adam),
-plus the label-flipped variant of the clients that may attack. Those updates are
+plus a variant per data-poisoning attack (label flipping) of the clients that may attack. Those updates are
 then reused for every rule, every attack and every number M of attackers. Every
 model is scored on the validation set (the "best local model" is chosen there)
 and on the test set (reported). experiments/robustness.py (one seed) and
@@ -21,14 +21,14 @@ from tqdm import tqdm
 
 from fedmnist import attacks as attack_names
 from fedmnist import seeds, strategies
-from fedmnist.attacks import ATTACKS, attack_updates, flip_labels
+from fedmnist.attacks import ATTACKS, attack_updates, poisons_data, trains_on
 from fedmnist.batched_training import BatchedClient, BatchedTrainer
 from fedmnist.data import load_client_data, load_initial_weights, load_test_data, load_validation_data, read_manifest
 from fedmnist.defaults import BATCH_SIZE, EPOCHS, LEARNING_RATES, MALICIOUS_COUNTS, MU, OPTIMIZER, SEED
 from fedmnist.evaluation import evaluate_weights, mcnemar_exact, write_json_and_figure
 from fedmnist.files import write_text_atomically
-from fedmnist.partition import PartitionError
 from fedmnist.seeds import client_training_seed
+from fedmnist.studies import StudyError
 from fedmnist.studies.significance import ALPHA, compare_family, holm
 from fedmnist.updates import ClientUpdate
 from model import build_model
@@ -54,13 +54,19 @@ class StudySettings:
 
 @dataclass(frozen=True)
 class Job:
-    """One local training of the study: a client, its labels (flipped or not), μ and local optimizer."""
+    """One local training of the study: a client, the data attack it trains under (None: its own labels), μ and
+    local optimizer."""
 
-    variant: str  # plain, fedprox, plain_flipped, fedprox_flipped, plain_sgd, fedprox_sgd
+    variant: str  # plain, fedprox, plain_<data attack>, fedprox_<data attack>, plain_sgd, fedprox_sgd
     client_id: int
-    flipped: bool
+    attack: str | None
     mu: float
     optimizer: str
+
+
+def data_attacks(settings):
+    """The data-poisoning attacks the study trains attackers for (none without attacks)."""
+    return [attack for attack in ATTACKS if poisons_data(attack)] if settings.attacks else []
 
 
 def study_jobs(client_ids, malicious_pool, settings):
@@ -68,15 +74,18 @@ def study_jobs(client_ids, malicious_pool, settings):
     mu = settings.chosen(strategies.get("fedprox"))["mu"]
     jobs = []
     for cid in client_ids:
-        jobs += [Job("plain", cid, False, 0.0, OPTIMIZER), Job("fedprox", cid, False, mu, OPTIMIZER)]
-        if settings.attacks and cid in malicious_pool:
-            jobs += [Job("plain_flipped", cid, True, 0.0, OPTIMIZER), Job("fedprox_flipped", cid, True, mu, OPTIMIZER)]
+        jobs += [Job("plain", cid, None, 0.0, OPTIMIZER), Job("fedprox", cid, None, mu, OPTIMIZER)]
+        for attack in data_attacks(settings) if cid in malicious_pool else ():
+            jobs += [
+                Job(f"plain_{attack}", cid, attack, 0.0, OPTIMIZER),
+                Job(f"fedprox_{attack}", cid, attack, mu, OPTIMIZER),
+            ]
         if settings.contrast_mu is not None:
             if settings.contrast_mu != mu:
-                jobs.append(Job("fedprox_contrast", cid, False, settings.contrast_mu, OPTIMIZER))
+                jobs.append(Job("fedprox_contrast", cid, None, settings.contrast_mu, OPTIMIZER))
             jobs += [
-                Job(f"plain_{CONTRAST_OPTIMIZER}", cid, False, 0.0, CONTRAST_OPTIMIZER),
-                Job(f"fedprox_{CONTRAST_OPTIMIZER}", cid, False, settings.contrast_mu, CONTRAST_OPTIMIZER),
+                Job(f"plain_{CONTRAST_OPTIMIZER}", cid, None, 0.0, CONTRAST_OPTIMIZER),
+                Job(f"fedprox_{CONTRAST_OPTIMIZER}", cid, None, settings.contrast_mu, CONTRAST_OPTIMIZER),
             ]
     return jobs
 
@@ -95,7 +104,7 @@ def train_jobs(data_dir, jobs, initial_weights, settings):
         clients = [
             BatchedClient(
                 data[job.client_id][0],
-                flip_labels(data[job.client_id][1]) if job.flipped else data[job.client_id][1],
+                trains_on(job.attack, data[job.client_id][1]),
                 initial_weights,
                 client_training_seed(settings.seed, 1, job.client_id),  # the course's one round is round 1
                 job.mu,
@@ -120,10 +129,10 @@ def scenario_updates(trained, manifest, initial_weights, attack, attackers, seed
     updates = {}
     for kind in kinds:
         honest = as_updates(trained[kind], manifest, kind)
-        if attack == "label_flip":
-            flipped = trained[f"{kind}_flipped"]
+        if poisons_data(attack):
+            poisoned = trained[f"{kind}_{attack}"]
             updates[kind] = [
-                ClientUpdate(u.path, u.client_id, flipped[u.client_id], u.num_samples, None)
+                ClientUpdate(u.path, u.client_id, poisoned[u.client_id], u.num_samples, None)
                 if u.client_id in attackers
                 else u
                 for u in honest
@@ -224,7 +233,7 @@ def run_study(data_dir, settings=StudySettings()):
     manifest = read_manifest(data_dir)
     num_clients = manifest["num_clients"]
     if settings.attacks and not all(0 < m < num_clients for m in settings.malicious_counts):
-        raise PartitionError(
+        raise StudyError(
             f"--malicious {list(settings.malicious_counts)}: each M must be between 1 and K - 1 = {num_clients - 1}"
         )
     initial_weights, _ = load_initial_weights(data_dir)

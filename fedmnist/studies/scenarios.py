@@ -3,7 +3,7 @@
     label = "IID"                     # how tables and figures name its partition (Spanish)
     seeds = [42, 43, 44]              # optional: run it once per seed by default (else --seed, one run)
     centralized = false               # optional: skip the centralized baseline of each seed (default true)
-    [split]                           # SplitSpec fields: num_clients, partition, alpha, shards_per_client
+    [split]                           # SplitSpec fields (num_clients, partition, ...) and the partition's options
     [run]                             # RoundSettings fields, and strategies = ["fedavg", "fedprox:0.01", ...]
     [tuning]                          # optional: the grid experiments/tune.py runs (fedmnist/studies/tuning.py)
 
@@ -14,15 +14,21 @@ from dataclasses import dataclass, fields
 
 import tomllib
 
+from fedmnist import partition
 from fedmnist.data import SplitSpec
-from fedmnist.defaults import RESULTS_DIR, ROUND_STRATEGIES, SCENARIOS_DIR
+from fedmnist.defaults import PARTITION, RESULTS_DIR, ROUND_STRATEGIES, SCENARIOS_DIR
 from fedmnist.partition import PartitionError
 from fedmnist.restricted_pickle import printable
 from fedmnist.simulation import RoundSettings
+from fedmnist.studies import StudyError
 
-SPLIT_KEYS = {f.name for f in fields(SplitSpec)} - {"seed"}
+SPLIT_KEYS = ({f.name for f in fields(SplitSpec)} - {"seed", "options"}) | set(partition.option_names())
 RUN_KEYS = {f.name for f in fields(RoundSettings)} - {"seed"}
 TOP_KEYS = ("label", "seeds", "centralized", "split", "run", "tuning")
+
+
+class ScenarioError(StudyError):
+    """A scenario file that cannot be used: the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class Scenario:
     tuning: dict | None = None  # the [tuning] table, checked by fedmnist/studies/tuning.py when a tuning runs
 
     def split_spec(self, seed):
-        return SplitSpec(seed=seed, **self.split)
+        return SplitSpec.of(seed=seed, **self.split)
 
 
 def results_dir(name, results=RESULTS_DIR):
@@ -50,49 +56,54 @@ def names(folder=SCENARIOS_DIR):
 
 
 def load(name, folder=SCENARIOS_DIR):
-    """The scenario `name`; PartitionError naming the file and the key that is wrong."""
+    """The scenario `name`; ScenarioError naming the file and the key that is wrong."""
     path = folder / f"{name}.toml"
     if not path.is_file():
-        raise PartitionError(f"scenario {name!r}: no {path}; choose one of {', '.join(names(folder))}")
+        raise ScenarioError(f"scenario {name!r}: no {path}; choose one of {', '.join(names(folder))}")
     try:
         table = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise PartitionError(f"{path}: not valid TOML ({err})") from None
+        raise ScenarioError(f"{path}: not valid TOML ({err})") from None
     split, run = table.get("split", {}), dict(table.get("run", {}))
     strategies = run.pop("strategies", ROUND_STRATEGIES)
     if not (isinstance(strategies, (list, tuple)) and strategies and all(isinstance(s, str) for s in strategies)):
-        raise PartitionError(f"{path}: strategies must be a non-empty list of strategy names")
+        raise ScenarioError(f"{path}: strategies must be a non-empty list of strategy names")
     strategies = tuple(strategies)
     for section, keys, allowed in (("split", split, SPLIT_KEYS), ("run", run, RUN_KEYS)):
         if unknown := set(keys) - allowed:
-            raise PartitionError(
+            raise ScenarioError(
                 f"{path}: unknown [{section}] key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(allowed))}"
             )
     seeds = table.get("seeds", [])
     if not (isinstance(seeds, list) and all(isinstance(s, int) and 0 <= s < 2**32 for s in seeds)):
-        raise PartitionError(f"{path}: seeds must be a list of integers in 0..2^32-1")
+        raise ScenarioError(f"{path}: seeds must be a list of integers in 0..2^32-1")
     centralized = table.get("centralized", True)
     if not isinstance(centralized, bool):
-        raise PartitionError(f"{path}: centralized must be true or false")
+        raise ScenarioError(f"{path}: centralized must be true or false")
     if unknown := set(table) - set(TOP_KEYS):
-        raise PartitionError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(TOP_KEYS)}")
+        raise ScenarioError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(TOP_KEYS)}")
     tuning = table.get("tuning")
     if tuning is not None and not isinstance(tuning, dict):
-        raise PartitionError(f"{path}: tuning must be a table")
+        raise ScenarioError(f"{path}: tuning must be a table")
     if problem := settings_problem(split, run):
-        raise PartitionError(f"{path}: {problem}")
+        raise ScenarioError(f"{path}: {problem}")
     return Scenario(name, str(table.get("label", name)), split, run, strategies, tuple(seeds), centralized, tuning)
 
 
 def settings_problem(split, run):
     """The first [split] or [run] value of the wrong type or out of its bounds (RoundSettings.problems, the same
     checks as the command line's), or None."""
-    for key in ("num_clients", "shards_per_client", "train_samples", "test_samples"):
+    for key in ("num_clients", "train_samples", "test_samples"):
         value = split.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 60_000):
             return f"[split] {key} = {printable(repr(value), 40)}: must be an integer in 1..60,000"
-    for key in ("alpha", "validation_fraction"):
-        value = split.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            return f"[split] {key} = {printable(repr(value), 40)}: must be a number"
+    value = split.get("validation_fraction")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        return f"[split] validation_fraction = {printable(repr(value), 40)}: must be a number"
+    try:
+        partition.get(split.get("partition", PARTITION)).values(
+            {k: v for k, v in split.items() if k in partition.option_names()}
+        )
+    except PartitionError as err:
+        return f"[split] {err}"
     return RoundSettings(**run).problems()

@@ -18,14 +18,14 @@ from scipy import stats
 
 from fedmnist.defaults import ACCURACY_TARGETS
 from fedmnist.evaluation import legend_below, log_axis, write_json_and_figure
-from fedmnist.partition import PartitionError
 from fedmnist.strategies import label_of
+from fedmnist.studies import StudyError
 from fedmnist.studies.significance import compare_family
 
 SUMMARY_FILE, SUMMARY_FIGURE = "resumen.json", "resumen.png"
 
 
-class SummaryError(PartitionError):
+class SummaryError(StudyError):
     """A resumen.json that is not a summary over seeds; the message names it and the command that rewrites it."""
 
 

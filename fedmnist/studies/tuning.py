@@ -37,8 +37,8 @@ from fedmnist.history import (
     save_state,
     write_results,
 )
-from fedmnist.partition import PartitionError
 from fedmnist.simulation import Federation, RoundSettings, history_config, run_rounds
+from fedmnist.studies import StudyError
 from fedmnist.studies.centralized import read_baseline, train_centralized, write_baseline
 from fedmnist.studies.seed_summary import write_seed_summary
 
@@ -47,26 +47,26 @@ TUNING_KEYS = ("seeds", "rounds", "learning_rate", "grid")
 
 
 def checked_tuning(tuning, scenario):
-    """`tuning` (a scenario's [tuning] table) checked; PartitionError naming the key that cannot work."""
+    """`tuning` (a scenario's [tuning] table) checked; StudyError naming the key that cannot work."""
     where = f"scenario {scenario.name!r} [tuning]"
     if unknown := set(tuning) - set(TUNING_KEYS):
-        raise PartitionError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(TUNING_KEYS)}")
+        raise StudyError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(TUNING_KEYS)}")
     seeds, rounds = tuning.get("seeds"), tuning.get("rounds")
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and 0 <= s < 2**32 for s in seeds)):
-        raise PartitionError(f"{where}: seeds must be a non-empty list of integers in 0..2^32-1")
+        raise StudyError(f"{where}: seeds must be a non-empty list of integers in 0..2^32-1")
     if reported := set(seeds) & set(scenario.seeds):
-        raise PartitionError(f"{where}: seeds {sorted(reported)} are also the seeds the scenario reports")
+        raise StudyError(f"{where}: seeds {sorted(reported)} are also the seeds the scenario reports")
     if not (isinstance(rounds, int) and rounds >= LAST_ROUNDS):
-        raise PartitionError(
+        raise StudyError(
             f"{where}: rounds must be an integer of at least {LAST_ROUNDS}, the rounds the score averages"
         )
     rates = tuning.get("learning_rate", [])
     if not (isinstance(rates, list) and all(isinstance(r, (int, float)) and r > 0 for r in rates)):
-        raise PartitionError(f"{where}: learning_rate must be a list of positive numbers")
+        raise StudyError(f"{where}: learning_rate must be a list of positive numbers")
     grid = tuning.get("grid", {})
     for key, values in grid.items():
         if key not in {strategies.parse_spec(s).strategy.key for s in scenario.strategies}:
-            raise PartitionError(f"{where}: grid.{key} is not one of the scenario's strategies")
+            raise StudyError(f"{where}: grid.{key} is not one of the scenario's strategies")
         row = strategies.get(key)
         for name, options in values.items():
             if name == "learning_rate":
@@ -75,18 +75,18 @@ def checked_tuning(tuning, scenario):
                     and options
                     and all(isinstance(r, (int, float)) and r > 0 for r in options)
                 ):
-                    raise PartitionError(
+                    raise StudyError(
                         f"{where}: grid.{key}.learning_rate must be a non-empty list of positive numbers"
                     )
                 continue
             parameter = next((p for p in row.parameters if p.name == name), None)
             if parameter is None or not isinstance(options, list) or not options:
-                raise PartitionError(f"{where}: grid.{key}.{name} must be a non-empty list for a parameter of {key}")
+                raise StudyError(f"{where}: grid.{key}.{name} must be a non-empty list for a parameter of {key}")
             for option in options:
                 try:
                     parameter.check(option)
                 except ValueError as err:
-                    raise PartitionError(f"{where}: grid.{key}.{name}: {err}") from None
+                    raise StudyError(f"{where}: grid.{key}.{name}: {err}") from None
     return {"seeds": seeds, "rounds": rounds, "learning_rate": rates, "grid": grid}
 
 
@@ -140,14 +140,14 @@ def score(results):
     """The validation accuracy averaged over the last rounds (fedmnist.history's summary)."""
     value = next(iter(results["summary"].values()))["last_rounds_validation_accuracy"]
     if value is None:
-        raise PartitionError("a tuning run without validation accuracy: its split has no validation set")
+        raise StudyError("a tuning run without validation accuracy: its split has no validation set")
     return value
 
 
 def tune(scenario, data_root, out_root, log=print):
     """Run every strategy's grid of `scenario` (resumably) and write TUNING_FILE: the grid and the choices."""
     if scenario.tuning is None:
-        raise PartitionError(f"scenario {scenario.name!r} declares no [tuning] table: nothing to tune")
+        raise StudyError(f"scenario {scenario.name!r} declares no [tuning] table: nothing to tune")
     tuning = checked_tuning(scenario.tuning, scenario)
     scenario = dataclasses.replace(scenario, tuning=tuning)
     default_rate = RoundSettings(**scenario.run).learning_rate
@@ -177,7 +177,7 @@ def report(scenario, found, data_root, out_root, log=print):
     centralized baseline at equal epochs (FedAvg's chosen η); summarised like a simulation's seeds (resumen.json:
     mean ± std, and every pair as a Holm-corrected family). Resumable run by run; returns the summary."""
     if not scenario.seeds:
-        raise PartitionError(f"scenario {scenario.name!r} declares no seeds to report on")
+        raise StudyError(f"scenario {scenario.name!r} declares no seeds to report on")
     settings = RoundSettings(**{**scenario.run, "seed": scenario.seeds[0]})
     runs, baselines = [], []
     for seed in scenario.seeds:
