@@ -19,7 +19,7 @@ from fedmnist.history import RESULTS_FILE
 from fedmnist.studies import StudyError, scenarios
 from fedmnist.studies.privacy_study import LEAKAGE_FILE, leakage_of_run, summarize, write_summary
 
-PRIVACY_SCENARIOS = [name for name in scenarios.names() if name.startswith("privacidad-")]
+PRIVACY_SCENARIOS = scenarios.of_study("privacy")
 
 
 def parse_args(argv=None):

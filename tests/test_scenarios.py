@@ -1,8 +1,11 @@
 """The scenario files: every stored one loads and can run; a wrong key is named with its file."""
 
 import re
+import subprocess
 
 import pytest
+
+from conftest import REPO
 
 from fedmnist import strategies
 from fedmnist.simulation import RoundSettings, strategy_problems
@@ -10,6 +13,7 @@ from fedmnist.studies import scenarios
 from fedmnist.studies.scenarios import ScenarioError
 
 GOOD = """
+study = "scenarios"
 label = "x"
 seeds = [1, 2]
 [split]
@@ -51,6 +55,10 @@ def test_the_centralized_baseline_is_on_unless_a_scenario_turns_it_off(tmp_path)
         (GOOD.replace("rounds = 2", "rouns = 2"), "unknown [run] key(s) rouns"),
         (GOOD.replace("seeds = [1, 2]", "seeds = [-1]"), "seeds must be a list of integers"),
         ("label = ", "not valid TOML"),
+        (GOOD.replace('study = "scenarios"', 'study = "deriva"'), "study must be one of scenarios, heterogeneity"),
+        (GOOD.replace('study = "scenarios"', ""), "study must be one of"),
+        (GOOD.replace('partition = "iid"', "alpha = 0.1"), "[split] --alpha: not an option of the iid partition"),
+        (GOOD.replace('partition = "iid"', 'partition = "dirichlet"\nalpha = 0'), "--alpha 0: must be a positive"),
     ],
 )
 def test_a_wrong_scenario_file_is_named_with_what_is_wrong(tmp_path, text, named):
@@ -77,7 +85,19 @@ def test_a_missing_scenario_lists_the_ones_there_are(tmp_path):
     ],
 )
 def test_a_scenario_value_of_the_wrong_type_or_out_of_bounds_is_named_with_its_file(tmp_path, run, message):
-    (tmp_path / "malo.toml").write_text(f"[split]\nnum_clients = 3\n[run]\n{run}\n")
+    (tmp_path / "malo.toml").write_text(f'study = "scenarios"\n[split]\nnum_clients = 3\n[run]\n{run}\n')
     with pytest.raises(ScenarioError, match=re.escape(message)) as caught:
         scenarios.load("malo", tmp_path)
     assert str(caught.value).startswith(str(tmp_path / "malo.toml")) and len(str(caught.value)) < 200
+
+
+def test_each_study_target_of_the_makefile_runs_the_scenarios_that_state_that_study():
+    listed = subprocess.run(
+        ["make", "-pn", "venv"], cwd=REPO, capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    variables = dict(line.split(" := ", 1) for line in listed if " := " in line and line.split(" := ")[0].isupper())
+    assert variables["SCENARIOS"].split() == scenarios.of_study("scenarios")
+    assert variables["PRIVACY_SCENARIOS"].split() == scenarios.of_study("privacy")
+    assert variables["FACTOR_SCENARIOS"].split() == scenarios.of_study("factors")
+    assert sorted(variables["STUDY_SCENARIOS"].split()) == scenarios.of_study("study")
+    assert variables["DRIFT_SCENARIOS"].split() == scenarios.of_study("heterogeneity") + scenarios.of_study("diagnosis")

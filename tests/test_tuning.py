@@ -8,6 +8,7 @@ from fedmnist.studies import StudyError, scenarios
 from fedmnist.studies.tuning import REPORT_DIR, TUNING_FILE, checked_tuning, grid_points, point_folder, report, tune
 
 TINY = """
+study = "study"
 label = "diminuto"
 seeds = [7]
 [split]

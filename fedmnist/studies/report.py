@@ -380,10 +380,10 @@ def registry_table():
     return markdown(["clave", "referencia", "parámetros (por defecto)", "rondas", "Flower"], rows, "lllll")
 
 
-def seeded_summaries(prefix="deriva-"):
-    """(scenario, resumen.json) of every `prefix` scenario run over seeds that has its summary in results/."""
+def seeded_summaries(study="heterogeneity"):
+    """(scenario, resumen.json) of every scenario of `study` run over seeds that has its summary in results/."""
     found = []
-    for name in (n for n in scenarios.names() if n.startswith(prefix)):
+    for name in scenarios.of_study(study):
         scenario = scenarios.load(name)
         path = scenarios.results_dir(name) / seed_summary.SUMMARY_FILE
         if scenario.seeds and path.is_file():

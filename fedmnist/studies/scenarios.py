@@ -1,5 +1,6 @@
 """Named scenarios: data files under experiments/scenarios/, each a delta over fedmnist/defaults.py.
 
+    study = "heterogeneity"           # the study that runs it and reports it: one of STUDIES
     label = "IID"                     # how tables and figures name its partition (Spanish)
     seeds = [42, 43, 44]              # optional: run it once per seed by default (else --seed, one run)
     centralized = false               # optional: skip the centralized baseline of each seed (default true)
@@ -24,7 +25,18 @@ from fedmnist.studies import StudyError
 
 SPLIT_KEYS = ({f.name for f in fields(SplitSpec)} - {"seed", "options"}) | set(partition.option_names())
 RUN_KEYS = {f.name for f in fields(RoundSettings)} - {"seed"}
-TOP_KEYS = ("label", "seeds", "centralized", "split", "run", "tuning")
+TOP_KEYS = ("study", "label", "seeds", "centralized", "split", "run", "tuning")
+# The studies a scenario may belong to, each run by the make target of its name (the Makefile lists a study's
+# scenarios from this key) and reported in its own tables.
+STUDIES = {
+    "scenarios": "the course's federation and the paper's FedAvg, once each (make scenarios)",
+    "heterogeneity": "every strategy on heterogeneous data, over seeds, with drift (make heterogeneity)",
+    "diagnosis": "diagnostics run beside the heterogeneity study, not in its tables (make heterogeneity)",
+    "scaffold-diagnosis": "SCAFFOLD's norms round by round (make scaffold-diagnosis)",
+    "privacy": "DP-FedAvg against its controls, and leakage (make privacy)",
+    "factors": "one setting moved at a time against deriva-dirichlet-k5 (make factors)",
+    "study": "tuned on validation, then reported on fresh seeds (make study)",
+}
 
 
 class ScenarioError(StudyError):
@@ -34,6 +46,7 @@ class ScenarioError(StudyError):
 @dataclass(frozen=True)
 class Scenario:
     name: str
+    study: str  # one of STUDIES
     label: str
     split: dict  # SplitSpec fields except the seed
     run: dict  # RoundSettings fields except the seed
@@ -53,6 +66,11 @@ def results_dir(name, results=RESULTS_DIR):
 
 def names(folder=SCENARIOS_DIR):
     return sorted(path.stem for path in folder.glob("*.toml"))
+
+
+def of_study(study, folder=SCENARIOS_DIR):
+    """The names of the scenarios that state `study`, sorted."""
+    return [name for name in names(folder) if load(name, folder).study == study]
 
 
 def load(name, folder=SCENARIOS_DIR):
@@ -77,6 +95,9 @@ def load(name, folder=SCENARIOS_DIR):
     seeds = table.get("seeds", [])
     if not (isinstance(seeds, list) and all(isinstance(s, int) and 0 <= s < 2**32 for s in seeds)):
         raise ScenarioError(f"{path}: seeds must be a list of integers in 0..2^32-1")
+    study = table.get("study")
+    if study not in STUDIES:
+        raise ScenarioError(f"{path}: study must be one of {', '.join(STUDIES)}, not {printable(repr(study), 40)}")
     centralized = table.get("centralized", True)
     if not isinstance(centralized, bool):
         raise ScenarioError(f"{path}: centralized must be true or false")
@@ -87,7 +108,7 @@ def load(name, folder=SCENARIOS_DIR):
         raise ScenarioError(f"{path}: tuning must be a table")
     if problem := settings_problem(split, run):
         raise ScenarioError(f"{path}: {problem}")
-    return Scenario(name, str(table.get("label", name)), split, run, strategies, tuple(seeds), centralized, tuning)
+    return Scenario(name, study, str(table.get("label", name)), split, run, strategies, tuple(seeds), centralized, tuning)
 
 
 def settings_problem(split, run):
