@@ -28,6 +28,7 @@ FACTOR_SCENARIOS := $(call scenarios_of,factors)
 # the study's scenarios in order of importance, the course's K = 5 first (a test checks it lists the study's all)
 STUDY_SCENARIOS := estudio-dirichlet-k5 estudio-dirichlet-k100 estudio-fragmentos-k100
 WORKERS ?=
+DOCUMENTS := ensayo_aprendizaje_federado.md README.md $(wildcard docs/*.md)
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED = 1
@@ -157,7 +158,7 @@ results: study scenarios heterogeneity privacy factors trainers
 	$(PY) demo.py --results results
 	$(PY) demo.py --rounds 3 --partition dirichlet --alpha 0.1 --data data/rondas --out outputs/rondas \
 	  --results results/rondas
-	$(PY) experiments/tables.py --write ensayo_aprendizaje_federado.md README.md docs/*.md
+	$(PY) experiments/tables.py --write $(DOCUMENTS)
 
 FLOWER_OPTIONS = $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ROUNDS),--rounds $(ROUNDS)) \
 	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(SEED),--seed $(SEED)) $(if $(FLOWER_TIMEOUT),--timeout $(FLOWER_TIMEOUT)) \
@@ -173,11 +174,14 @@ flower-compare: flower
 	@echo "==> the same IID federation, FedAvg: own simulation, Flower simulation, Flower deployment"
 	$(PY) -m benchmarks.flower_comparison $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(SEED),--seed $(SEED))
 
+# The suite, then the documents: tables and cited numbers as results/ renders them, and the editorial rules.
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) experiments/tables.py --check $(DOCUMENTS)
 
 test-fast: venv
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) experiments/tables.py --check $(DOCUMENTS)
 
 clean:
 	rm -rf outputs data/cliente_*.npz data/test.npz data/pesos_iniciales.npz data/manifest.json data/particion.png

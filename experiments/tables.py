@@ -5,7 +5,10 @@
 
 --write replaces each marked table (<!-- tabla:NAME --> ... <!-- /tabla -->) with the one rendered
 from results/, and each cited number (NUMBER<!-- FILE.json#/POINTER -->, see fedmnist/studies/cited.py) with the
-value it names; --check exits non-zero, naming the table or the number, when a document's copy differs.
+value it names. --check exits non-zero, naming the table or the number, when a document's copy differs, and
+naming the rule, when a document breaks one of the editorial rules (fedmnist/studies/editorial.py: every decimal
+cited or a recorded setting, the README's length and opening, the essay's tables, figures, length and
+references). `make test` runs --check, so CI does.
 """
 
 import argparse
@@ -13,7 +16,7 @@ import sys
 from pathlib import Path
 
 from fedmnist.files import write_text_atomically
-from fedmnist.studies import cited
+from fedmnist.studies import cited, editorial
 from fedmnist.studies.report import MARKED, render_document, stale_tables
 
 
@@ -25,6 +28,7 @@ def main(argv=None):
     parser.add_argument("documents", type=Path, nargs="+")
     args = parser.parse_args(argv)
     failed = False
+    known = editorial.recorded_numbers() if args.check else None
     for path in args.documents:
         try:
             text = path.read_text()
@@ -35,6 +39,9 @@ def main(argv=None):
             elif stale := [*(f"table {name}" for name in stale_tables(text, path)), *cited.stale(text, path)]:
                 fix = f"run python experiments/tables.py --write {path}"
                 print(f"{path}: differs from results/ in {'; '.join(stale)}; {fix}")
+                failed = True
+            if args.check and (broken := editorial.problems(text, path, known)):
+                print(f"{path}: " + "; ".join(broken))
                 failed = True
         except (OSError, KeyError, ValueError) as err:  # ValueError: a damaged JSON file or summary
             sys.exit(f"tables.py: error: {err}")

@@ -108,7 +108,8 @@ def load(name, folder=SCENARIOS_DIR):
         raise ScenarioError(f"{path}: tuning must be a table")
     if problem := settings_problem(split, run):
         raise ScenarioError(f"{path}: {problem}")
-    return Scenario(name, study, str(table.get("label", name)), split, run, strategies, tuple(seeds), centralized, tuning)
+    label = str(table.get("label", name))
+    return Scenario(name, study, label, split, run, strategies, tuple(seeds), centralized, tuning)
 
 
 def settings_problem(split, run):
