@@ -35,7 +35,9 @@ from fedmnist.errors import FedMnistError
 from fedmnist.flower.credentials import Credentials
 from fedmnist.history import RESULTS_FILE
 from fedmnist.partition import PartitionError
+from fedmnist.settings import SETTINGS, add_options
 
+LOCAL_ROUNDS = 3  # a first look at the Flower app on this machine; --rounds for more
 FLOWER_STRATEGIES = [key for key, row in strategies.REGISTRY.items() if row.flower]
 BIN_DIR = Path(sys.executable).parent
 RUN_MARKER = "FEDMNIST_FLOWER_RUN"  # set in every child's environment, so leftovers can be found and stopped
@@ -126,17 +128,9 @@ def toml_value(value):
 
 def run_config(args):
     """The run config for `flwr run`: folders, R, the strategy and its parameters, local training."""
-    values = {
-        "data-dir": str(args.data),
-        "out-dir": str(args.out),
-        "num-server-rounds": args.rounds,
-        "strategy": args.strategy,
-        "local-epochs": args.epochs,
-        "batch-size": args.batch_size,
-        "optimizer": args.optimizer or "",
-        "fraction-train": args.fraction,
-        "seed": args.seed,
-    }
+    values = {"data-dir": str(args.data), "out-dir": str(args.out), "strategy": args.strategy}
+    for row in (row for row in SETTINGS.values() if row.flower):  # "": the ServerApp's default
+        values[row.flower] = "" if getattr(args, row.name) is None else getattr(args, row.name)
     for _, p in strategies.all_parameters(flower_only=True):
         values[p.config_key] = getattr(args, strategies.option_dest(p))
     return " ".join(f"{key}={toml_value(value)}" for key, value in values.items())
@@ -265,7 +259,6 @@ def parse_args(argv=None):
     parser.add_argument(
         "--clients", "-K", type=int, default=defaults.NUM_CLIENTS, help="K, SuperNodes (default: %(default)s)"
     )
-    parser.add_argument("--rounds", "-R", type=int, default=3, help="R, rounds (default: %(default)s)")
     parser.add_argument(
         "--strategy",
         default=defaults.ROUND_STRATEGIES[0],
@@ -273,27 +266,7 @@ def parse_args(argv=None):
         help="the registry strategy whose Flower class the ServerApp runs (default: %(default)s)",
     )
     strategies.add_parameter_options(parser, flower_only=True)
-    parser.add_argument(
-        "--epochs",
-        "-E",
-        type=int,
-        default=defaults.ROUND_EPOCHS,
-        help="E, local epochs per round (default: %(default)s)",
-    )
-    parser.add_argument("--batch-size", "-B", type=int, default=defaults.BATCH_SIZE, help="B (default: %(default)s)")
-    parser.add_argument(
-        "--optimizer", choices=list(defaults.LEARNING_RATES), help=f"local optimizer (default: {defaults.OPTIMIZER})"
-    )
-    parser.add_argument(
-        "--fraction",
-        "-C",
-        type=float,
-        default=defaults.FRACTION,
-        help="C, fraction of clients per round (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=defaults.SEED, help="seed of the split and of local training (default: %(default)s)"
-    )
+    add_options(parser, [row.name for row in SETTINGS.values() if row.flower], own={"rounds": LOCAL_ROUNDS})
     parser.add_argument(
         "--data",
         type=Path,
@@ -315,6 +288,7 @@ def parse_args(argv=None):
         "as on separate machines",
     )
     args = parser.parse_args(argv)
+    args.seed = defaults.SEED if args.seed is None else args.seed  # the split's seed too
     args.out = (args.out or defaults.RESULTS_DIR / "flower" / args.mode).resolve()
     return args
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from fedmnist import defaults, strategies
-from fedmnist.attacks import ATTACKS
 from fedmnist.data import PARTITION_FIGURE, ensure_split, read_manifest
 from fedmnist.errors import FedMnistError
 from fedmnist.files import project_relative
@@ -36,24 +35,13 @@ from fedmnist.history import (
     save_state,
     write_results,
 )
+from fedmnist.settings import SETTINGS, add_options
 from fedmnist.simulation import Federation, RoundSettings, history_config, run_rounds, strategy_problems
 from fedmnist.studies import scenarios
 from fedmnist.studies.centralized import read_baseline, train_centralized, write_baseline
 from fedmnist.studies.seed_summary import print_seed_summary, write_seed_summary
 
-SETTING_OPTIONS = (
-    "rounds",
-    "fraction",
-    "sampling",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "learning_rate",
-    "attack",
-    "malicious",
-    "trainer",
-    "workers",
-)
+SETTING_OPTIONS = tuple(name for name in SETTINGS if name != "seed")  # --seed and --seeds choose the seeds
 
 
 def parse_args(argv=None):
@@ -67,31 +55,7 @@ def parse_args(argv=None):
         "--data", type=Path, help="split_data.py's output folder (default: data/, or data/escenarios/<scenario>)"
     )
     parser.add_argument("--out", type=Path, help="output folder (default: results/simulacion/<scenario or 'run'>)")
-    parser.add_argument("--rounds", "-R", type=int, help=f"R, communication rounds (default: {defaults.ROUNDS})")
-    parser.add_argument(
-        "--fraction", "-C", type=float, help=f"C, fraction of clients sampled per round (default: {defaults.FRACTION})"
-    )
-    parser.add_argument(
-        "--sampling",
-        choices=defaults.SAMPLINGS,
-        help="fixed: round(C·K) clients a round; poisson: each client independently with probability C, "
-        f"as DP-FedAvg's accountant assumes (default: {defaults.SAMPLING})",
-    )
-    parser.add_argument(
-        "--epochs", "-E", type=int, help=f"E, local epochs per round (default: {defaults.ROUND_EPOCHS})"
-    )
-    parser.add_argument("--batch-size", "-B", type=int, help=f"B, local batch size (default: {defaults.BATCH_SIZE})")
-    parser.add_argument(
-        "--optimizer", choices=list(defaults.LEARNING_RATES), help=f"local optimizer (default: {defaults.OPTIMIZER})"
-    )
-    parser.add_argument(
-        "--learning-rate",
-        "--lr",
-        type=float,
-        help="local learning rate (default: "
-        + ", ".join(f"{lr:g} for {name}" for name, lr in defaults.LEARNING_RATES.items())
-        + ")",
-    )
+    add_options(parser, SETTING_OPTIONS[:7])  # R, C, sampling, E, B, the local optimizer and its η
     parser.add_argument(
         "--strategies",
         nargs="+",
@@ -99,8 +63,7 @@ def parse_args(argv=None):
         f"(fedprox:0.01) (default: {' '.join(defaults.ROUND_STRATEGIES)})",
     )
     strategies.add_parameter_options(parser)
-    parser.add_argument("--attack", choices=ATTACKS, help="simulate M malicious clients with this attack")
-    parser.add_argument("--malicious", "-M", type=int, help="M, malicious clients: the lowest ids (default: 0)")
+    add_options(parser, ("attack", "malicious"))
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument(
         "--seed",
@@ -111,18 +74,7 @@ def parse_args(argv=None):
     seeds.add_argument(
         "--seeds", type=int, nargs="+", help="several seeds, each a run in --out/semilla_<s>/, then summarised together"
     )
-    parser.add_argument(
-        "--trainer",
-        choices=defaults.TRAINERS,
-        help="batched: each round's clients in one computation, in this process; per-client: one client at a time, "
-        f"here or in --workers processes (default: {defaults.TRAINER})",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        help="worker processes of the per-client trainer, one thread each "
-        f"(default: {defaults.WORKERS}, this process; the batched trainer uses this process)",
-    )
+    add_options(parser, ("trainer", "workers"))
     parser.add_argument(
         "--resume",
         action="store_true",

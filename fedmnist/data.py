@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fedmnist import partition, seeds
-from fedmnist.defaults import NUM_CLIENTS, PARTITION, SEED, VALIDATION_FRACTION
+from fedmnist.defaults import MAX_CLIENTS, NUM_CLIENTS, PARTITION, SEED, VALIDATION_FRACTION
 from fedmnist.evaluation import plot_partition, save_figure
 from fedmnist.files import InterruptedSetError, OutputSet, complete_interrupted_set
 from fedmnist.mnist import as_images, load_mnist_uint8, sha256_bytes, sha256_file
@@ -42,7 +42,6 @@ PARTITION_FIGURE = "particion.png"
 FULL_TRAIN_SAMPLES = 60_000
 # Bounds on what the organizer's folder may declare, checked before anything is built or allocated: the folder
 # arrived from elsewhere (a shared drive, a course page), and a tampered one must cost one line, not the machine.
-MAX_CLIENTS = 10_000  # K: a hundred times McMahan et al.'s K = 100
 MANIFEST_LIMIT = 16_000_000  # bytes: 10,000 clients' entries take about 2.5 MB
 ARRAY_LIMIT = 70_000 * 28 * 28  # bytes of one array: all of MNIST's images
 IMAGE_SHAPE = (28, 28)

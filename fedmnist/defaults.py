@@ -40,6 +40,7 @@ MAX_EPOCHS = 1_000  # E
 MAX_ROUNDS = 10_000  # R
 MAX_BATCH_SIZE = 10_000  # B: a batch of 100,000 makes TensorFlow's convolutions on this CNN crash the process
 MAX_WORKERS = 64
+MAX_CLIENTS = 10_000  # K: a hundred times McMahan et al.'s K = 100
 
 # The instructor's comparison
 MIN_CLIENTS = 2  # an average of one update is that update: fewer is no aggregation

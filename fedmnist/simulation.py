@@ -34,7 +34,6 @@ from fedmnist import privacy, scaffold, seeds
 from fedmnist.attacks import MODEL_POISONING, attack_updates, trains_on
 from fedmnist.batched_training import BatchedClient, BatchedTrainer
 from fedmnist.data import (
-    MAX_CLIENTS,
     load_client_data,
     load_initial_weights,
     load_test_data,
@@ -45,26 +44,20 @@ from fedmnist.defaults import (
     BATCH_SIZE,
     FRACTION,
     LEARNING_RATES,
-    MAX_BATCH_SIZE,
-    MAX_EPOCHS,
-    MAX_ROUNDS,
-    MAX_WORKERS,
     OPTIMIZER,
     ROUND_EPOCHS,
     ROUNDS,
     SAMPLING,
-    SAMPLINGS,
     SEED,
     TRAINER,
-    TRAINERS,
     WORKERS,
 )
 from fedmnist.drift import control_norms, round_drift
 from fedmnist.evaluation import evaluate_weights
 from fedmnist.history import StrategyState, new_history, round_row, run_config
-from fedmnist.restricted_pickle import printable
 from fedmnist.seeds import client_training_seed
-from fedmnist.training import OPTIMIZERS, LocalTrainer, integer_problem
+from fedmnist.settings import SETTINGS
+from fedmnist.training import LocalTrainer
 from fedmnist.updates import ClientUpdate, UpdateError, validate_weights
 from model import build_model
 
@@ -91,45 +84,12 @@ class RoundSettings:
             object.__setattr__(self, "learning_rate", LEARNING_RATES[self.optimizer])
 
     def problems(self):
-        """The first setting that cannot run, as a message naming its option, or None."""
-        for option, value, high in (
-            ("--rounds", self.rounds, MAX_ROUNDS),
-            ("--epochs", self.epochs, MAX_EPOCHS),
-            ("--batch-size", self.batch_size, MAX_BATCH_SIZE),
-        ):
-            if problem := integer_problem(option, value, high):
+        """The first setting that cannot run, as a message naming its option (fedmnist/settings.py), or None."""
+        for setting in SETTINGS.values():
+            if problem := setting.problem(getattr(self, setting.name)):
                 return problem
-        for option, value, kind in (
-            ("--fraction", self.fraction, (int, float)),
-            ("--sampling", self.sampling, str),
-            ("--optimizer", self.optimizer, str),
-            ("--learning-rate", self.learning_rate, (int, float)),
-            ("--trainer", self.trainer, str),
-        ):
-            if isinstance(value, bool) or not isinstance(value, kind):
-                return f"{option} {printable(repr(value), 40)}: not a {'number' if kind is not str else 'name'}"
-        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**32):
-            return f"--seed {printable(repr(self.seed), 40)}: must be an integer in 0..2^32-1"
-        for option, value, high in (
-            ("--malicious", self.malicious, MAX_CLIENTS),
-            ("--workers", self.workers, MAX_WORKERS),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value > high:
-                return f"{option} {printable(repr(value), 40)}: must be an integer in 0..{high:,}"
-        if not 0 < self.fraction <= 1:
-            return f"--fraction {self.fraction}: must be in (0, 1]"
-        if self.sampling not in SAMPLINGS:
-            return f"--sampling {self.sampling}: choose {' or '.join(SAMPLINGS)}"
-        if self.optimizer not in OPTIMIZERS:
-            return f"--optimizer {self.optimizer}: choose {' or '.join(OPTIMIZERS)}"
-        if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
-            return f"--learning-rate {self.learning_rate}: must be a positive number"
-        if self.malicious < 0 or (self.malicious and not self.attack):
-            return f"--malicious {self.malicious}: must be at least 0, and needs --attack"
-        if self.trainer not in TRAINERS:
-            return f"--trainer {self.trainer}: choose {' or '.join(TRAINERS)}"
-        if self.workers < 0:
-            return f"--workers {self.workers}: must be at least 0 (0 trains in this process)"
+        if self.malicious and not self.attack:
+            return f"--malicious {self.malicious}: needs --attack"
         return None
 
 

@@ -177,7 +177,7 @@ def test_cli_resume_over_a_broken_state_is_one_clear_line(tiny_partition, tmp_pa
         (["--learning-rate", "nan"], "--learning-rate nan: must be a positive number"),
         (["--trim", "0.7"], "--trim 0.7: must be a number at least 0 and below 0.5"),
         (["--krum-f", "-1"], "--krum-f -1: must be an integer at least 0"),
-        (["--workers", "-1"], "--workers -1: must be at least 0"),
+        (["--workers", "-1"], "--workers -1: must be an integer in 0..64"),
         (
             ["--strategies", "scaffold"],
             "strategy 'scaffold:1': SCAFFOLD is defined for sgd clients, not adam; use --optimizer sgd",

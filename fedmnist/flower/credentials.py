@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from fedmnist.defaults import MAX_CLIENTS
 from fedmnist.errors import FedMnistError
 
 ALWAYS = ("127.0.0.1", "localhost")  # the SuperLink's own helpers connect there
 DAYS = 365  # a course's year
-MAX_CLIENTS = 10_000
 HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
 
 

@@ -26,7 +26,7 @@ from fedmnist.drift import round_drift
 from fedmnist.errors import FedMnistError
 from fedmnist.evaluation import evaluate_weights
 from fedmnist.files import os_error_text, project_relative
-from fedmnist.flower.settings import EQUAL_WEIGHT, configured_strategy, training_config, value
+from fedmnist.flower.settings import EQUAL_WEIGHT, configured_strategy, setting, training_config
 from fedmnist.history import (
     RESULTS_FILE,
     StrategyState,
@@ -246,9 +246,7 @@ def make_strategy(config, num_clients):
     """
     configured = configured_strategy(config)
     row = configured.strategy
-    fraction = value(config, "fraction-train", defaults.FRACTION, float)
-    if not 0 < fraction <= 1:
-        raise ValueError(f"run config fraction-train={fraction}: must be in (0, 1]")
+    fraction = setting(config, "fraction")
     sampled = max(1, round(fraction * num_clients))
     common = {
         "fraction_train": fraction,
@@ -365,7 +363,7 @@ def run(grid, config):
     data_dir = server_folder(config, "data-dir", defaults.DATA_DIR)
     out_dir = server_folder(config, "out-dir", defaults.RESULTS_DIR / "flower")
     manifest = read_manifest(data_dir)
-    num_clients, rounds = manifest["num_clients"], value(config, "num-server-rounds", defaults.ROUNDS, int)
+    num_clients, rounds = manifest["num_clients"], setting(config, "rounds")
     initial_weights, _ = load_initial_weights(data_dir)
     strategy, configured = make_strategy(config, num_clients)
     training = training_config(config, data_dir)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedmnist import defaults, strategies
+from fedmnist.settings import SETTINGS
 
 EQUAL_WEIGHT = "equal-weight"  # a reply metric of 1: what a FedAvg that weighs clients equally weighs them by
 
@@ -67,23 +68,30 @@ def resolve_folder(raw, default):
     return (Path(str(raw)).expanduser() if str(raw) else default).resolve()
 
 
+def setting(config, name):
+    """The run config's value of the run setting `name` (fedmnist/settings.py): its default where missing or "";
+    ValueError naming the key where it is not allowed."""
+    row = SETTINGS[name]
+    raw = config.get(row.flower, "")
+    if raw == "":
+        return row.default
+    converted = str(raw) if row.kind is str else value(config, row.flower, row.default, row.kind)
+    if problem := row.problem(converted, f"run config {row.flower}="):
+        raise ValueError(problem)
+    return converted
+
+
 def training_config(config, data_dir):
-    epochs = value(config, "local-epochs", defaults.ROUND_EPOCHS, int)
-    batch_size = value(config, "batch-size", defaults.BATCH_SIZE, int)
-    optimizer = str(config.get("optimizer", "")) or defaults.OPTIMIZER
-    if optimizer not in defaults.LEARNING_RATES:
-        raise ValueError(f"run config optimizer={optimizer[:40]!r}: choose {' or '.join(defaults.LEARNING_RATES)}")
-    learning_rate = value(config, "learning-rate", defaults.LEARNING_RATES[optimizer], float)
-    for key, number, high in (
-        ("local-epochs", epochs, defaults.MAX_EPOCHS),
-        ("batch-size", batch_size, defaults.MAX_BATCH_SIZE),
-    ):
-        if number < 1 or number > high:
-            raise ValueError(f"run config {key}={number if abs(number) < 10**12 else '…'}: must be in 1..{high:,}")
-    if not 0 < learning_rate < float("inf"):
-        raise ValueError(f"run config learning-rate={learning_rate}: must be a positive number")
-    seed = value(config, "seed", defaults.SEED, int)
-    return TrainingConfig(str(data_dir), epochs, batch_size, learning_rate, seed, optimizer)
+    optimizer = setting(config, "optimizer")
+    learning_rate = setting(config, "learning_rate")
+    return TrainingConfig(
+        str(data_dir),
+        setting(config, "epochs"),
+        setting(config, "batch_size"),
+        defaults.LEARNING_RATES[optimizer] if learning_rate is None else learning_rate,
+        setting(config, "seed"),
+        optimizer,
+    )
 
 
 def configured_strategy(config):
