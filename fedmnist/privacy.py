@@ -78,6 +78,11 @@ def round_inputs(seed, round_number, expected_clients):
     return {"noise_seed": seeds.sequence(seed, "dp_noise", round_number), "expected_clients": expected_clients}
 
 
+def step_inputs(context):
+    """round_inputs for a round's strategies.RoundContext: the DP rows' hook."""
+    return round_inputs(context.seed, context.round_number, context.expected_clients)
+
+
 def check_round(pairs, expected_clients):
     if expected_clients <= 0:
         raise ValueError(f"the expected number of clients per round must be positive, not {expected_clients}")

@@ -53,6 +53,16 @@ def control_delta(new_control, old_control):
     return [(np.asarray(n, np.float64) - o).astype(np.float32) for n, o in zip(new_control, old)]
 
 
+def round_inputs(context):
+    """What SCAFFOLD's step takes besides the updates, from a round's strategies.RoundContext: the Δcᵢ that arrived,
+    N and every client's examples."""
+    return {
+        "control_deltas": context.state_deltas,
+        "num_clients": context.num_clients,
+        "total_examples": context.total_examples,
+    }
+
+
 def server_step(current, pairs, state, *, control_deltas, num_clients, total_examples, server_lr, weighted):
     """(new global weights, new server state) from the round's (yᵢ, nᵢ) `pairs` and `control_deltas`, the
     [(Δcᵢ, nᵢ)] of the clients whose cᵢ⁺ arrived; `weighted` 0 is the paper's uniform means, 1 weights by nᵢ."""

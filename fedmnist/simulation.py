@@ -57,6 +57,7 @@ from fedmnist.evaluation import evaluate_weights
 from fedmnist.history import StrategyState, new_history, round_row, run_config
 from fedmnist.seeds import client_training_seed
 from fedmnist.settings import SETTINGS
+from fedmnist.strategies import RoundContext
 from fedmnist.training import LocalTrainer
 from fedmnist.updates import ClientUpdate, UpdateError, validate_weights
 from model import build_model
@@ -313,7 +314,7 @@ def sample_clients(num_clients, fraction, seed, round_number, sampling=SAMPLING)
 
 def client_tasks(configured, state, sampled, settings, round_number):
     """The ClientTasks of one strategy's round."""
-    uses_controls = configured.strategy.control_variates
+    correction = configured.strategy.client_correction
     return [
         ClientTask(
             client_id,
@@ -322,11 +323,9 @@ def client_tasks(configured, state, sampled, settings, round_number):
             settings.batch_size,
             client_training_seed(settings.seed, round_number, client_id),
             mu=configured.mu,
-            correction=scaffold.correction(state.server, state.clients.get(client_id), state.weights)
-            if uses_controls
-            else None,
+            correction=correction(state.server, state.clients.get(client_id), state.weights) if correction else None,
             attack=settings.attack if client_id <= settings.malicious else None,
-            control=uses_controls,
+            control=correction is not None,
         )
         for client_id in sampled
     ]
@@ -365,20 +364,20 @@ def checked_updates(federation, tasks, trained, global_weights, settings, round_
 def server_update(configured, state, updates, controls, federation, settings, round_number, log):
     """The strategy's server step: the new StrategyState (the previous one if no update could be aggregated)."""
     pairs = [(u.weights, u.num_samples) for u in updates]
-    num_clients, round_inputs = len(federation.clients), {}
-    if configured.strategy.control_variates:
-        round_inputs = {
-            "control_deltas": [
-                (scaffold.control_delta(c, state.clients.get(cid)), len(federation.clients[cid][1]))
-                for cid, c in controls.items()
-            ],
-            "num_clients": num_clients,
-            "total_examples": sum(len(y) for _, y in federation.clients.values()),
-        }
-    if configured.strategy.private:
-        round_inputs = privacy.round_inputs(settings.seed, round_number, settings.fraction * num_clients)
+    num_clients = len(federation.clients)
+    context = RoundContext(
+        settings.seed,
+        round_number,
+        settings.fraction * num_clients,
+        num_clients,
+        sum(len(y) for _, y in federation.clients.values()),
+        [
+            (scaffold.control_delta(c, state.clients.get(cid)), len(federation.clients[cid][1]))
+            for cid, c in controls.items()
+        ],
+    )
     try:
-        weights, server = configured.step(pairs, state.weights, state.server, **round_inputs)
+        weights, server = configured.step(pairs, state.weights, state.server, **configured.strategy.inputs(context))
     except ValueError as err:
         log(f"round {round_number} {configured.name}: kept the previous global model ({err})")
         return state
@@ -400,10 +399,10 @@ def play_round(executor, federation, configured, states, sampled, settings, roun
         new_states[c.name] = server_update(c, state, updates, controls, federation, settings, round_number, log)
         spent[c.name] = c.strategy.privacy_spent(c.values, settings.fraction, round_number, state.server)
         drift[c.name] = round_drift(state.weights, [u.weights for u in updates], new_states[c.name].weights)
-        if c.strategy.control_variates and drift[c.name] is not None:
+        if c.strategy.keeps_client_state and drift[c.name] is not None:
             server_control = new_states[c.name].server.get(scaffold.SERVER_CONTROL)
             drift[c.name]["control_norms"] = control_norms(server_control, list(controls.values()))
-        payload[c.name] = sum(w.nbytes for w in state.weights) * (2 if c.strategy.control_variates else 1)
+        payload[c.name] = sum(w.nbytes for w in state.weights) * (2 if c.strategy.keeps_client_state else 1)
     metrics = executor.map(evaluate_task, [new_states[c.name].weights for c in configured])
     # Each strategy's share of the round's wall time: training, aggregation, drift and evaluation, as in Flower.
     seconds = (time.perf_counter() - started) / len(configured)

@@ -15,12 +15,21 @@ values are noted (fedmnist/comparison.py).
 
 A row with a `server_step` instead takes the round's global model, the updates
 and a state it keeps across rounds: a server optimizer's step from FedAvg's
-aggregate (fedmnist/server_optimizers.py), SCAFFOLD's (`control_variates`, which
-also needs every client's control variate: fedmnist/scaffold.py) and DP-FedAvg's
-(`private`: clipping and noise relative to the global model, fedmnist/privacy.py).
-The rows whose step needs earlier rounds are `multi_round_only`: the one-shot
-comparison leaves them out. DP-FedAvg runs in both: in one shot, its reference is
-the initial global model and every client takes part (q = 1).
+aggregate (fedmnist/server_optimizers.py), SCAFFOLD's (fedmnist/scaffold.py) and
+DP-FedAvg's (clipping and noise relative to the global model, fedmnist/privacy.py).
+What such a row adds to a round is two small hooks, which the engines call
+without asking which strategy they run:
+
+- `round_inputs(RoundContext)`: the step's keywords besides the updates (DP-FedAvg's
+  noise seed and expected cohort, SCAFFOLD's control deltas and client counts);
+- `client_correction(server state, client's state, global weights)`: what each
+  client adds to its gradients (SCAFFOLD's c − cᵢ); its clients then keep a state
+  cᵢ, send the new one with their model, and the step receives the deltas.
+
+`private` rows report the ε they spent. The rows whose step needs earlier rounds
+are `multi_round_only`: the one-shot comparison leaves them out. DP-FedAvg runs in
+both: in one shot, its reference is the initial global model and every client
+takes part (q = 1).
 """
 
 import math
@@ -73,6 +82,18 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class RoundContext:
+    """What a round's server step may take besides the updates; the engine fills it, a row's round_inputs picks."""
+
+    seed: int
+    round_number: int
+    expected_clients: float  # q·N, the cohort a round expects
+    num_clients: int = 0  # N
+    total_examples: int = 0  # every client's examples
+    state_deltas: list = field(default_factory=list)  # [(new client state − old, nᵢ)] of the clients that sent one
+
+
+@dataclass(frozen=True)
 class Strategy:
     """One aggregation strategy: a registry row."""
 
@@ -89,12 +110,24 @@ class Strategy:
     # (global weights, pairs, state, **round inputs, **server-side parameters) -> (new global weights, new state)
     server_step: Callable | None = field(default=None, compare=False)
     multi_round_only: bool = False  # the step needs earlier rounds: the one-shot comparison leaves the row out
-    control_variates: bool = False  # SCAFFOLD: clients train with c − cᵢ and send Δcᵢ with their model
-    private: bool = False  # DP-FedAvg: the step takes noise_seed and expected_clients, and the run reports ε
+    private: bool = False  # DP-FedAvg: the run reports the ε it spent
+    # hooks (see the module's docstring): (RoundContext) -> the step's keywords; (server state, client state,
+    # global weights) -> each client's gradient correction
+    round_inputs: Callable | None = field(default=None, compare=False)
+    client_correction: Callable | None = field(default=None, compare=False)
     local_optimizer: str | None = None  # the one local optimizer the strategy is defined for (None: any)
 
     def defaults(self):
         return {p.name: p.default for p in self.parameters}
+
+    @property
+    def keeps_client_state(self):
+        """Its clients keep a state across rounds (SCAFFOLD's cᵢ) and send the new one with their model."""
+        return self.client_correction is not None
+
+    def inputs(self, context):
+        """The keywords its step takes besides the updates, for the round `context` describes."""
+        return self.round_inputs(context) if self.round_inputs else {}
 
     def server_parameters(self, values):
         return {p.name: values[p.name] for p in self.parameters if not p.client_side}
@@ -170,7 +203,7 @@ def one_shot(row, pairs, reference, values, seed, num_clients):
     A private row takes every one of the `num_clients` clients as its cohort (q = 1)
     and draws its noise from `seed`.
     """
-    inputs = privacy.round_inputs(seed, 1, num_clients) if row.private else {}
+    inputs = row.inputs(RoundContext(seed, 1, num_clients, num_clients))
     weights, _ = row.step(pairs, reference, {}, values, **inputs)
     return weights
 
@@ -499,7 +532,8 @@ register(
         rule=None,
         server_step=scaffold.server_step,
         multi_round_only=True,
-        control_variates=True,
+        round_inputs=scaffold.round_inputs,
+        client_correction=scaffold.correction,
         local_optimizer="sgd",  # cᵢ⁺ = cᵢ − c + (x − yᵢ)/(K·η) is the mean gradient only for plain SGD steps
         reference="Karimireddy et al., 2020: local gradients corrected by c − cᵢ, the control variates",
         parameters=(
@@ -540,6 +574,7 @@ register(
         rule=None,
         server_step=privacy.dp_fedavg,
         private=True,
+        round_inputs=privacy.step_inputs,
         flower="DifferentialPrivacyServerSideFixedClipping",
         reference="McMahan et al., 2018: updates clipped to S, summed with N(0, (z·S)²) noise, over the cohort q·N",
         parameters=(
@@ -564,6 +599,7 @@ register(
         rule=None,
         server_step=privacy.dp_fedavg_adaptive,
         private=True,
+        round_inputs=privacy.step_inputs,
         flower="DifferentialPrivacyServerSideAdaptiveClipping",
         reference="Andrew et al., 2021: DP-FedAvg with S moved toward the γ-quantile of the update norms",
         parameters=(
