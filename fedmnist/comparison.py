@@ -197,6 +197,25 @@ def not_computed(strategy, updates, any_prox_files, min_clients):
     return None
 
 
+def updates_for(strategy, plain, prox):
+    """The updates a one-round row aggregates: FedProx's rows take those trained with μ, the others the plain ones."""
+    return prox if strategy.fedprox_updates else plain
+
+
+def one_round_weights(strategy, updates, values, federation):
+    """A one-round row's global weights from `updates` (ValueError if its rule cannot run on them), with `values`
+    ({strategy key: {parameter: value}}) over the registry's defaults.
+
+    `federation` is (the round's starting weights, seed, K): a private strategy clips each
+    update relative to them and takes all K clients as its cohort. The instructor's comparison
+    (aggregate_all) and the one-round study (fedmnist/studies/robustness.py) both aggregate here.
+    """
+    initial_weights, seed, num_clients = federation
+    chosen = {**strategy.defaults(), **values.get(strategy.key, {})}
+    pairs = [(u.weights, u.num_samples) for u in updates]
+    return strategies.one_shot(strategy, pairs, initial_weights, chosen, seed, num_clients)
+
+
 def evaluate_held_out(model, weights, test_set, validation_set, correct=None, key=None):
     """Test metrics, plus the validation accuracy (what every choice is made on) where the split has a validation
     set; each test image's correctness goes into `correct[key]` (McNemar's test of ties) if given."""
@@ -213,15 +232,13 @@ def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, held_
 
     `held_out` is (test set, validation set or None).
 
-    `federation` is (the round's starting weights, seed, K): a private strategy clips each
-    update relative to them and takes all K clients as its cohort.
+    `federation` is (the round's starting weights, seed, K), as one_round_weights takes it.
     """
-    initial_weights, seed, num_clients = federation
     entries, global_weights, correct = {}, {}, {}
     for strategy in strategies.one_shot_rows():
         if strategy.private and not private:
             continue  # DP's rows only when asked: at K = 5 its noise is what the row measures
-        updates = prox if strategy.fedprox_updates else plain
+        updates = updates_for(strategy, plain, prox)
         entry = {"label": strategy.label, "clients": [u.client_id for u in updates]}
         if strategy.fedprox_updates:
             fedprox_notes(entry, updates)
@@ -232,8 +249,7 @@ def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, held_
             continue
         chosen = {**strategy.defaults(), **values.get(strategy.key, {})}
         try:
-            pairs = [(u.weights, u.num_samples) for u in updates]
-            weights = strategies.one_shot(strategy, pairs, initial_weights, chosen, seed, num_clients)
+            weights = one_round_weights(strategy, updates, values, federation)
         except ValueError as err:
             entry["status"] = f"not computed: {err}"
         else:

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fedmnist import attacks as attack_names
-from fedmnist import seeds, strategies
+from fedmnist import comparison, seeds, strategies
 from fedmnist.attacks import ATTACKS, attack_updates, poisons_data, trains_on
 from fedmnist.batched_training import BatchedClient, BatchedTrainer
 from fedmnist.data import load_client_data, load_initial_weights, load_test_data, load_validation_data, read_manifest
@@ -147,13 +147,12 @@ def scenario_updates(trained, manifest, initial_weights, attack, attackers, seed
 
 
 def rule_weights(strategy, updates, settings, initial_weights, num_clients):
-    """One rule's global weights from a scenario's updates (FedProx's rows take the FedProx updates); None if the
-    rule cannot run on them."""
-    chosen = updates["fedprox" if strategy.fedprox_updates else "plain"]
-    pairs = [(u.weights, u.num_samples) for u in chosen]
+    """One rule's global weights from a scenario's updates, aggregated as the instructor's comparison does
+    (fedmnist/comparison.py); None if the rule cannot run on them."""
+    chosen = comparison.updates_for(strategy, updates["plain"], updates["fedprox"])
     try:
-        return strategies.one_shot(
-            strategy, pairs, initial_weights, settings.chosen(strategy), settings.seed, num_clients
+        return comparison.one_round_weights(
+            strategy, chosen, settings.values or {}, (initial_weights, settings.seed, num_clients)
         )
     except ValueError:
         return None
