@@ -165,10 +165,10 @@ FLOWER_OPTIONS = $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(ROUNDS),--rounds $
 	$(if $(SECURE),--secure)
 
 flower-simulation: flower
-	$(PY) experiments/flower_local.py simulation $(FLOWER_OPTIONS)
+	$(PY) tools/flower_local.py simulation $(FLOWER_OPTIONS)
 
 flower-deployment: flower
-	$(PY) experiments/flower_local.py deployment $(FLOWER_OPTIONS)
+	$(PY) tools/flower_local.py deployment $(FLOWER_OPTIONS)
 
 flower-compare: flower
 	@echo "==> the same IID federation, FedAvg: own simulation, Flower simulation, Flower deployment"

@@ -28,10 +28,10 @@ def own_simulation(data, out, rounds, seed):
 
 
 def flower_local(mode):
-    """The command of experiments/flower_local.py in `mode`, as a function of the run's settings."""
+    """The command of tools/flower_local.py in `mode`, as a function of the run's settings."""
 
     def command(data, out, rounds, seed):
-        return ["experiments/flower_local.py", mode, "--data", data, "--out", out, "--rounds", rounds, "--seed", seed]
+        return ["tools/flower_local.py", mode, "--data", data, "--out", out, "--rounds", rounds, "--seed", seed]
 
     return command
 

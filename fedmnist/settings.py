@@ -3,7 +3,7 @@
 The values and the reasons for them live in fedmnist/defaults.py; this table says
 what each setting is. From it come:
 
-- the command lines' options (`add_options`: experiments/simulation.py, experiments/flower_local.py);
+- the command lines' options (`add_options`: experiments/simulation.py, tools/flower_local.py);
 - the checks of RoundSettings (`problem`), which the command lines, the scenario
   files' [run] tables and the tuning grids all go through;
 - the Flower run config's keys and checks (fedmnist/flower/settings.py, and

@@ -326,7 +326,7 @@ def leftover_processes():
 
 
 def flower_local(*args):
-    return run_script("experiments/flower_local.py", *args)
+    return run_script("tools/flower_local.py", *args)
 
 
 @pytest.mark.slow

@@ -144,3 +144,15 @@ def test_every_error_of_the_project_is_one_kind():
             if name.endswith("Error") and value.__module__ == module.name and not issubclass(value, OSError):
                 errors.append(value)
     assert len(errors) >= 12 and [e for e in errors if not issubclass(e, FedMnistError)] == []
+
+
+def test_the_student_s_reading_path_in_the_readme_stays_an_afternoon():
+    """README → model.py → notebook → global_aggregation.py → the core modules they call, under 3,500 lines."""
+    readme = (REPO / "README.md").read_text()
+    path = re.search(r"<!-- ruta -->\n(.*?)<!-- /ruta -->", readme, flags=re.DOTALL).group(1)
+    files = re.findall(r"^\d+\. `([^`]+)`", path, flags=re.MULTILINE)
+    assert files[:3] == ["model.py", "local_training.ipynb", "global_aggregation.py"]
+    notebook = json.loads((REPO / "local_training.ipynb").read_text())
+    lines = len(readme.splitlines()) + sum(len("".join(cell["source"]).splitlines()) for cell in notebook["cells"])
+    lines += sum(len((REPO / name).read_text().splitlines()) for name in files if name.endswith(".py"))
+    assert lines <= 3500, lines

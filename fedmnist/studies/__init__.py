@@ -7,6 +7,7 @@ tuning          grids chosen on validation, then the chosen settings on fresh se
 significance    paired intervals, Holm's correction, equivalence (TOST) and their verdicts
 scenarios       experiments/scenarios/*.toml: a scenario's settings as data
 report, cited   the README's, the docs' and the essay's tables and cited numbers, rendered from results/
+editorial       the documents' editorial rules, checked by experiments/tables.py --check (make test)
 """
 
 from fedmnist.errors import FedMnistError

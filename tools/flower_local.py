@@ -1,7 +1,7 @@
 """Run the Flower App on this machine, on loopback, and leave no process behind.
 
-    python experiments/flower_local.py simulation --clients 5 --rounds 5
-    python experiments/flower_local.py deployment --clients 2 --rounds 2 --timeout 900
+    python tools/flower_local.py simulation --clients 5 --rounds 5
+    python tools/flower_local.py deployment --clients 2 --rounds 2 --timeout 900
 
 simulation: one SuperLink with Flower's simulation runtime (Ray); `flwr run` submits the app
             and the K clients are simulated SuperNodes.
