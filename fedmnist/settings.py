@@ -8,7 +8,7 @@ what each setting is. From it come:
   files' [run] tables and the tuning grids all go through;
 - the Flower run config's keys and checks (fedmnist/flower/settings.py, and
   pyproject.toml's [tool.flwr.app.config], which a test keeps equal to `flower_keys()`);
-- the history's config keys (fedmnist/history.py's run_config records these names).
+- the history's config (fedmnist/history.py's run_config records the `recorded` ones by name).
 """
 
 import math
@@ -34,6 +34,7 @@ class Setting:
     flower: str | None = None  # the Flower run-config key, where the Flower app takes it
     may_be_none: bool = False  # None is a value (no attack)
     aliases: tuple = ()  # more option names
+    recorded: bool = True  # the history's config records it: a run with another value is another run
 
     @property
     def option(self):
@@ -76,7 +77,7 @@ SETTINGS = {
     s.name: s
     for s in (
         Setting("rounds", "R, communication rounds", int, defaults.ROUNDS, high=defaults.MAX_ROUNDS, short="-R",
-                flower="num-server-rounds"),
+                flower="num-server-rounds", recorded=False),  # a finished run extends to more rounds
         Setting("fraction", "C, fraction of clients sampled per round", float, defaults.FRACTION, low=0, high=1,
                 short="-C", flower="fraction-train"),
         Setting("sampling", "fixed: round(C·K) clients a round; poisson: each client independently with probability "
@@ -99,7 +100,7 @@ SETTINGS = {
         Setting("trainer", "batched: each round's clients in one computation, in this process; per-client: one "
                 "client at a time, here or in --workers processes", str, defaults.TRAINER, choices=defaults.TRAINERS),
         Setting("workers", "worker processes of the per-client trainer, one thread each (0: this process)", int,
-                defaults.WORKERS, low=0, high=defaults.MAX_WORKERS),
+                defaults.WORKERS, low=0, high=defaults.MAX_WORKERS, recorded=False),  # no result depends on it
     )
 }  # fmt: skip
 

@@ -101,19 +101,10 @@ def history_config(settings, manifest, configured, *, runtime, scenario, data):
         scenario=scenario,
         data=data,
         manifest=manifest,
-        fraction=settings.fraction,
-        sampling=settings.sampling,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        optimizer=settings.optimizer,
-        learning_rate=settings.learning_rate,
         strategies=[c.name for c in configured],
-        seed=settings.seed,
-        attack=settings.attack,
-        malicious=settings.malicious,
         parameters={c.name: c.values for c in configured if c.values},
-        trainer=settings.trainer,
         training_threads=1 if settings.workers and settings.trainer == "per-client" else None,
+        **{name: getattr(settings, name) for name, row in SETTINGS.items() if row.recorded},
     )
 
 
