@@ -34,8 +34,8 @@ class Option:
     name: str
     kind: type  # int or float
     default: float
-    low: float  # the smallest value allowed (inclusive), or
-    above: bool  # values must be strictly above `low`
+    low: float  # the bound values must reach: at least `low`, or strictly above it with `above`
+    above: bool
     help: str  # for the command line
     caption: str  # Spanish, for the partition figure's title: "{value}" is filled in
 
@@ -46,11 +46,18 @@ class Option:
     def check(self, value):
         """`value` as this option's type; PartitionError naming the option and its bounds if it cannot be one."""
         integral = isinstance(value, int) and not isinstance(value, bool)
-        number = integral or (isinstance(value, float) and self.kind is float and math.isfinite(value))
-        if number and (value > self.low if self.above else value >= self.low):
-            return self.kind(value)
-        noun = "integer" if self.kind is int else "number"
-        words = f"a positive {noun}" if self.above and self.low == 0 else f"an {noun} at least {self.low:g}"
+        number = integral or (isinstance(value, float) and self.kind is float)
+        try:
+            converted = self.kind(value) if number else None
+        except OverflowError:  # an integer of hundreds of digits, for a float option
+            converted = None
+        if converted is not None and (self.kind is int or math.isfinite(converted)):
+            if converted > self.low if self.above else converted >= self.low:
+                return converted
+        noun = "an integer" if self.kind is int else "a number"
+        words = f"{noun} {'above' if self.above else 'at least'} {self.low:g}"
+        if self.above and self.low == 0:
+            words = f"a positive {noun.split()[-1]}"
         raise PartitionError(f"{self.flag} {printable(repr(value), 40)}: must be {words}")
 
 
@@ -129,7 +136,8 @@ def shards_partition(labels, num_clients, rng, shards_per_client):
     """McMahan et al.'s pathological non-IID split: sort by label, cut K·s shards, give each client s of them."""
     num_shards = num_clients * shards_per_client
     if num_shards > len(labels):
-        raise PartitionError(f"K={num_clients} clients x {shards_per_client} shards: need K*s <= {len(labels)}")
+        each = printable(str(shards_per_client), 20)
+        raise PartitionError(f"K={num_clients} clients x {each} shards per client: need K*s <= {len(labels)}")
     by_label = shuffled_by_class(labels, rng)  # label order, random order within each label
     shards = np.array_split(by_label, num_shards)
     order = rng.permutation(num_shards)

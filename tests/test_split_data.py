@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import numpy as np
@@ -259,3 +260,19 @@ def test_a_registered_partition_is_offered_recorded_and_checked(monkeypatch):
         SplitSpec.of(partition="halves", cut=0).partition_options()
     with pytest.raises(PartitionError, match="--alpha: not an option of the halves partition; halves takes --cut"):
         SplitSpec.of(partition="halves", alpha=0.1).partition_options()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"alpha": 10**400}, "--alpha 1000"),
+        ({"alpha": float("inf")}, "--alpha inf: must be a positive number"),
+        ({"alpha": True}, "--alpha True: must be a positive number"),
+        ({"shards_per_client": 10**400}, "shards per client: need K*s <= 100"),
+    ],
+)
+def test_a_hostile_partition_option_costs_one_line(options, message):
+    partition_name = "dirichlet" if "alpha" in options else "shards"
+    with pytest.raises(PartitionError, match=re.escape(message)) as caught:
+        make_partition(np.arange(100) % 10, 5, 1, partition_name, **options)
+    assert len(str(caught.value)) < 200
