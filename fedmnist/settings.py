@@ -70,7 +70,11 @@ class Setting:
             return f"{written}: {'not a number' if self.kind is float else self.allowed()}"
         if self.kind is int:
             return None if self.low <= value <= self.high else f"{written}: {self.allowed()}"
-        return None if math.isfinite(value) and self.low < value <= self.high else f"{written}: {self.allowed()}"
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            number = math.inf
+        return None if math.isfinite(number) and self.low < number <= self.high else f"{written}: {self.allowed()}"
 
 
 SETTINGS = {

@@ -41,6 +41,7 @@ def test_a_command_line_offers_each_setting_with_its_symbol_and_default():
         ("optimizer", ["sgd"], "--optimizer ['sgd']: not a name"),
         ("trainer", "gpu", "--trainer 'gpu': choose batched or per-client"),
         ("attack", None, None),
+        ("learning_rate", 10**400, "--learning-rate " + "1" + "0" * 38 + "…: must be a positive number"),
     ],
 )
 def test_each_setting_names_itself_and_what_it_takes(name, value, message):
