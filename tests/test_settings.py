@@ -9,6 +9,7 @@ from conftest import REPO
 
 from fedmnist.defaults import LEARNING_RATES
 from fedmnist.flower.settings import setting, training_config
+from fedmnist.restricted_pickle import printable
 from fedmnist.settings import SETTINGS, add_options, flower_keys
 from fedmnist.simulation import RoundSettings
 
@@ -41,7 +42,7 @@ def test_a_command_line_offers_each_setting_with_its_symbol_and_default():
         ("optimizer", ["sgd"], "--optimizer ['sgd']: not a name"),
         ("trainer", "gpu", "--trainer 'gpu': choose batched or per-client"),
         ("attack", None, None),
-        ("learning_rate", 10**400, "--learning-rate " + "1" + "0" * 38 + "…: must be a positive number"),
+        ("learning_rate", 10**400, f"--learning-rate {printable(repr(10**400), 40)}: must be a positive number"),
     ],
 )
 def test_each_setting_names_itself_and_what_it_takes(name, value, message):
