@@ -47,9 +47,9 @@ class Setting:
         if self.kind is int:
             high = "2^32-1" if self.high == 2**32 - 1 else f"{self.high:,}"
             return f"must be an integer in {self.low:,}..{high}"
-        if self.high == 1:
-            return f"must be in ({self.low:g}, 1]"
-        return "must be a positive number"
+        if self.high < math.inf:
+            return f"must be in ({self.low:g}, {self.high:g}]"
+        return "must be a positive number" if self.low == 0 else f"must be a number above {self.low:g}"
 
     def problem(self, value, name=None):
         """A message naming the setting if `value` is not allowed, else None; `name` as the user wrote the
@@ -59,13 +59,9 @@ class Setting:
         name = name or self.option
         written = f"{name}{'' if name.endswith('=') else ' '}{printable(repr(value), 40)}"
         if self.kind is str:
-            return (
-                f"{written}: not a name"
-                if not isinstance(value, str)
-                else None
-                if value in self.choices
-                else (f"{written}: {self.allowed()}")
-            )
+            if not isinstance(value, str):
+                return f"{written}: not a name"
+            return None if value in self.choices else f"{written}: {self.allowed()}"
         if isinstance(value, bool) or not isinstance(value, (int, float) if self.kind is float else int):
             return f"{written}: {'not a number' if self.kind is float else self.allowed()}"
         if self.kind is int:
