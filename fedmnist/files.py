@@ -37,11 +37,17 @@ class InterruptedSetError(OSError):
     """A folder whose interrupted set cannot be completed (a tampered journal, a read-only folder)."""
 
 
-def temporary_beside(target):
-    """Create an empty temporary file in `target`'s folder, keeping its suffix (Keras and matplotlib look at it)."""
+def temporary_beside(target, record=None):
+    """Create an empty temporary file in `target`'s folder, keeping its suffix (Keras and matplotlib look at it).
+
+    `record(tmp)` learns each name before its file exists, so that a signal arriving between the file's creation
+    and this function's return still leaves the caller knowing what to remove.
+    """
     target = Path(target)
     for _ in range(100):
         tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{target.suffix}")
+        if record is not None:
+            record(tmp)
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             return tmp
@@ -53,12 +59,14 @@ def temporary_beside(target):
 @contextlib.contextmanager
 def atomic_path(target):
     """Yield a temporary path beside `target`; move it onto `target` only if the block succeeds."""
-    tmp = temporary_beside(target)
+    staged = {}  # {target: its temporary}, known before the temporary exists
     try:
+        tmp = temporary_beside(target, record=lambda name: staged.__setitem__(target, name))
         yield tmp
         os.replace(tmp, target)
     finally:
-        tmp.unlink(missing_ok=True)
+        for name in staged.values():
+            name.unlink(missing_ok=True)
 
 
 def write_bytes_atomically(target, data):
@@ -109,8 +117,7 @@ class OutputSet:
             raise ValueError(f"{target} is staged twice")
         if target.parent not in {t.parent for t in self.staged}:
             complete_interrupted_set(target.parent)
-        self.staged[target] = temporary_beside(target)
-        return self.staged[target]
+        return temporary_beside(target, record=lambda name: self.staged.__setitem__(target, name))
 
     def write_bytes(self, target, data):
         self.stage(target).write_bytes(data)

@@ -16,6 +16,7 @@ import time
 import pytest
 from conftest import REPO, TINY_SPLIT, perturbed, run_script
 
+from fedmnist import files
 from fedmnist.comparison import read_comparison
 from fedmnist.data import load_initial_weights, load_verified_npz, read_manifest
 from fedmnist.files import JOURNAL, PAUSE_VARIABLE
@@ -106,3 +107,28 @@ def test_an_aggregation_killed_between_its_moves_is_completed_by_the_next_reader
         assert sha256_file(out / name) == expected
     assert no_leftovers(out)
     assert json.loads((out / "resultados.json").read_text()) == results
+
+
+@pytest.mark.parametrize("writer", ["output set", "atomic path"])
+def test_a_signal_right_after_a_temporary_is_created_leaves_no_temporary(tmp_path, monkeypatch, writer):
+    """SIGTERM's handler raises SystemExit wherever Python is: here, between the temporary's creation and the
+    moment its creator returns it. The temporary was recorded before it existed, so the cleanup removes it."""
+    real_close, fired = os.close, []
+
+    def close_then_signal(fd):
+        real_close(fd)
+        if not fired:
+            fired.append(fd)
+            raise SystemExit(128 + signal.SIGTERM)
+
+    with pytest.raises(SystemExit):
+        if writer == "output set":
+            with files.OutputSet() as outputs:
+                monkeypatch.setattr(files.os, "close", close_then_signal)
+                outputs.stage(tmp_path / "resultados.json")
+        else:
+            monkeypatch.setattr(files.os, "close", close_then_signal)
+            with files.atomic_path(tmp_path / "resultados.json"):
+                pass
+    monkeypatch.undo()
+    assert fired and list(tmp_path.iterdir()) == []
