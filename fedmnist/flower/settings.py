@@ -28,25 +28,18 @@ class TrainingConfig:
     optimizer: str = defaults.OPTIMIZER
 
     def to_record(self):
-        return {
-            "data-dir": self.data_dir,
-            "local-epochs": self.epochs,
-            "batch-size": self.batch_size,
-            "optimizer": self.optimizer,
-            "learning-rate": self.learning_rate,
-            "seed": self.seed,
-        }
+        """The round's config for the clients: data-dir, then each setting under its run-config key."""
+        return {"data-dir": self.data_dir, **{SETTINGS[name].flower: getattr(self, name) for name in TRAINING}}
 
     @classmethod
     def from_record(cls, record):
         return cls(
             str(record["data-dir"]),
-            int(record["local-epochs"]),
-            int(record["batch-size"]),
-            float(record["learning-rate"]),
-            int(record["seed"]),
-            str(record["optimizer"]),
+            **{name: SETTINGS[name].kind(record[SETTINGS[name].flower]) for name in TRAINING},
         )
+
+
+TRAINING = ("epochs", "batch_size", "optimizer", "learning_rate", "seed")  # what a client trains with
 
 
 def value(config, key, default, kind):
