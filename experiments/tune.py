@@ -18,11 +18,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from fedmnist.defaults import RESULTS_DIR, SCENARIO_DATA_DIR
+from fedmnist.defaults import SCENARIO_DATA_DIR
 from fedmnist.errors import FedMnistError
 from fedmnist.studies import scenarios
 from fedmnist.studies.seed_summary import print_seed_summary
-from fedmnist.studies.tuning import TUNING_FILE, report, tune
+from fedmnist.studies.tuning import TUNING_FILE, report, results_dir, tune
 
 
 def parse_args(argv=None):
@@ -37,7 +37,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    out = args.out or RESULTS_DIR / "ajuste" / args.scenario
+    out = args.out or results_dir(args.scenario)
     data = SCENARIO_DATA_DIR / f"ajuste-{args.scenario}"
     try:
         scenario = scenarios.load(args.scenario)

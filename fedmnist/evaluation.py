@@ -91,11 +91,17 @@ def legend_below(fig, ax, columns=4):
 
 def write_json_and_figure(json_path, data, figure_path, figure):
     """Replace a results JSON and its figure together (neither lands if either fails); returns their paths."""
+    return write_json_and_figures(json_path, data, {figure_path: figure})
+
+
+def write_json_and_figures(json_path, data, figures):
+    """Replace a results JSON and its figures ({path: figure}) as one set: none lands if any fails; their paths."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
     with OutputSet() as outputs:
         outputs.write_text(json_path, json.dumps(data, indent=2) + "\n")
-        save_figure(figure, outputs.stage(figure_path))
-    return json_path, figure_path
+        for path, figure in figures.items():
+            save_figure(figure, outputs.stage(path))
+    return json_path, *figures
 
 
 def plot_learning_curves(history, title):

@@ -304,7 +304,7 @@ def parse_spec(spec, values=None):
 def label_of(name, short=False):
     """The Spanish label of a result name such as 'fedprox:0.01' (the name itself if no row matches).
 
-    `short`, for figures: only the parameter the name sets, FedAdam (η = 0.01); the tables give them all.
+    `short`, for figures: only the parameter the name sets, FedAdam (η_g = 0.01); the tables give them all.
     """
     try:
         return parse_spec(name).label(short)
@@ -454,7 +454,7 @@ def adaptive_parameters(prefix):
     """FedAdam's and FedYogi's parameters (Reddi et al., 2021), under options named after `prefix`."""
     return (
         Parameter(
-            "server_lr", "η", 0.01, "eta, the server learning rate", f"--{prefix}-lr", low=1e-12, flower_kwarg="eta"
+            "server_lr", "η_g", 0.01, "eta, the server learning rate", f"--{prefix}-lr", low=1e-12, flower_kwarg="eta"
         ),
         Parameter(
             "beta1", "β₁", 0.9, "beta1, the first moment's decay", f"--{prefix}-beta1", below=1, flower_kwarg="beta_1"
@@ -488,7 +488,7 @@ register(
             ),
             Parameter(
                 "server_lr",
-                "η",
+                "η_g",
                 1.0,
                 "eta, the server learning rate",
                 "--fedavgm-lr",

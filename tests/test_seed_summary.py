@@ -60,7 +60,7 @@ def test_the_figures_start_accuracy_at_zero_keep_a_diverging_run_readable_and_le
         accuracy, drift = figure.axes[0], figure.axes[2]
         assert accuracy.get_ylim() == (0, 100) and drift.get_yscale() == "log"
         assert all(ax.get_legend() is None for ax in figure.axes)
-        assert [text.get_text() for text in figure.legends[0].get_texts()][-1] == "FedAdam (η = 0.01)"
+        assert [text.get_text() for text in figure.legends[0].get_texts()][-1] == "FedAdam (η_g = 0.01)"
 
 
 def test_the_final_accuracies_are_a_dot_plot_whose_axis_spans_its_points():

@@ -19,7 +19,8 @@ from fedmnist import attacks, strategies
 from fedmnist.comparison import read_comparison
 from fedmnist.defaults import RESULTS_DIR
 from fedmnist.strategies import label_of
-from fedmnist.studies import cited, factors, scenarios, seed_summary
+from fedmnist.studies import cited, factors, scenarios, seed_summary, tuning
+from fedmnist.studies.significance import VERDICT_WORDS, oriented
 
 FLOWER_RUNS = {
     "propia": "simulación propia (`experiments/simulation.py`)",
@@ -79,29 +80,10 @@ def one_shot_table():
     return markdown(header, rows, "lrr" + "r" * len(seeds))
 
 
-VERDICTS = {"better": "mejor", "worse": "peor", "equivalent": "equivalente", "inconclusive": "no concluyente"}
-FLIPPED = {"better": "worse", "worse": "better"}
-
-
-def against(family, key, reference):
-    """`key` − `reference` from a family of every pair (named "a - b" in one order or the other): the verdict with
-    its mean and Holm interval turned to read as key − reference."""
-    if f"{key} - {reference}" in family:
-        return family[f"{key} - {reference}"]
-    verdict = family[f"{reference} - {key}"]
-    low, high = verdict["holm_interval"] or verdict["ci95"]
-    return {
-        **verdict,
-        "mean": -verdict["mean"],
-        "holm_interval": [-high, -low],
-        "verdict": FLIPPED.get(verdict["verdict"], verdict["verdict"]),
-    }
-
-
 def verdict_cells(verdict):
     """The difference, Holm's interval and the verdict word of one comparison, in points."""
     low, high = verdict["holm_interval"] or verdict["ci95"]
-    return [f"{verdict['mean']:+.2f}", f"[{low:+.2f}, {high:+.2f}]", VERDICTS[verdict["verdict"]]]
+    return [f"{verdict['mean']:+.2f}", f"[{low:+.2f}, {high:+.2f}]", VERDICT_WORDS[verdict["verdict"]]]
 
 
 def tuned_one_round_table():
@@ -121,7 +103,7 @@ def tuned_one_round_table():
         test, validation = summary["one_shot"][key], summary["one_shot_validation"][key]
         compared = ["—", "—", "referencia"] if key == "fedavg" else ["", "", "no comparado"]
         if key not in ("fedavg", "local_mean"):
-            compared = verdict_cells(against(family, key, "fedavg"))
+            compared = verdict_cells(oriented(family, key, "fedavg"))
         rows.append([name, mean_std(test), mean_std(validation), *compared])
     header = ["método", "test (%)", "validación (%)", "− FedAvg (puntos)", "intervalo de Holm", "veredicto"]
     return markdown(header, rows, "lrrrrl")
@@ -472,6 +454,129 @@ def drift_table():
     return markdown(header, rows, "llrlrr")
 
 
+NO_STUDY_RESULTS = "(sin resultados: `make study`)"
+
+
+def tuned_studies(results=RESULTS_DIR):
+    """(scenario, ajuste.json, resumen.json or None) of each tuned-study scenario whose tuning is in `results`."""
+    found = []
+    for name in scenarios.of_study("study"):
+        folder = tuning.results_dir(name, results)
+        if not (folder / tuning.TUNING_FILE).is_file():
+            continue
+        summary_path = folder / seed_summary.SUMMARY_FILE
+        rewrite = f"python experiments/tune.py --scenario {name} --report"
+        summary = seed_summary.read_seed_summary(summary_path, name, rewrite) if summary_path.is_file() else None
+        found.append((scenarios.load(name), json.loads((folder / tuning.TUNING_FILE).read_text()), summary))
+    return found
+
+
+def setting_text(key, setting):
+    """A grid point as the papers write it: η = 0.2, μ = 0.01 (η is the client's; η_g the server's)."""
+    symbols = {"learning_rate": "η", **{p.name: p.symbol for p in strategies.get(key).parameters}}
+    return ", ".join(f"{symbols[name]} = {value:g}" for name, value in setting.items())
+
+
+def grid_edges(key, found):
+    """The symbols of the parameters whose chosen value is the smallest or largest of two or more tried."""
+    chosen = found["chosen"]
+    edges = []
+    for name, value in chosen.items():
+        tried = sorted({point["setting"][name] for point in found["grid"]})
+        if len(tried) > 1 and value in (tried[0], tried[-1]):
+            edges.append(setting_text(key, {name: value}).split(" = ")[0])
+    return edges
+
+
+def tuning_table(results=RESULTS_DIR):
+    """Each tuned scenario's grids: points tried, the setting chosen on validation, its score, and whether it lies
+    at an edge of its grid (a wider grid might have found better)."""
+    rows = []
+    for scenario, found, _ in tuned_studies(results):
+        for key, result in found["strategies"].items():
+            best = max(point["validation_score"] for point in result["grid"])
+            edges = grid_edges(key, result)
+            rows.append(
+                [
+                    scenario.label,
+                    strategies.get(key).label,
+                    str(len(result["grid"])),
+                    setting_text(key, result["chosen"]),
+                    f"{100 * best:.2f}",
+                    ", ".join(edges) if edges else "no",
+                ]
+            )
+    if not rows:
+        rows.append([NO_STUDY_RESULTS, "", "", "", "", ""])
+    header = ["escenario", "estrategia", "puntos", "elegido en validación", "validación (%)", "en el borde"]
+    return markdown(header, rows, "llrlrl")
+
+
+def scenario_cell(scenario, summary):
+    return f"{scenario.label} ({len(summary['config']['seeds'])} semillas)"
+
+
+def tuned_strategy_cell(name, found):
+    key = strategies.parse_spec(name).strategy.key
+    return f"{strategies.get(key).label} ({setting_text(key, found['strategies'][key]['chosen'])})"
+
+
+def tuned_study_table(results=RESULTS_DIR):
+    """Each tuned scenario on its reported seeds: every strategy at its chosen setting, the primary endpoint (test
+    accuracy over the last 5 rounds) and the last round, and its difference from FedAvg on the primary endpoint
+    within the family of every pair (Holm's interval; equivalent within the declared margin)."""
+    endpoint = seed_summary.PRIMARY_ENDPOINT
+    rows = []
+    for scenario, found, summary in tuned_studies(results):
+        if summary is None:
+            continue
+        family = summary["comparisons"][endpoint]
+        for name, entry in summary["strategies"].items():
+            compared = ["—", "—", "referencia"] if name == "fedavg" else verdict_cells(oriented(family, name, "fedavg"))
+            cells = [mean_std(entry[endpoint]), mean_std(entry["final_accuracy"])]
+            rows.append([scenario_cell(scenario, summary), tuned_strategy_cell(name, found), *cells, *compared])
+        if "centralized" in summary:
+            central = summary["centralized"]
+            label = f"centralizado ({central['epochs']} épocas)"
+            rows.append([scenario_cell(scenario, summary), label, "", mean_std(central["final_accuracy"]), "", "", ""])
+    if not rows:
+        rows.append([NO_STUDY_RESULTS, "", "", "", "", "", ""])
+    header = [
+        "escenario",
+        "estrategia (ajuste elegido)",
+        "test, 5 últimas rondas (%)",
+        "test, última ronda (%)",
+        "− FedAvg (puntos)",
+        "intervalo de Holm",
+        "veredicto",
+    ]
+    return markdown(header, rows, "llrrrrl")
+
+
+def tuned_best_table(results=RESULTS_DIR):
+    """Each tuned scenario's highest mean on the primary endpoint against every other strategy, in the same family:
+    the highest mean is "the best" only where every one of these says better."""
+    endpoint = seed_summary.PRIMARY_ENDPOINT
+    rows = []
+    for scenario, found, summary in tuned_studies(results):
+        if summary is None:
+            continue
+        family, entries = summary["comparisons"][endpoint], summary["strategies"]
+        best = max(entries, key=lambda name: entries[name][endpoint]["mean"])
+        for name in entries:
+            if name != best:
+                rows.append(
+                    [
+                        scenario_cell(scenario, summary),
+                        f"{tuned_strategy_cell(best, found)} − {strategies.label_of(name, short=True)}",
+                        *verdict_cells(oriented(family, best, name)),
+                    ]
+                )
+    if not rows:
+        rows.append([NO_STUDY_RESULTS, "", "", "", ""])
+    return markdown(["escenario", "mayor media − otra", "puntos", "intervalo de Holm", "veredicto"], rows, "llrrl")
+
+
 ARM_LABELS = {
     "sequential": "por cliente, este proceso",
     "pool": "por cliente, 2 procesos de 1 hilo",
@@ -689,6 +794,9 @@ TABLES = {
     "estrategias": registry_table,
     "deriva": drift_table,
     "deriva_completa": drift_full_table,
+    "ajuste": tuning_table,
+    "estudio_ajustado": tuned_study_table,
+    "estudio_mejor": tuned_best_table,
     "rondas_por_hora": rounds_per_hour_table,
     "rondas_por_hora_resumen": rounds_per_hour_summary,
     "una_ronda": one_shot_table,

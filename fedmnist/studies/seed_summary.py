@@ -17,12 +17,13 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from fedmnist.defaults import ACCURACY_TARGETS
-from fedmnist.evaluation import legend_below, log_axis, write_json_and_figure
+from fedmnist.evaluation import legend_below, log_axis, write_json_and_figures
 from fedmnist.strategies import label_of
 from fedmnist.studies import StudyError
-from fedmnist.studies.significance import compare_family
+from fedmnist.studies.significance import VERDICT_WORDS, compare_family, oriented
 
 SUMMARY_FILE, SUMMARY_FIGURE = "resumen.json", "resumen.png"
+VERDICT_FIGURE = "veredictos.png"  # beside a tuned study's summary: every strategy against FedAvg
 
 
 class SummaryError(StudyError):
@@ -117,6 +118,10 @@ def summarize_runs(runs, label, baselines=()):
 
 
 ENDPOINTS = ("final_accuracy", "last_5_rounds_accuracy")  # the last round, and the mean of the last 5 (less noisy)
+# The tuned study's primary endpoint, declared before its report ran: the test accuracy averaged over the last 5
+# rounds, the quantity tuning scores on validation; the last round alone is reported beside it.
+PRIMARY_ENDPOINT = "last_5_rounds_accuracy"
+ENDPOINT_LABELS = {"final_accuracy": "exactitud final", "last_5_rounds_accuracy": "media de las 5 últimas rondas"}
 
 
 def compared_pairs(summary, names, endpoint):
@@ -126,25 +131,28 @@ def compared_pairs(summary, names, endpoint):
     return compare_family({f"{a} - {b}": (values[a], values[b]) for a, b in itertools.combinations(names, 2)})
 
 
-def write_seed_summary(out_dir, runs, label, baselines=()):
-    """Summarise `runs` into out_dir/resumen.json and resumen.png together; returns (summary, paths)."""
+def write_seed_summary(out_dir, runs, label, baselines=(), verdicts=False):
+    """Summarise `runs` into out_dir/resumen.json and resumen.png together (and, with `verdicts`, VERDICT_FIGURE:
+    every strategy against FedAvg); returns (summary, paths)."""
     summary = summarize_runs(runs, label, baselines)
-    paths = write_json_and_figure(out_dir / SUMMARY_FILE, summary, out_dir / SUMMARY_FIGURE, plot_seed_summary(summary))
+    figures = {out_dir / SUMMARY_FIGURE: plot_seed_summary(summary)}
+    if verdicts and "fedavg" in summary["strategies"]:
+        figures[out_dir / VERDICT_FIGURE] = plot_verdicts(summary)
+    paths = write_json_and_figures(out_dir / SUMMARY_FILE, summary, figures)
     return summary, list(paths)
 
 
-def read_seed_summary(path, name):
-    """A scenario's resumen.json, checked; SummaryError if it is not one."""
+def read_seed_summary(path, name, rewrite=None):
+    """A scenario's resumen.json, checked; SummaryError naming the command that rewrites it (`rewrite`; by default
+    the simulation's) if it is not one."""
     try:
         summary = json.loads(path.read_text())
     except ValueError:
         summary = None
     config = summary.get("config") if isinstance(summary, dict) else None
     if not (isinstance(config, dict) and "seeds" in config and isinstance(summary.get("strategies"), dict)):
-        raise SummaryError(
-            f"{path}: not a summary over seeds; rewrite it from its runs with "
-            f"python experiments/simulation.py --scenario {name} --resume"
-        )
+        rewrite = rewrite or f"python experiments/simulation.py --scenario {name} --resume"
+        raise SummaryError(f"{path}: not a summary over seeds; rewrite it from its runs with {rewrite}")
     return summary
 
 
@@ -202,6 +210,59 @@ def plot_seed_summary(summary):
     fig.suptitle(f"{summary['label']}: K = {summary['config']['num_clients']}, semillas {seeds}")
     fig.tight_layout()
     legend_below(fig, axes[0])
+    return fig
+
+
+VERDICT_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "inconclusive": "tab:gray"}
+
+
+def plot_verdicts(summary, reference="fedavg", endpoint=PRIMARY_ENDPOINT):
+    """Every strategy minus `reference` on `endpoint`, in points: each seed's paired difference, the mean, and the
+    interval at Holm's level for the family of every pair, coloured by its verdict; zero and the declared
+    equivalence margin marked. A dot plot: the axis spans the intervals, and zero is always on it."""
+    family = summary["comparisons"][endpoint]
+    others = [name for name in summary["strategies"] if name != reference]
+    fig, ax = plt.subplots(figsize=(9, 0.7 * len(others) + 2))
+    margin = next(iter(family.values()))["margin"]
+    ax.axvspan(-margin, margin, color="tab:blue", alpha=0.12, label=f"margen de equivalencia (± {margin:g} puntos)")
+    ax.axvline(0, color="black", linewidth=1)
+    base = np.array(summary["strategies"][reference][endpoint]["values"])
+    shown = set()
+    for position, name in enumerate(others):
+        compared = oriented(family, name, reference)
+        low, high = compared["holm_interval"] or compared["ci95"]
+        seeds = np.array(summary["strategies"][name][endpoint]["values"]) - base
+        ax.plot(seeds, [position] * len(seeds), "o", color="gray", alpha=0.45, markersize=4)
+        word = compared["verdict"]
+        ax.errorbar(
+            compared["mean"],
+            position,
+            xerr=[[compared["mean"] - low], [high - compared["mean"]]],
+            fmt="D",
+            color=VERDICT_COLORS[word],
+            capsize=5,
+            label=None if word in shown else VERDICT_WORDS[word],
+        )
+        shown.add(word)
+        ax.annotate(
+            f"{compared['mean']:+.2f} [{low:+.2f}, {high:+.2f}]",
+            (high, position),
+            xytext=(6, 4),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    ax.set_yticks(range(len(others)), [label_of(name, short=True) for name in others])
+    ax.invert_yaxis()
+    ax.set_xlabel(
+        f"{ENDPOINT_LABELS[endpoint]}: estrategia − {label_of(reference, short=True)} (puntos); gris: cada semilla; "
+        "rombo: media e intervalo de Holm"
+    )
+    ax.grid(alpha=0.3, axis="x")
+    ax.margins(x=0.2)  # room for the labels right of each interval
+    seeds = ", ".join(map(str, summary["config"]["seeds"]))
+    ax.set_title(f"{summary['label']}: frente a {label_of(reference, short=True)}, semillas {seeds}")
+    fig.tight_layout()
+    legend_below(fig, ax)
     return fig
 
 

@@ -103,6 +103,9 @@ def compare_family(pairs, margin=MARGIN_POINTS, alpha=ALPHA):
     return verdicts
 
 
+VERDICT_WORDS = {"better": "mejor", "worse": "peor", "equivalent": "equivalente", "inconclusive": "no concluyente"}
+
+
 def verdict(mean, p_holm, p_equivalent, alpha=ALPHA):
     if p_holm is not None and p_holm < alpha:
         return "better" if mean > 0 else "worse"
@@ -111,3 +114,22 @@ def verdict(mean, p_holm, p_equivalent, alpha=ALPHA):
     return "inconclusive"
 
 
+FLIPPED = {"better": "worse", "worse": "better"}
+
+
+def oriented(family, a, b):
+    """a − b from a family whose pairs are named "x - y" in either order: the verdict turned to read as a − b."""
+    if f"{a} - {b}" in family:
+        return family[f"{a} - {b}"]
+    stored = family[f"{b} - {a}"]
+
+    def negated(bounds):
+        return None if bounds is None else [-bounds[1], -bounds[0]]
+
+    return {
+        **stored,
+        "mean": -stored["mean"],
+        "ci95": negated(stored["ci95"]),
+        "holm_interval": negated(stored["holm_interval"]),
+        "verdict": FLIPPED.get(stored["verdict"], stored["verdict"]),
+    }

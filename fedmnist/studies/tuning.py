@@ -26,6 +26,7 @@ import numpy as np
 
 from fedmnist import strategies
 from fedmnist.data import ensure_split
+from fedmnist.defaults import RESULTS_DIR
 from fedmnist.files import project_relative, write_text_atomically
 from fedmnist.history import (
     LAST_ROUNDS,
@@ -42,7 +43,14 @@ from fedmnist.studies import StudyError
 from fedmnist.studies.centralized import read_baseline, train_centralized, write_baseline
 from fedmnist.studies.seed_summary import write_seed_summary
 
-TUNING_FILE = "ajuste.json"
+TUNING_DIR, TUNING_FILE = "ajuste", "ajuste.json"
+
+
+def results_dir(name, results=RESULTS_DIR):
+    """Where scenario `name`'s tuning lives (TUNING_FILE and a folder of runs per strategy), and its report."""
+    return results / TUNING_DIR / name
+
+
 TUNING_KEYS = ("seeds", "rounds", "learning_rate", "grid")
 
 
@@ -191,7 +199,7 @@ def report(scenario, found, data_root, out_root, log=print):
             per_strategy.append(run_point(scenario, spec, point, seed, data, out, log, settings.rounds, "study"))
         runs.append(merged_run(per_strategy))
         baselines.append(centralized_baseline(scenario, found, seed, data, out_root / REPORT_DIR / "centralizado"))
-    summary, _ = write_seed_summary(out_root, runs, f"{scenario.label} (ajustado)", baselines)
+    summary, _ = write_seed_summary(out_root, runs, f"{scenario.label} (ajustado)", baselines, verdicts=True)
     return summary
 
 
