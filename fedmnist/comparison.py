@@ -264,7 +264,7 @@ def aggregate_all(model, plain, prox, any_prox_files, values, min_clients, held_
             note = strategy.notes(len(updates), **strategy.server_parameters(chosen)) if strategy.notes else None
             entry.update(status="ok", note=note or entry.get("note"), **metrics)
             if strategy.private:
-                entry["privacy"] = strategy.privacy_spent(chosen, 1.0, 1)
+                entry["privacy"] = strategy.privacy_spent(chosen, 1.0, 1, federation[2])  # all K clients, once
             if selected := returned_client(weights, updates):
                 entry["returned_client"] = selected
             global_weights[strategy.key] = weights

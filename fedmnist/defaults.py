@@ -58,7 +58,7 @@ TRAINER = "batched"  # more rounds per hour than the per-client pool on 2 cores:
 WORKERS = 0  # worker processes of the per-client trainer (0: train in the calling process)
 
 # Client-level differential privacy (fedmnist/privacy.py; the DP rows' other parameters live in the registry)
-DP_DELTA = 1e-3  # the δ at which ε is reported: a tenth of 1/K with K = 100 clients
+DP_DELTA_EXPONENT = 1.1  # ε is reported at δ = N^−1.1 for a population of N (clients; examples for DP-SGD): below 1/N
 DP_CLIP = 1.0  # S, the clipping norm (DP-FedAvg's, and adaptive clipping's first round)
 
 # The robustness study

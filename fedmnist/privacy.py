@@ -35,6 +35,7 @@ from dp_accounting.mechanism_calibration import calibrate_dp_mechanism
 from dp_accounting.rdp import RdpAccountant
 
 from fedmnist import seeds
+from fedmnist.defaults import DP_DELTA_EXPONENT
 
 CLIP_SLOT = "clip"  # the adaptive step's state: the clipping norm for the next round
 RDP_ORDERS = tuple(range(2, 257))  # integer orders: no numerical trouble near 1, tight enough for ε below ~30
@@ -199,6 +200,14 @@ def check_accounting(noise_multiplier, sampling_rate, rounds, delta):
         raise ValueError(f"delta {delta}: must be in (0, 1)")
     if rounds < 0 or noise_multiplier < 0:
         raise ValueError("rounds and the noise multiplier must be at least 0")
+
+
+def delta_for(population):
+    """The δ at which ε is reported for a population of N: N^−DP_DELTA_EXPONENT, below 1/N, so that the guarantee
+    does not allow one member's data to be released whole. ValueError below N = 2."""
+    if isinstance(population, bool) or not isinstance(population, int) or population < 2:
+        raise ValueError(f"population {population!r}: must be an integer of at least 2")
+    return float(population) ** -DP_DELTA_EXPONENT
 
 
 def epsilon(noise_multiplier, sampling_rate, rounds, delta):

@@ -388,7 +388,9 @@ def play_round(executor, federation, configured, states, sampled, settings, roun
             federation, tasks[c.name], results, state.weights, settings, round_number
         )
         new_states[c.name] = server_update(c, state, updates, controls, federation, settings, round_number, log)
-        spent[c.name] = c.strategy.privacy_spent(c.values, settings.fraction, round_number, state.server)
+        spent[c.name] = c.strategy.privacy_spent(
+            c.values, settings.fraction, round_number, len(federation.clients), state.server
+        )
         drift[c.name] = round_drift(state.weights, [u.weights for u in updates], new_states[c.name].weights)
         if c.strategy.keeps_client_state and drift[c.name] is not None:
             server_control = new_states[c.name].server.get(scaffold.SERVER_CONTROL)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from fedmnist import aggregation, privacy, scaffold, server_optimizers
-from fedmnist.defaults import DP_CLIP, DP_DELTA, MU
+from fedmnist.defaults import DP_CLIP, MU
 from fedmnist.restricted_pickle import printable
 
 
@@ -150,18 +150,19 @@ class Strategy:
         parameters = self.server_parameters({**self.defaults(), **(values or {})})
         return self.server_step(current, pairs, state, **round_inputs, **parameters)
 
-    def privacy_spent(self, values, sampling_rate, rounds, state=None):
-        """A private row's record after `rounds` rounds at Poisson rate q: the clipping norm S of the last one
-        (`state` its state before it) and the ε spent at δ (None without noise: no guarantee). None for the other
-        rows."""
+    def privacy_spent(self, values, sampling_rate, rounds, population, state=None):
+        """A private row's record after `rounds` rounds at Poisson rate q over `population` clients: the clipping
+        norm S of the last one (`state` its state before it) and the ε spent at δ = N^−1.1 (privacy.delta_for;
+        None without noise: no guarantee). None for the other rows."""
         if not self.private:
             return None
         values = {**self.defaults(), **(values or {})}
-        spent = privacy.epsilon(values["noise_multiplier"], sampling_rate, rounds, DP_DELTA)
+        delta = privacy.delta_for(population) if population >= 2 else None  # one client: no one to hide among
+        spent = privacy.epsilon(values["noise_multiplier"], sampling_rate, rounds, delta) if delta else math.inf
         return {
             "clip": privacy.clip_norm(state or {}, values),
             "epsilon": spent if math.isfinite(spent) else None,
-            "delta": DP_DELTA,
+            "delta": delta,
         }
 
     def describe(self, values=None, short=False):

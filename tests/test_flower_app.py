@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import last_line, run_script
-from fedmnist import defaults, strategies
+from fedmnist import defaults, privacy, strategies
 
 pytest.importorskip("flwr")
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict  # noqa: E402
@@ -263,6 +263,15 @@ def test_flowers_fixed_clipping_wrapper_agrees_with_dp_fedavg_without_noise():
     ours = strategies.one_shot(strategies.get("dpfedavg"), updates, current, values, seed=0, num_clients=3)
     assert all(np.allclose(a, b, rtol=0, atol=1e-6) for a, b in zip(ours, theirs.to_numpy_ndarrays()))
     assert strategy.last_round["clip"] == 0.5
+
+
+def test_the_flower_server_reports_epsilon_at_delta_for_its_population():
+    strategy, configured = make_strategy({"strategy": "dpfedavg", "dp-noise": 1.0}, num_clients=5)
+    strategy.expected_counts = {cid: 10 for cid in range(1, 6)}
+    evaluation = CentralEvaluation(None, None, strategy, 0, configured, (None, {"history": {configured.name: []}}, 0))
+    record = evaluation.privacy(2, 0.5)
+    assert record["delta"] == pytest.approx(5**-1.1) and record["clip"] == 0.5
+    assert record["epsilon"] == pytest.approx(privacy.epsilon(1.0, 1.0, 2, 5**-1.1))  # q = 1: an upper bound
 
 
 def adaptive_clip_after(strategy, rounds, rng):

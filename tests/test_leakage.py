@@ -79,7 +79,12 @@ def test_the_privacy_study_measures_a_tiny_shards_run(tmp_path):
     summary = summarize({"tiny": ("diminuto", [run, run], [found, found])})
     rows = summary["scenarios"]["tiny"]["strategies"]
     assert rows["dpfedavg:0.1"]["noise_std"] == pytest.approx(0.1 * 1.0 / 3.0)  # z·S/(q·N), q·N = 0.75·4
-    assert rows["dpfedavg:0.1"]["epsilon"] == pytest.approx(privacy.epsilon(0.1, 0.75, 2, 1e-3))
+    # ε at δ = K^−1.1 for the K = 4 clients, recomputed from z, q and R whatever δ the history recorded
+    assert rows["dpfedavg:0.1"]["epsilon"] == pytest.approx(privacy.epsilon(0.1, 0.75, 2, 4**-1.1))
+    clip_only = [100 * r["history"]["dpfedavg:0"][-1]["accuracy"] for r in (run, run)]
+    noised = [100 * r["history"]["dpfedavg:0.1"][-1]["accuracy"] for r in (run, run)]
+    assert rows["dpfedavg:0.1"]["minus_clip_only"]["mean"] == pytest.approx(noised[0] - clip_only[0], abs=0.01)
+    assert "minus_clip_only" not in rows["dpfedavg:0"] and "minus_clip_only" not in rows["fedavg"]
     assert rows["dpfedavg:0"]["epsilon"] is None and "epsilon" not in rows["fedavg"]
     written = write_summary(summary, tmp_path / "privacidad")
     assert all(path.stat().st_size > 1000 for path in written)

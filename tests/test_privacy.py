@@ -186,6 +186,20 @@ def test_the_private_rows_run_in_one_shot_from_the_initial_model():
     weights = strategies.one_shot(row, pairs, initial, {"noise_multiplier": 0.0, "clip": 1.0}, seed=0, num_clients=2)
     assert weights[0].tolist() == pytest.approx([0.3, 0.9])  # ((0.6, 0.8) + (0, 1)) / 2
     assert row in strategies.one_shot_rows() and strategies.get("dpfedavg_adaptive") in strategies.one_shot_rows()
-    record = row.privacy_spent({"noise_multiplier": 1.0}, 1.0, 1)
+    record = row.privacy_spent({"noise_multiplier": 1.0}, 1.0, 1, 5)
+    assert record["delta"] == pytest.approx(5**-1.1) and record["delta"] < 1 / 5
     assert record["epsilon"] == pytest.approx(privacy.epsilon(1.0, 1.0, 1, record["delta"]))
-    assert strategies.get("fedavg").privacy_spent({}, 1.0, 1) is None
+    assert strategies.get("fedavg").privacy_spent({}, 1.0, 1, 5) is None
+    alone = row.privacy_spent({"noise_multiplier": 1.0}, 1.0, 1, 1)  # one client: no one to hide among
+    assert alone["epsilon"] is None and alone["delta"] is None
+
+
+@pytest.mark.parametrize("population", [0, 1, 2.5, True, "100"])
+def test_delta_needs_a_population_of_at_least_two(population):
+    with pytest.raises(ValueError, match="must be an integer of at least 2"):
+        privacy.delta_for(population)
+
+
+def test_delta_shrinks_faster_than_one_over_the_population():
+    assert privacy.delta_for(100) == pytest.approx(100**-1.1)
+    assert privacy.delta_for(1000) * 1000 < privacy.delta_for(100) * 100 < 1  # N·δ falls as N grows

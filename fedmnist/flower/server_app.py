@@ -314,7 +314,8 @@ class CentralEvaluation:
         accountant takes no amplification by sampling (q = 1): exact when C = 1, an
         upper bound otherwise.
         """
-        record = self.configured.strategy.privacy_spent(self.configured.values, 1.0, server_round)
+        population = len(self.strategy.expected_counts)
+        record = self.configured.strategy.privacy_spent(self.configured.values, 1.0, server_round, population)
         return record and {**record, "clip": clip}
 
 

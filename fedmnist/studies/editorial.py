@@ -15,7 +15,7 @@ from fedmnist.defaults import RESULTS_DIR
 from fedmnist.studies import cited, report
 
 DECIMAL = re.compile(r"(?<![\w.])\d+[.,]\d+(?![\w.])")
-SETTING = re.compile(r"(?<![\w.])(?:α|β|μ|z|S|S₀|C|E|B|K|R|f|λ|γ|η|η_C|δ|q|r|M|τ|σ|σ_b) = (-?\d+(?:\.\d+)?)")
+SETTING = re.compile(r"(?<![\w.])(?:α|β|μ|z|S|S₀|C|E|B|K|R|f|λ|γ|η|η_C|η_g|δ|q|r|M|τ|σ|σ_b) = (-?\d+(?:\.\d+)?)")
 VERSION = re.compile(r"(?:Flower|flwr|Python|TensorFlow|Keras|dp-accounting) \d+(?:\.\d+)+|§\d+(?:\.\d+)*")
 
 README_LINES = 250  # a course README is read in one sitting; the research lives in docs/
@@ -81,7 +81,8 @@ def uncited_decimals(text):
 
 def unrecorded_settings(text, known):
     """The settings with decimals (μ = 0.01) that no run in results/ recorded (`known`: recorded_numbers())."""
-    return sorted({s for s in (m.group(1) for m in SETTING.finditer(prose(text))) if "." in s and s not in known})
+    settings = SETTING.finditer(prose(cited.CITED.sub("", text)))  # a cited number is a measurement, not a setting
+    return sorted({s for s in (m.group(1) for m in settings) if "." in s and s not in known})
 
 
 def essay_words(text):

@@ -38,7 +38,7 @@ import numpy as np
 
 from fedmnist import privacy, seeds
 from fedmnist.data import load_initial_weights, read_manifest, read_weights_archive
-from fedmnist.defaults import DP_DELTA, PROJECT_DIR, RESULTS_DIR
+from fedmnist.defaults import DP_DELTA_EXPONENT, PROJECT_DIR, RESULTS_DIR
 from fedmnist.evaluation import per_example_loss, write_json_and_figure
 from fedmnist.files import write_text_atomically
 from fedmnist.history import RESULTS_FILE, checkpoint_path, upgraded
@@ -63,6 +63,7 @@ LOCAL_NOISE = (0.0, 0.01, 0.1, 1.0, 10.0)  # z of a client that noises its own u
 TARGET_EPSILON = 1.0
 TARGET_LOSS = 1.0  # points of accuracy
 COHORT_RATES = (0.1, 0.01)  # the sampling rates q at which the cohort is extrapolated
+COHORT_ITERATIONS = 20  # at most, to settle the population and its δ together (cohort_for)
 
 
 # ---------------------------------------------------------------------------
@@ -224,26 +225,59 @@ def leakage_of_run(run_dir, workers=2, log=print):
 # ---------------------------------------------------------------------------
 
 
+CLIP_ONLY = "dpfedavg:0"  # DP-FedAvg's control: the same clipping and equal weights, no noise
+
+
 def strategy_rows(runs):
-    """Per strategy over the seeds: z, S, σ, ε, final accuracy, its paired difference from FedAvg."""
+    """Per strategy over the seeds: z, S, σ, ε, final accuracy, its paired difference from FedAvg and, for a noised
+    DP-FedAvg row of a scenario that ran it, from its clip-only control (what the noise alone costs)."""
     config = runs[0]["config"]
     cohort = config["fraction"] * config["num_clients"]
-    fedavg = [100 * run["history"]["fedavg"][-1]["accuracy"] for run in runs]
+
+    def finals_of(name):
+        return [100 * run["history"][name][-1]["accuracy"] for run in runs]
+
+    fedavg = finals_of("fedavg")
     rows = {}
     for name in config["strategies"]:
-        finals = [100 * run["history"][name][-1]["accuracy"] for run in runs]
+        finals = finals_of(name)
         spent = [row["privacy"] for run in runs for row in run["history"][name] if row["privacy"]]
         entry = {"label": label_of(name), "final_accuracy": mean_std(finals), "minus_fedavg": paired(finals, fedavg)}
+        if name.startswith("dpfedavg:") and name != CLIP_ONLY and CLIP_ONLY in config["strategies"]:
+            entry["minus_clip_only"] = paired(finals, finals_of(CLIP_ONLY))
         if spent:
             z = parse_spec(name).values["noise_multiplier"]
             clip = float(np.mean([s["clip"] for s in spent]))
-            epsilon = runs[0]["history"][name][-1]["privacy"]["epsilon"]
-            entry.update(noise_multiplier=z, clip=round(clip, 4), noise_std=z * clip / cohort, epsilon=epsilon)
+            entry.update(noise_multiplier=z, clip=round(clip, 4), noise_std=z * clip / cohort)
+            entry["epsilon"] = spent_epsilon(z, runs)
         rows[name] = entry
     return rows
 
 
-def cohort_needed(rows, rounds, delta=DP_DELTA):
+def spent_epsilon(z, runs):
+    """ε after the runs' rounds at multiplier z, Poisson rate C over their K clients, at δ = K^−1.1 (privacy.delta_for):
+    computed here, not read from the histories, so that runs recorded at another δ are reported at this one."""
+    config = runs[0]["config"]
+    delta = privacy.delta_for(config["num_clients"])
+    spent = privacy.epsilon(z, config["fraction"], runs[0]["rounds_completed"], delta)
+    return spent if math.isfinite(spent) else None
+
+
+def cohort_for(rate, rounds, clip, sigma):
+    """(z, clients a round, population) for ε = TARGET_EPSILON at Poisson rate `rate` with noise σ on the mean, at
+    δ = N^−1.1 for the population N = clients / rate: N and δ depend on each other, so the population is iterated
+    from K = 100 until it stops moving (δ enters ε through its logarithm: a few steps)."""
+    population = 100
+    for _ in range(COHORT_ITERATIONS):
+        z = privacy.noise_for_epsilon(TARGET_EPSILON, rate, rounds, privacy.delta_for(population))
+        clients = math.ceil(z * clip / sigma)
+        population, previous = max(2, round(clients / rate)), population
+        if population == previous:
+            break
+    return z, clients, population
+
+
+def cohort_needed(rows, rounds):
     """The trend's answer: the largest σ within TARGET_LOSS of FedAvg, and the clients a round for ε = 1."""
     within = [
         row["noise_std"]
@@ -256,12 +290,12 @@ def cohort_needed(rows, rounds, delta=DP_DELTA):
     clip = rows[next(n for n in rows if n.startswith("dpfedavg:"))]["clip"]
     needed = {}
     for rate in COHORT_RATES:
-        z = privacy.noise_for_epsilon(TARGET_EPSILON, rate, rounds, delta)
-        clients = math.ceil(z * clip / sigma)
+        z, clients, population = cohort_for(rate, rounds, clip, sigma)
         needed[f"{rate:g}"] = {
             "noise_multiplier": round(z, 4),
             "clients_per_round": clients,
-            "population": round(clients / rate),
+            "population": population,
+            "delta": privacy.delta_for(population),
         }
     return {"noise_std_within": sigma, "clients_per_round": needed}
 
@@ -307,7 +341,8 @@ def leakage_summary(found):
 
 def summarize(scenario_runs):
     """{scenario: (label, [results per seed], [fuga per seed])} -> what privacidad.json holds."""
-    summary = {"config": {"delta": DP_DELTA, "target_epsilon": TARGET_EPSILON, "target_loss": TARGET_LOSS}}
+    config = {"delta_exponent": DP_DELTA_EXPONENT, "target_epsilon": TARGET_EPSILON, "target_loss": TARGET_LOSS}
+    summary = {"config": config}
     summary["scenarios"] = {}
     for name, (label, runs, found) in scenario_runs.items():
         rows = strategy_rows(runs)
@@ -317,6 +352,7 @@ def summarize(scenario_runs):
             "seeds": [run["config"]["seed"] for run in runs],
             "setting": {k: config[k] for k in ("num_clients", "fraction", "sampling", "epochs", "batch_size")},
             "rounds": runs[0]["rounds_completed"],
+            "delta": privacy.delta_for(config["num_clients"]),
             "strategies": rows,
             "cohort": cohort_needed(rows, runs[0]["rounds_completed"]),
             **leakage_summary(found),
@@ -360,7 +396,8 @@ def plot_summary(summary):
     axes[0].set_ylim(0, 100)
     axes[0].set_xlabel("ruido sobre la actualización media, σ = z·S/(q·N) (escala log)")
     axes[0].set_ylabel("exactitud final en test (%), media ± d.t. por semilla")
-    axes[0].set_title(f"DP-FedAvg: exactitud frente al ruido (ε con δ = {summary['config']['delta']:g})", pad=28)
+    exponent = summary["config"]["delta_exponent"]
+    axes[0].set_title(f"DP-FedAvg: exactitud frente al ruido (ε con δ = N^−{exponent:g})", pad=28)
     if epsilon_at:
         top = axes[0].secondary_xaxis("top")
         top.set_xticks(list(epsilon_at), [f"{e:.3g}" for e in epsilon_at.values()], fontsize=8)

@@ -647,7 +647,7 @@ def privacy_rows(scenario_names=None, strategy_names=None):
     """DP-FedAvg against its ε: a row per strategy of each privacy scenario (None: all of them)."""
     summary = privacy_summary()
     if summary is None:
-        return [[NO_PRIVACY_RESULTS, "", "", "", "", ""]]
+        return [[NO_PRIVACY_RESULTS, "", "", "", "", "", ""]]
     rows = []
     for key, scenario in summary["scenarios"].items():
         if scenario_names and key not in scenario_names:
@@ -663,23 +663,32 @@ def privacy_rows(scenario_names=None, strategy_names=None):
                     epsilon_text(row),
                     mean_std(row["final_accuracy"]),
                     "—" if name == "fedavg" else paired_text(row["minus_fedavg"]),
+                    paired_text(row["minus_clip_only"]) if "minus_clip_only" in row else "—",
                 ]
             )
     return rows
 
 
-PRIVACY_HEADER = ["partición", "estrategia", "σ", "ε (δ = 10⁻³)", "exactitud final (%)", "− FedAvg (puntos, IC 95 %)"]
+PRIVACY_HEADER = [
+    "partición",
+    "estrategia",
+    "σ",
+    "ε (δ = K^−1.1)",
+    "exactitud final (%)",
+    "− FedAvg (puntos, IC 95 %)",
+    "− solo recorte, z = 0 (puntos, IC 95 %)",
+]
 
 
 def privacy_table():
     """The README's accuracy against ε: FedAvg and two noise levels, IID and shards."""
     rows = privacy_rows(("privacidad-iid", "privacidad-fragmentos"), PRIVACY_README_ROWS)
-    return markdown(PRIVACY_HEADER, rows, "llrrrr")
+    return markdown(PRIVACY_HEADER, rows, "llrrrrr")
 
 
 def privacy_full_table():
     """Every strategy of every privacy scenario against its ε."""
-    return markdown(PRIVACY_HEADER, privacy_rows(), "llrrrr")
+    return markdown(PRIVACY_HEADER, privacy_rows(), "llrrrrr")
 
 
 def leakage_table():
