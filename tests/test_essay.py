@@ -81,6 +81,9 @@ def test_an_uncited_decimal_is_named_and_a_cited_one_or_a_setting_is_not():
     text = "FedAvg llega a 98.03<!-- x.json#/a --> con μ = 0.01 en Python 3.11, y a 97.5 sin fuente.\n| 1.5 |"
     assert editorial.uncited_decimals(text) == ["97.5"]
     assert editorial.unrecorded_settings("con μ = 0.25 y η = 0.1", {"0.10", "0.1"}) == ["0.25"]
+    # a cited number after a symbol is a measurement (δ = 0.0063<!-- ... -->), not a setting to look up
+    assert editorial.unrecorded_settings("con δ = 0.0063<!-- x.json#/delta --> y η_g = 0.3", {"0.30", "0.3"}) == []
+    assert editorial.unrecorded_settings("con η_g = 0.25", {"0.3"}) == ["0.25"]
 
 
 def test_the_readme_rules_name_what_is_wrong():
