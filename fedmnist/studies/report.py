@@ -723,14 +723,14 @@ def leakage_table():
 def cohort_table():
     """How many clients a round would keep DP-FedAvg within a point of FedAvg at ε = 1 (trend and accountant)."""
     summary = privacy_summary()
-    header = ["partición", "σ* (el mayor a ≤ 1 punto)", "q", "z para ε = 1", "clientes por ronda", "población"]
+    header = ["partición", "σ* (el mayor a ≤ 1 punto)", "q", "z para ε = 1", "clientes por ronda", "población", "δ"]
     if summary is None:
-        return markdown(header, [[NO_PRIVACY_RESULTS, "", "", "", "", ""]], "lrrrrr")
+        return markdown(header, [[NO_PRIVACY_RESULTS, "", "", "", "", "", ""]], "lrrrrrr")
     rows = []
     for scenario in summary["scenarios"].values():
         cohort = scenario["cohort"]
         if cohort["clients_per_round"] is None:
-            rows.append([scenario["label"], "ninguno medido", "", "", "", ""])
+            rows.append([scenario["label"], "ninguno medido", "", "", "", "", ""])
             continue
         for rate, need in cohort["clients_per_round"].items():
             rows.append(
@@ -741,9 +741,10 @@ def cohort_table():
                     f"{need['noise_multiplier']:.3g}",
                     f"{need['clients_per_round']:,}".replace(",", " "),
                     f"{need['population']:,}".replace(",", " "),
+                    f"{need['delta']:.2g}",
                 ]
             )
-    return markdown(header, rows, "lrrrrr")
+    return markdown(header, rows, "lrrrrrr")
 
 
 def dp_sgd_table():
