@@ -68,9 +68,9 @@ def test_a_setting_is_written_with_the_papers_symbols_the_server_rate_as_eta_g()
 def test_a_choice_at_the_edge_of_its_grid_is_flagged_and_a_single_value_is_not(tmp_path):
     rows = rows_of(report.tuning_table(tuned_results(tmp_path)))
     by_strategy = {row[1]: row for row in rows}
-    assert by_strategy["FedAvg"][3:] == ["η = 0.2", "96.00", "η |"]  # 0.2 is the largest η tried
-    assert by_strategy["FedProx"][2:] == ["1", "η = 0.2, μ = 0.01", "96.00", "no |"]
-    assert by_strategy["FedAdam"][2:] == ["3", "η = 0.1, η_g = 0.01", "97.00", "no |"]
+    assert by_strategy["FedAvg"][3:] == ["η = 0.2", "96.00", "η", "— |"]  # 0.2 is the largest η tried
+    assert by_strategy["FedProx"][2:] == ["1", "η = 0.2, μ = 0.01", "96.00", "—", "η, μ |"]  # one point: not tuned
+    assert by_strategy["FedAdam"][2:] == ["3", "η = 0.1, η_g = 0.01", "97.00", "—", "η |"]
 
 
 def test_each_strategy_is_compared_with_fedavg_in_the_family_of_every_pair(tmp_path):

@@ -478,24 +478,27 @@ def setting_text(key, setting):
 
 
 def grid_edges(key, found):
-    """The symbols of the parameters whose chosen value is the smallest or largest of two or more tried."""
-    chosen = found["chosen"]
-    edges = []
-    for name, value in chosen.items():
+    """(edges, fixed): the symbols of the parameters whose chosen value is the smallest or largest of two or more
+    tried, and of those tried at one value only (not tuned)."""
+    edges, fixed = [], []
+    for name, value in found["chosen"].items():
         tried = sorted({point["setting"][name] for point in found["grid"]})
-        if len(tried) > 1 and value in (tried[0], tried[-1]):
-            edges.append(setting_text(key, {name: value}).split(" = ")[0])
-    return edges
+        symbol = setting_text(key, {name: value}).split(" = ")[0]
+        if len(tried) == 1:
+            fixed.append(symbol)
+        elif value in (tried[0], tried[-1]):
+            edges.append(symbol)
+    return edges, fixed
 
 
 def tuning_table(results=RESULTS_DIR):
-    """Each tuned scenario's grids: points tried, the setting chosen on validation, its score, and whether it lies
-    at an edge of its grid (a wider grid might have found better)."""
+    """Each tuned scenario's grids: points tried, the setting chosen on validation, its score, the parameters it
+    chose at an edge of their grid (a wider grid might have found better) and those it did not tune."""
     rows = []
     for scenario, found, _ in tuned_studies(results):
         for key, result in found["strategies"].items():
             best = max(point["validation_score"] for point in result["grid"])
-            edges = grid_edges(key, result)
+            edges, fixed = grid_edges(key, result)
             rows.append(
                 [
                     scenario.label,
@@ -503,13 +506,14 @@ def tuning_table(results=RESULTS_DIR):
                     str(len(result["grid"])),
                     setting_text(key, result["chosen"]),
                     f"{100 * best:.2f}",
-                    ", ".join(edges) if edges else "no",
+                    ", ".join(edges) or "—",
+                    ", ".join(fixed) or "—",
                 ]
             )
     if not rows:
-        rows.append([NO_STUDY_RESULTS, "", "", "", "", ""])
-    header = ["escenario", "estrategia", "puntos", "elegido en validación", "validación (%)", "en el borde"]
-    return markdown(header, rows, "llrlrl")
+        rows.append([NO_STUDY_RESULTS, "", "", "", "", "", ""])
+    header = ["escenario", "estrategia", "puntos", "elegido en validación", "validación (%)", "en el borde", "fijo"]
+    return markdown(header, rows, "llrlrll")
 
 
 def scenario_cell(scenario, summary):
