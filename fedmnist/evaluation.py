@@ -95,12 +95,17 @@ def write_json_and_figure(json_path, data, figure_path, figure):
 
 
 def write_json_and_figures(json_path, data, figures):
-    """Replace a results JSON and its figures ({path: figure}) as one set: none lands if any fails; their paths."""
+    """Replace a results JSON and its figures ({path: figure}) as one set: none lands if any fails; their paths.
+    The figures are closed: pyplot would otherwise keep each one for the life of a long study."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    with OutputSet() as outputs:
-        outputs.write_text(json_path, json.dumps(data, indent=2) + "\n")
-        for path, figure in figures.items():
-            save_figure(figure, outputs.stage(path))
+    try:
+        with OutputSet() as outputs:
+            outputs.write_text(json_path, json.dumps(data, indent=2) + "\n")
+            for path, figure in figures.items():
+                save_figure(figure, outputs.stage(path))
+    finally:
+        for figure in figures.values():
+            plt.close(figure)
     return json_path, *figures
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -118,6 +119,18 @@ def test_the_verdict_figure_shows_zero_the_margin_and_one_interval_per_strategy(
     assert low < -summary["comparisons"][PRIMARY_ENDPOINT]["fedavg - fedprox:0.01"]["margin"] and high > 1.0
     assert [tick.get_text() for tick in ax.get_yticklabels()] == ["FedProx (μ = 0.01)", "FedAdam (η_g = 0.01)"]
     assert len(ax.containers) == 2  # one error bar per strategy against FedAvg
+    plt.close(figure)
+
+
+def test_a_diverged_seed_turns_the_verdict_axis_logarithmic_so_the_other_intervals_stay_readable(tmp_path):
+    runs = [run(seed, {"fedavg": 96 + noise, "fedprox:0.01": 96.2 + noise}) for seed, noise in zip(SEEDS, NOISE)]
+    calm = plot_verdicts(write_seed_summary(tmp_path / "a", runs, "prueba")[0])
+    runs[2] = run(SEEDS[2], {"fedavg": 96.0, "fedprox:0.01": 10.0})  # FedProx diverges on one seed
+    wild = plot_verdicts(write_seed_summary(tmp_path / "b", runs, "prueba")[0])
+    assert calm.axes[0].get_xscale() == "linear" and wild.axes[0].get_xscale() == "symlog"
+    assert "logarítmica fuera" in wild.axes[0].get_xlabel()
+    plt.close(calm)
+    plt.close(wild)
 
 
 @pytest.mark.parametrize("broken", ["{}", "[1, 2]", "not json"])

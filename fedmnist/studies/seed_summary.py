@@ -13,7 +13,7 @@ import json
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 from scipy import stats
 
 from fedmnist.defaults import ACCURACY_TARGETS
@@ -213,6 +213,7 @@ def plot_seed_summary(summary):
     return fig
 
 
+SYMLOG_FROM = 10  # points: past this reach, the verdict figure's axis turns logarithmic beyond ± 1 point
 VERDICT_COLORS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "inconclusive": "tab:gray"}
 
 
@@ -227,12 +228,13 @@ def plot_verdicts(summary, reference="fedavg", endpoint=PRIMARY_ENDPOINT):
     ax.axvspan(-margin, margin, color="tab:blue", alpha=0.12, label=f"margen de equivalencia (± {margin:g} puntos)")
     ax.axvline(0, color="black", linewidth=1)
     base = np.array(summary["strategies"][reference][endpoint]["values"])
-    shown = set()
+    shown, reach = set(), 0.0
     for position, name in enumerate(others):
         compared = oriented(family, name, reference)
         low, high = compared["holm_interval"] or compared["ci95"]
         seeds = np.array(summary["strategies"][name][endpoint]["values"]) - base
         ax.plot(seeds, [position] * len(seeds), "o", color="gray", alpha=0.45, markersize=4)
+        reach = max(reach, abs(low), abs(high), *np.abs(seeds))
         word = compared["verdict"]
         ax.errorbar(
             compared["mean"],
@@ -253,9 +255,14 @@ def plot_verdicts(summary, reference="fedavg", endpoint=PRIMARY_ENDPOINT):
         )
     ax.set_yticks(range(len(others)), [label_of(name, short=True) for name in others])
     ax.invert_yaxis()
+    scale = ""
+    if reach > SYMLOG_FROM:  # a diverged seed spans tens of points: a linear axis would flatten every other interval
+        ax.set_xscale("symlog", linthresh=1)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # -100, -10, -1, 0, 1, 10
+        scale = "; escala lineal en ± 1 punto, logarítmica fuera"
     ax.set_xlabel(
-        f"{ENDPOINT_LABELS[endpoint]}: estrategia − {label_of(reference, short=True)} (puntos); gris: cada semilla; "
-        "rombo: media e intervalo de Holm"
+        f"{ENDPOINT_LABELS[endpoint]}: estrategia − {label_of(reference, short=True)} (puntos{scale})\n"
+        "gris: cada semilla; rombo: media e intervalo de Holm"
     )
     ax.grid(alpha=0.3, axis="x")
     ax.margins(x=0.2)  # room for the labels right of each interval
