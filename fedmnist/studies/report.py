@@ -471,23 +471,27 @@ def tuned_studies(results=RESULTS_DIR):
     return found
 
 
+def symbols_of(key):
+    """{grid name: symbol} of strategy `key`'s grid: the client's η and the row's parameters (η_g the server's)."""
+    return {"learning_rate": "η", **{p.name: p.symbol for p in strategies.get(key).parameters}}
+
+
 def setting_text(key, setting):
-    """A grid point as the papers write it: η = 0.2, μ = 0.01 (η is the client's; η_g the server's)."""
-    symbols = {"learning_rate": "η", **{p.name: p.symbol for p in strategies.get(key).parameters}}
+    """A grid point as the papers write it: η = 0.2, μ = 0.01."""
+    symbols = symbols_of(key)
     return ", ".join(f"{symbols[name]} = {value:g}" for name, value in setting.items())
 
 
 def grid_edges(key, found):
     """(edges, fixed): the symbols of the parameters whose chosen value is the smallest or largest of two or more
     tried, and of those tried at one value only (not tuned)."""
-    edges, fixed = [], []
+    edges, fixed, symbols = [], [], symbols_of(key)
     for name, value in found["chosen"].items():
         tried = sorted({point["setting"][name] for point in found["grid"]})
-        symbol = setting_text(key, {name: value}).split(" = ")[0]
         if len(tried) == 1:
-            fixed.append(symbol)
+            fixed.append(symbols[name])
         elif value in (tried[0], tried[-1]):
-            edges.append(symbol)
+            edges.append(symbols[name])
     return edges, fixed
 
 
