@@ -6,7 +6,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+from fedmnist.history import PARTIAL_FILE, RESULTS_FILE
 from fedmnist.studies import report, tuning
+from fedmnist.studies.centralized import BASELINE_FILE
 from fedmnist.studies.seed_summary import PRIMARY_ENDPOINT, VERDICT_FIGURE, plot_verdicts, write_seed_summary
 from fedmnist.studies.significance import compare_family, oriented
 
@@ -96,7 +98,7 @@ def test_the_highest_mean_is_compared_with_every_other_strategy(tmp_path):
 
 
 def test_without_results_each_table_says_which_command_makes_them(tmp_path):
-    for table in (report.tuning_table, report.tuned_study_table, report.tuned_best_table):
+    for table in (report.tuning_table, report.tuned_study_table, report.tuned_best_table, report.study_compute_table):
         assert "(sin resultados: `make study`)" in table(tmp_path)
 
 
@@ -145,3 +147,27 @@ def test_noise_free_seeds_give_the_hand_computed_interval():
     # a constant one-point gap on every seed: zero spread, so the interval collapses onto the mean
     family = compare_family({"a - b": (np.full(5, 97.0), np.full(5, 96.0))})
     assert family["a - b"]["holm_interval"] == [1.0, 1.0] and family["a - b"]["verdict"] == "better"
+
+
+def test_the_compute_table_sums_the_seconds_of_finished_runs_and_not_of_one_in_progress(tmp_path):
+    results = tuned_results(tmp_path)
+    folder = tuning.results_dir(SCENARIO, results)
+
+    def finished(where, seconds_per_round, rounds=3):
+        where.mkdir(parents=True)
+        history = {"fedavg": [{"round": r, "seconds": seconds_per_round} for r in range(1, rounds + 1)]}
+        (where / RESULTS_FILE).write_text(json.dumps({"config": {}, "history": history}))
+
+    finished(folder / "fedavg" / "learning_rate=0.1" / "semilla_1201", 600.0)  # 0.5 h
+    finished(folder / "fedavg" / "learning_rate=0.2" / "semilla_1201", 1200.0)  # 1 h
+    finished(folder / tuning.REPORT_DIR / "fedavg" / "semilla_201", 2400.0)  # 2 h
+    in_progress = folder / tuning.REPORT_DIR / "fedadam" / "semilla_201"
+    in_progress.mkdir(parents=True)
+    (in_progress / PARTIAL_FILE).write_text("{}")
+    baseline = folder / tuning.REPORT_DIR / tuning.BASELINES_DIR / "semilla_201"
+    baseline.mkdir(parents=True)
+    (baseline / BASELINE_FILE).write_text(json.dumps({"config": {}, "epochs": 20, "seconds": 1800.0}))
+
+    assert tuning.compute_spent(folder) == {"tuning": (2, 1.5), "report": (1, 2.0), "baselines": (1, 0.5)}
+    [row] = rows_of(report.study_compute_table(results))
+    assert row[1:] == ["2 · 1.5", "1 de 15 · 2.0", "1 de 5 · 0.5", "4.0 |"]  # 3 strategies × 5 seeds needed

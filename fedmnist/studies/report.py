@@ -585,6 +585,35 @@ def tuned_best_table(results=RESULTS_DIR):
     return markdown(["escenario", "mayor media − otra", "puntos", "intervalo de Holm", "veredicto"], rows, "llrrl")
 
 
+def study_compute_table(results=RESULTS_DIR):
+    """The compute each tuned scenario has spent so far, summed from the seconds its finished runs recorded: the
+    tuning's grid points, the report's runs (of the strategies × seeds it needs) and its centralized baselines."""
+    rows = []
+    for scenario, found, _ in tuned_studies(results):
+        spent = tuning.compute_spent(tuning.results_dir(scenario.name, results))
+        needed = len(found["strategies"]) * len(scenario.seeds)
+        (tuned, tuning_hours), (reported, report_hours), (baselines, baseline_hours) = spent.values()
+        rows.append(
+            [
+                scenario.label,
+                f"{tuned} · {tuning_hours:.1f}",
+                f"{reported} de {needed} · {report_hours:.1f}",
+                f"{baselines} de {len(scenario.seeds)} · {baseline_hours:.1f}",
+                f"{tuning_hours + report_hours + baseline_hours:.1f}",
+            ]
+        )
+    if not rows:
+        rows.append([NO_STUDY_RESULTS, "", "", "", ""])
+    header = [
+        "escenario",
+        "ajuste: ejecuciones · horas",
+        "informe: ejecuciones · horas",
+        "centralizado: semillas · horas",
+        "horas",
+    ]
+    return markdown(header, rows, "lrrrr")
+
+
 ARM_LABELS = {
     "sequential": "por cliente, este proceso",
     "pool": "por cliente, 2 procesos de 1 hilo",
@@ -815,6 +844,7 @@ TABLES = {
     "ajuste": tuning_table,
     "estudio_ajustado": tuned_study_table,
     "estudio_mejor": tuned_best_table,
+    "computo_estudio": study_compute_table,
     "rondas_por_hora": rounds_per_hour_table,
     "rondas_por_hora_resumen": rounds_per_hour_summary,
     "una_ronda": one_shot_table,

@@ -40,7 +40,7 @@ from fedmnist.history import (
 )
 from fedmnist.simulation import Federation, RoundSettings, history_config, run_rounds
 from fedmnist.studies import StudyError
-from fedmnist.studies.centralized import read_baseline, train_centralized, write_baseline
+from fedmnist.studies.centralized import BASELINE_FILE, read_baseline, train_centralized, write_baseline
 from fedmnist.studies.seed_summary import write_seed_summary
 
 TUNING_DIR, TUNING_FILE = "ajuste", "ajuste.json"
@@ -65,9 +65,7 @@ def checked_tuning(tuning, scenario):
     if reported := set(seeds) & set(scenario.seeds):
         raise StudyError(f"{where}: seeds {sorted(reported)} are also the seeds the scenario reports")
     if not (isinstance(rounds, int) and rounds >= LAST_ROUNDS):
-        raise StudyError(
-            f"{where}: rounds must be an integer of at least {LAST_ROUNDS}, the rounds the score averages"
-        )
+        raise StudyError(f"{where}: rounds must be an integer of at least {LAST_ROUNDS}, the rounds the score averages")
     rates = tuning.get("learning_rate", [])
     if not (isinstance(rates, list) and all(isinstance(r, (int, float)) and r > 0 for r in rates)):
         raise StudyError(f"{where}: learning_rate must be a list of positive numbers")
@@ -83,9 +81,7 @@ def checked_tuning(tuning, scenario):
                     and options
                     and all(isinstance(r, (int, float)) and r > 0 for r in options)
                 ):
-                    raise StudyError(
-                        f"{where}: grid.{key}.learning_rate must be a non-empty list of positive numbers"
-                    )
+                    raise StudyError(f"{where}: grid.{key}.learning_rate must be a non-empty list of positive numbers")
                 continue
             parameter = next((p for p in row.parameters if p.name == name), None)
             if parameter is None or not isinstance(options, list) or not options:
@@ -178,6 +174,7 @@ def tune(scenario, data_root, out_root, log=print):
 
 
 REPORT_DIR = "informe"  # beside ajuste.json: each strategy at its chosen setting on the reported seeds
+BASELINES_DIR = "centralizado"  # in REPORT_DIR: the centralized baseline of each reported seed
 
 
 def report(scenario, found, data_root, out_root, log=print):
@@ -198,7 +195,7 @@ def report(scenario, found, data_root, out_root, log=print):
             out = out_root / REPORT_DIR / key / f"semilla_{seed}"
             per_strategy.append(run_point(scenario, spec, point, seed, data, out, log, settings.rounds, "study"))
         runs.append(merged_run(per_strategy))
-        baselines.append(centralized_baseline(scenario, found, seed, data, out_root / REPORT_DIR / "centralizado"))
+        baselines.append(centralized_baseline(scenario, found, seed, data, out_root / REPORT_DIR / BASELINES_DIR))
     summary, _ = write_seed_summary(out_root, runs, f"{scenario.label} (ajustado)", baselines, verdicts=True)
     return summary
 
@@ -235,3 +232,19 @@ def centralized_baseline(scenario, found, seed, data, out_root):
         out.mkdir(parents=True, exist_ok=True)
         write_baseline(out, baseline)
     return baseline
+
+
+def compute_spent(folder):
+    """{part: (finished runs, hours)} of one scenario's study folder, summed from the seconds its finished runs
+    recorded: the tuning's grid points, the report's runs and the report's centralized baselines. A run still in
+    progress counts nothing (its rounds are in its checkpoint, not yet in a result)."""
+    spent = {"tuning": [0, 0.0], "report": [0, 0.0], "baselines": [0, 0.0]}
+    for path in folder.rglob(RESULTS_FILE):
+        part = "report" if path.relative_to(folder).parts[0] == REPORT_DIR else "tuning"
+        history = json.loads(path.read_text())["history"]
+        spent[part][0] += 1
+        spent[part][1] += sum(row["seconds"] for rows in history.values() for row in rows)
+    for path in (folder / REPORT_DIR / BASELINES_DIR).glob(f"*/{BASELINE_FILE}"):
+        spent["baselines"][0] += 1
+        spent["baselines"][1] += json.loads(path.read_text())["seconds"]
+    return {part: (runs, seconds / 3600) for part, (runs, seconds) in spent.items()}
